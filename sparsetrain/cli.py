@@ -1,0 +1,188 @@
+"""The ``sparsetrain`` command: a Hydra app with one-line errors for bad input.
+
+Before Hydra starts, ``preflight`` composes the config from the command line and runs the checks, so that a
+bad value, an unknown option or a bad ``resume`` ends with one line naming the key, exit status 2, and no
+file written. It also turns ``resume=<run dir>`` into a run in that directory, with the run's original
+overrides when the command line gives no result-relevant ones.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import hydra
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .config import ConfigError, validate
+from .data import DataError
+from .methods import build_method
+from .train.checkpoint import checkpoint_path
+from .train.resume import is_result_key, read_run_record, refuse_if_changed, resumable_run_dir
+
+CONFIG_MODULE = "sparsetrain.configs"
+CONFIG_NAME = "train"
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME)
+def _app(cfg: DictConfig) -> dict:
+    from .train.run import run  # torch and the models load only once the config is known to be good
+
+    hydra_cfg = HydraConfig.get()
+    try:
+        check(cfg)
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        if cfg.resume not in (None, "auto"):
+            run_dir = resumable_run_dir(cfg.resume)
+        return run(cfg, run_dir, list(hydra_cfg.overrides.task))
+    except (ConfigError, DataError) as error:
+        fail(str(error))
+
+
+def check(cfg: DictConfig) -> None:
+    """Every check that needs no data or model: value ranges, then the method's options."""
+    validate(cfg)
+    try:
+        build_method(cfg.method, cfg.sparsity)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if all(arg in MULTIRUN_FLAGS or not arg.startswith("-") for arg in args):
+        multirun = any(arg in MULTIRUN_FLAGS for arg in args)
+        overrides = [arg for arg in args if arg not in MULTIRUN_FLAGS]
+        try:
+            extra = preflight(overrides, multirun)
+        except ConfigError as error:
+            fail(str(error))
+        sys.argv = [sys.argv[0], *args, *extra]
+    _app()
+
+
+def preflight(overrides: list[str], multirun: bool) -> list[str]:
+    """Check every job's config before Hydra runs; return overrides to add (for ``resume=<dir>``)."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as error:
+        raise ConfigError(_first_line(error)) from None
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        if multirun:
+            for job in _job_samples(parsed):
+                _compose_checked(job)
+            return []
+        cfg = _compose_checked(overrides)
+        return _resume_overrides(cfg, parsed, overrides)
+
+
+def _job_samples(parsed: list[Override]) -> list[list[str]]:
+    """One override list per sweep value (other sweeps at their first value): each value composed once."""
+    choices = [_values(o) for o in parsed]
+    base = [values[0] for values in choices]
+    jobs = [base]
+    for index, values in enumerate(choices):
+        jobs += [base[:index] + [value] + base[index + 1 :] for value in values[1:]]
+    return jobs
+
+
+def _values(override: Override) -> list[str]:
+    key = override.get_key_element()
+    if not override.is_sweep_override():
+        return [f"{key}={override.get_value_element_as_str()}"]
+    return [f"{key}={value}" for value in override.sweep_string_iterator()]
+
+
+def _compose_checked(overrides: list[str]) -> DictConfig:
+    try:
+        cfg = compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+        check(cfg)
+    except MissingConfigException as error:
+        raise ConfigError(_missing_option(error, overrides)) from None
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(_composition_error(error)) from None
+    return cfg
+
+
+def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[str]) -> list[str]:
+    """For a single run: refuse to overwrite a checkpoint; point ``resume=<dir>`` at its run directory."""
+    resume = cfg.resume
+    run_dir = Path(cfg.hydra.run.dir)
+    if resume is None:
+        if checkpoint_path(run_dir).is_file():
+            raise ConfigError(
+                f"hydra.run.dir={str(run_dir)!r} already holds a checkpoint; add resume=auto to continue it, "
+                "or choose a new directory, e.g. hydra.run.dir=outputs/new_run"
+            )
+        return []
+    if resume == "auto":
+        if checkpoint_path(run_dir).is_file():
+            refuse_if_changed(read_run_record(run_dir)["config"], _plain(cfg), run_dir)
+        return []
+    run_dir = resumable_run_dir(resume)
+    record = read_run_record(run_dir)
+    extra = []
+    if not any(is_result_key(o.key_or_group) for o in parsed):
+        extra = [o for o in record["overrides"] if is_result_key(_key(o))]
+        cfg = _compose_checked(extra + overrides)
+    refuse_if_changed(record["config"], _plain(cfg), run_dir)
+    if not any(o.key_or_group == "hydra.run.dir" for o in parsed):
+        extra += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+    return extra
+
+
+def _plain(cfg: DictConfig) -> dict:
+    """The resolved job config without Hydra's own node, as stored in run.yaml and checkpoints."""
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    container.pop("hydra", None)
+    return container
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _missing_option(error: MissingConfigException, overrides: list[str]) -> str:
+    """``method=nosuch`` -> one line with the group's options and an example."""
+    group = next((_key(o) for o in overrides if error.missing_cfg_file and error.missing_cfg_file.startswith(
+        _key(o) + "/")), None)
+    if group is None:
+        return _first_line(error)
+    value = error.missing_cfg_file.split("/", 1)[1]
+    options = GlobalHydra.instance().config_loader().get_group_options(group)
+    options = [o for o in options if not o.startswith("base_")]
+    return f"{group}={value} is not an option; choose one of: {', '.join(options)} (e.g. {group}={options[0]})"
+
+
+def _composition_error(error: Exception) -> str:
+    """The innermost OmegaConf/Hydra message on one line, with the key it concerns."""
+    cause = error
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    key = getattr(cause, "full_key", None)
+    text = _first_line(cause)
+    if "not in struct" in str(cause) or "Could not override" in str(error) and key:
+        return f"{key or text} is not a config key (see `sparsetrain --cfg job` for the keys); to add one use +{key}=..."
+    if key:
+        return f"{key}: {text}"
+    return _first_line(error)
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+

@@ -1,0 +1,194 @@
+"""Typed config schemas (registered in Hydra's ConfigStore) and the range checks Hydra cannot do.
+
+The YAML files under ``configs/`` hold the option values; these dataclasses fix the keys and their types,
+so a typo (``sparsty=0.5``), a wrong type (``epochs=abc``) or an unknown enum value is rejected at
+composition time. ``validate`` adds the checks that need values (ranges, consistency between keys).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """A bad value in the composed config; its message is one line naming the key and a valid example."""
+
+
+class Device(enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(enum.Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    depth: Optional[int] = None
+    width: Optional[int] = None
+    dropout: float = 0.0
+    stem: str = "auto"
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    root: str = "data"
+    download: bool = True
+    val_size: int = 0
+    augment: bool = True
+    num_workers: int = 8
+    image_size: int = 224
+
+
+@dataclass
+class SGDConfig:
+    _target_: str = "torch.optim.SGD"
+    _partial_: bool = True
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+
+
+@dataclass
+class AdamConfig:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    _target_: str = "torch.optim.AdamW"
+    weight_decay: float = 0.01
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate factor as a function of the step; see ``sparsetrain.train.schedule``."""
+
+    name: str = MISSING
+    warmup_epochs: float = 0.0
+    milestones: list[float] = field(default_factory=list)
+    gamma: float = 0.1
+    final_lr_fraction: float = 0.0
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    optimizer: Any = MISSING
+    schedule: ScheduleConfig = MISSING
+    method: MethodConfig = MISSING
+    sparsity: float = 0.0
+    seed: int = 0
+    epochs: int = 20
+    steps: Optional[int] = None
+    batch_size: int = 64
+    eval_batch_size: int = 1000
+    label_smoothing: float = 0.0
+    device: Device = Device.auto
+    precision: Precision = Precision.fp32
+    channels_last: bool = True
+    compile: bool = False
+    deterministic: bool = False
+    resume: Optional[str] = None
+    eval_every: str = "1ep"
+    checkpoint_every: str = "1ep"
+
+
+def register_configs() -> None:
+    """Register the schemas; group files extend them via ``defaults: [base_<group>]``."""
+    store = ConfigStore.instance()
+    store.store(name="base_train", node=TrainConfig)
+    store.store(group="model", name="base_model", node=ModelConfig)
+    store.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    store.store(group="optimizer", name="base_sgd", node=SGDConfig)
+    store.store(group="optimizer", name="base_adam", node=AdamConfig)
+    store.store(group="optimizer", name="base_adamw", node=AdamWConfig)
+    store.store(group="schedule", name="base_schedule", node=ScheduleConfig)
+    store.store(group="method", name="base_method", node=MethodConfig)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A cadence in epochs (``'2ep'``, or a bare number) or in optimizer steps (``'500it'``); 0 means never."""
+
+    count: int
+    unit: str  # "ep" | "it"
+
+    def due(self, *, step: int, epoch_end: Optional[int]) -> bool:
+        """True at step ``step`` (1-based, after it ran) or at the end of epoch ``epoch_end`` (1-based)."""
+        if self.count == 0:
+            return False
+        if self.unit == "it":
+            return epoch_end is None and step % self.count == 0
+        return epoch_end is not None and epoch_end % self.count == 0
+
+
+_INTERVAL = re.compile(r"^\s*(\d+)\s*(ep|it)?\s*$")
+
+
+def parse_interval(key: str, text: str) -> Interval:
+    match = _INTERVAL.match(str(text))
+    if match is None:
+        raise ConfigError(f"{key}={text!r} is not an interval; use epochs or steps, e.g. {key}=2ep or {key}=500it")
+    return Interval(int(match.group(1)), match.group(2) or "ep")
+
+
+SCHEDULES = ("constant", "cosine", "linear", "multistep")
+
+
+def validate(cfg: Any) -> None:
+    """Range and consistency checks on a composed config; raises ConfigError with a one-line message."""
+    checks = [
+        (0.0 <= cfg.sparsity < 1.0, "sparsity", "must be in [0, 1) (the fraction of zeros)", "sparsity=0.9"),
+        (cfg.epochs >= 1, "epochs", "must be a positive integer", "epochs=10"),
+        (cfg.steps is None or cfg.steps >= 1, "steps", "must be a positive integer or null", "steps=50000"),
+        (cfg.batch_size >= 1, "batch_size", "must be a positive integer", "batch_size=128"),
+        (cfg.eval_batch_size >= 1, "eval_batch_size", "must be a positive integer", "eval_batch_size=1000"),
+        (0.0 <= cfg.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)", "label_smoothing=0.1"),
+        (cfg.dataset.val_size >= 0, "dataset.val_size", "must be >= 0", "dataset.val_size=5000"),
+        (cfg.dataset.num_workers >= 0, "dataset.num_workers", "must be >= 0", "dataset.num_workers=8"),
+        (cfg.optimizer.lr > 0, "optimizer.lr", "must be positive", "optimizer.lr=0.1"),
+        (cfg.schedule.name in SCHEDULES, "schedule.name", f"must be one of {', '.join(SCHEDULES)}",
+         "schedule=cosine"),
+        (cfg.schedule.warmup_epochs >= 0, "schedule.warmup_epochs", "must be >= 0", "schedule.warmup_epochs=5"),
+        (list(cfg.schedule.milestones) == sorted(cfg.schedule.milestones), "schedule.milestones",
+         "must be increasing epochs", "schedule.milestones=[80,120]"),
+        (cfg.schedule.name != "multistep" or len(cfg.schedule.milestones) > 0, "schedule.milestones",
+         "needs at least one epoch with schedule=multistep", "schedule.milestones=[80,120]"),
+        (0.0 <= cfg.model.dropout < 1.0, "model.dropout", "must be in [0, 1)", "model.dropout=0.3"),
+    ]
+    for ok, key, rule, example in checks:
+        if not ok:
+            raise ConfigError(f"{key}={_show(cfg, key)} {rule}; e.g. {example}")
+    parse_interval("eval_every", cfg.eval_every)
+    parse_interval("checkpoint_every", cfg.checkpoint_every)
+
+
+def _show(cfg: Any, dotted: str) -> str:
+    value = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return repr(value) if isinstance(value, str) else str(value)

@@ -1,0 +1,79 @@
+"""The interface between the trainer and a sparsification method.
+
+The trainer calls these hooks and knows no method by name. A method keeps its own state (masks, schedules,
+counters, generators) and returns it from ``state_dict`` so a resumed run continues exactly. Masks are
+applied in place by the method (gradients in ``before_optimizer_step``; weights and optimizer state in
+``after_optimizer_step``), never by forward hooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+
+@dataclass
+class RunContext:
+    """What a method may read or use; built once per run by the trainer's composition root."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    train_batches: Any  # sparsetrain.data.TrainBatches: for methods that score weights on data
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    sparsity: float
+    seed: int
+    device: torch.device
+    steps_per_epoch: int
+    total_steps: int  # optimizer steps per round
+    run_dir: Path
+    log: Callable[[dict], None]  # append an event to metrics.jsonl
+
+
+class Method:
+    """Base class: every hook is a no-op, so ``dense`` is this class with a name."""
+
+    name: str = "base"
+    rounds: int = 1  # > 1 for methods that train several times (lottery-ticket levels, GaP cycles)
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        self.cfg = cfg
+        self.sparsity = sparsity
+        self.ctx: RunContext | None = None
+
+    def setup(self, ctx: RunContext) -> None:
+        """Called once, after model and optimizer exist and before any checkpoint state is loaded."""
+        self.ctx = ctx
+
+    def start_round(self, round_index: int) -> None:
+        """Before the round's first step (not called again when a run resumes inside the round)."""
+
+    def before_optimizer_step(self, step: int) -> bool:
+        """After backward, before the optimizer step of step ``step`` (0-based in the round).
+
+        Return False to skip the optimizer step (e.g. RigL's reference code on mask-update steps).
+        """
+        return True
+
+    def after_optimizer_step(self, step: int) -> None:
+        """After the optimizer step (or the skipped one): re-mask, update masks on schedule."""
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """After the last step of epoch ``epoch`` (1-based)."""
+
+    def end_round(self, round_index: int) -> None:
+        """After the round's final evaluation: prune, rewind, regrow for the next round."""
+
+    def masks(self) -> dict[str, torch.Tensor] | None:
+        """Boolean masks by parameter name, or None for a dense model."""
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"method {self.name} has no state, got keys {sorted(state)}")

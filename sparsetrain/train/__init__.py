@@ -1,0 +1,1 @@
+"""Training: the loop, the round driver, checkpoints, metrics and the learning-rate schedule."""

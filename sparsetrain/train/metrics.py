@@ -1,0 +1,84 @@
+"""metrics.jsonl (one JSON object per event), evaluation, and summary.json."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from .checkpoint import atomic_write
+
+
+class MetricsLog:
+    """Appends JSON lines; ``truncate(offset)`` drops events logged after a checkpoint that is resumed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()
+
+    def __call__(self, event: dict) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(event, sort_keys=True) + "\n")
+
+    def offset(self) -> int:
+        return self.path.stat().st_size
+
+    def truncate(self, offset: int) -> None:
+        with self.path.open("r+") as handle:
+            handle.truncate(offset)
+
+
+def read_events(path: Path) -> list[dict]:
+    with Path(path).open() as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    num_classes: int,
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    autocast: Callable[[], Any],
+) -> dict:
+    """Mean loss, top-1 and (with more than 5 classes) top-5 accuracy over all batches."""
+    was_training = model.training
+    model.eval()
+    totals, count = None, 0
+    for x, y in batches:
+        with autocast():
+            logits = model(prepare(x)).float()
+        hits = logits.topk(min(5, num_classes), dim=1).indices.eq(y.unsqueeze(1))
+        stats = torch.stack(
+            (loss_fn(logits, y).double() * len(y), hits[:, 0].sum().double(), hits.any(dim=1).sum().double())
+        )
+        totals = stats if totals is None else totals + stats
+        count += len(y)
+    model.train(was_training)
+    loss_sum, correct1, correct5 = totals.tolist()
+    result = {"loss": loss_sum / count, "top1": correct1 / count}
+    if num_classes > 5:
+        result["top5"] = correct5 / count
+    return result
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    text = json.dumps(_finite(summary), indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

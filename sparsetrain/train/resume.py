@@ -1,0 +1,78 @@
+"""Which config keys may change on resume, and the record of how a run was started (``run.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import ConfigError
+from .checkpoint import atomic_write, checkpoint_path
+
+RUN_RECORD = "run.yaml"
+
+# Keys that do not change what a run computes: they may differ between a run and its resume.
+NON_RESULT_KEYS = (
+    "resume",
+    "device",
+    "compile",
+    "checkpoint_every",
+    "eval_batch_size",
+    "dataset.root",
+    "dataset.download",
+    "dataset.num_workers",
+)
+
+
+def is_result_key(key: str) -> bool:
+    return not key.startswith("hydra.") and not any(
+        key == skip or key.startswith(skip + ".") for skip in NON_RESULT_KEYS
+    )
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): tree}
+
+
+def differing_keys(stored: dict, current: dict) -> list[str]:
+    """Result-relevant keys whose values differ between two resolved configs."""
+    old, new = flatten(stored), flatten(current)
+    return sorted(k for k in old.keys() | new.keys() if is_result_key(k) and old.get(k) != new.get(k))
+
+
+def refuse_if_changed(stored: dict, current: dict, run_dir: Path) -> None:
+    keys = differing_keys(stored, current)
+    if keys:
+        shown = "; ".join(f"{k}: {flatten(stored).get(k)!r} -> {flatten(current).get(k)!r}" for k in keys[:6])
+        more = f" (+{len(keys) - 6} more)" if len(keys) > 6 else ""
+        raise ConfigError(
+            f"resume={str(run_dir)!r} refused: the config differs in {shown}{more}; "
+            f"repeat the original overrides (see {run_dir / RUN_RECORD}) or start a new run"
+        )
+
+
+def write_run_record(run_dir: Path, overrides: list[str], config: dict) -> None:
+    text = yaml.safe_dump({"overrides": overrides, "config": config}, sort_keys=False)
+    atomic_write(Path(run_dir) / RUN_RECORD, lambda handle: handle.write(text.encode()))
+
+
+def read_run_record(run_dir: Path) -> dict:
+    with (Path(run_dir) / RUN_RECORD).open() as handle:
+        return yaml.safe_load(handle)
+
+
+def resumable_run_dir(text: str) -> Path:
+    """The run directory named by ``resume=<dir>``; ConfigError unless it holds a checkpoint."""
+    run_dir = Path(text).expanduser()
+    if not checkpoint_path(run_dir).is_file() or not (run_dir / RUN_RECORD).is_file():
+        raise ConfigError(
+            f"resume={text!r} is not a run directory with a checkpoint (checkpoints/last.pt and {RUN_RECORD}); "
+            "e.g. resume=outputs/2026-11-25/14-03-11, or resume=auto to continue the run in hydra.run.dir"
+        )
+    return run_dir

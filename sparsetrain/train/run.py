@@ -1,0 +1,186 @@
+"""One run from a composed config: build data, model, optimizer and method, train every round, summarise."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from ..config import ConfigError, parse_interval
+from ..data import Data, build_data
+from ..methods import Method, RunContext, build_method
+from ..models import build_model
+from .checkpoint import checkpoint_path, load_checkpoint
+from .metrics import MetricsLog, write_summary
+from .resume import refuse_if_changed, write_run_record
+from .rounds import run_rounds
+from .trainer import Trainer, TrainerParts
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
+    """Train (or resume) the run in ``run_dir`` and return its summary (also written to summary.json)."""
+    run_dir = Path(run_dir)
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    resuming = checkpoint_path(run_dir).is_file()
+    if resuming and cfg.resume is None:
+        raise ConfigError(
+            f"{run_dir} already holds a checkpoint; add resume=auto to continue it, "
+            "or choose a new directory, e.g. hydra.run.dir=outputs/new_run"
+        )
+    device = _resolve_device(cfg.device.value)
+    _configure_determinism(cfg.deterministic, device)
+    _seed_everything(cfg.seed)
+
+    data = build_data(
+        cfg.dataset, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size, device=device, seed=cfg.seed
+    )
+    model = _user_error(build_model, cfg.model.name, data.in_shape, data.num_classes, depth=cfg.model.depth,
+                        width=cfg.model.width, dropout=cfg.model.dropout, stem=cfg.model.stem).to(device)
+    channels_last = cfg.channels_last and device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    method = _user_error(build_method, cfg.method, cfg.sparsity)
+    total_steps = cfg.steps or cfg.epochs * len(data.train)
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    parts = TrainerParts(
+        config=config,
+        run_dir=run_dir,
+        model=model,
+        step_model=torch.compile(model) if cfg.compile else model,
+        optimizer=optimizer,
+        method=method,
+        data=data,
+        loss_fn=loss_fn,
+        eval_loss_fn=nn.CrossEntropyLoss(),
+        prepare=_channels_last if channels_last else _identity,
+        autocast=_autocast(cfg.precision.value, device),
+        schedule=cfg.schedule,
+        total_steps=total_steps,
+        eval_every=parse_interval("eval_every", cfg.eval_every),
+        checkpoint_every=parse_interval("checkpoint_every", cfg.checkpoint_every),
+        metrics=metrics,
+    )
+    trainer = Trainer(parts)
+    method.setup(
+        RunContext(
+            model=model, optimizer=optimizer, train_batches=data.train, loss_fn=loss_fn, sparsity=cfg.sparsity,
+            seed=cfg.seed, device=device, steps_per_epoch=len(data.train), total_steps=total_steps,
+            run_dir=run_dir, log=metrics,
+        )
+    )
+    if resuming:
+        state = load_checkpoint(checkpoint_path(run_dir), device)
+        refuse_if_changed(state["config"], config, run_dir)
+        trainer.load(state)
+        log.info("resuming %s at round %d epoch %d batch %d (step %d)", run_dir, *vars(trainer.pos).values())
+    else:
+        write_run_record(run_dir, overrides, config)
+    _describe(cfg, device, model, data, method, total_steps)
+    run_rounds(trainer)
+    summary = _summary(cfg, run_dir, trainer, model, method, device)
+    write_summary(run_dir / "summary.json", summary)
+    final_test = summary["final"]["test"]["top1"]
+    log.info("done: test top1 %.4f, %s", final_test, run_dir / "summary.json")
+    return summary
+
+
+def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module, method: Method,
+             device: torch.device) -> dict:
+    last = trainer.results[-1]
+    summary = {
+        "run_dir": str(run_dir),
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "method": cfg.method.name,
+        "sparsity": cfg.sparsity,
+        "seed": cfg.seed,
+        "final": last["final"],
+        "best": last["best"],
+        "early_stop": last["early_stop"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "steps": trainer.p.total_steps,
+        "steps_per_epoch": trainer.steps_per_epoch,
+        "epochs": trainer.epochs,
+        "wall_time_s": round(trainer.elapsed(), 3),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+    }
+    masks = method.masks()
+    if masks is not None:
+        kept = sum(int(m.sum()) for m in masks.values())
+        total = sum(m.numel() for m in masks.values())
+        summary["density"] = {
+            "global": kept / total,
+            "layers": {name: int(m.sum()) / m.numel() for name, m in masks.items()},
+        }
+    if method.rounds > 1:
+        summary["rounds"] = trainer.results
+    return summary
+
+
+def _describe(cfg: DictConfig, device: torch.device, model: nn.Module, data: Data, method: Method,
+              total_steps: int) -> None:
+    params = sum(p.numel() for p in model.parameters())
+    log.info(
+        "%s on %s (%d train, %s val, %d test samples, %d classes) with method %s on %s: %d parameters, "
+        "%d steps of batch %d", cfg.model.name, cfg.dataset.name, data.train.num_samples,
+        data.val.num_samples if data.val is not None else 0, data.test.num_samples, data.num_classes,
+        method.name, device, params, total_steps, cfg.batch_size,
+    )
+
+
+def _user_error(build: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Call a builder whose ValueErrors are bad config values, and report them as such."""
+    try:
+        return build(*args, **kwargs)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def _configure_determinism(deterministic: bool, device: torch.device) -> None:
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _autocast(precision: str, device: torch.device) -> Callable[[], Any]:
+    if precision == "bf16":
+        return functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x

@@ -1,0 +1,31 @@
+"""Learning-rate schedules as pure functions of the optimizer step (so resume needs only the step)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def lr_factor(cfg: Any, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Multiplier of the base learning rate for optimizer step ``step`` (0-based) of ``total_steps``.
+
+    ``cfg`` is the ``schedule`` config: a linear warm-up over ``warmup_epochs`` (from 1/warmup_steps to 1),
+    then ``constant``, ``cosine`` or ``linear`` decay to ``final_lr_fraction`` at the last step, or
+    ``multistep`` (times ``gamma`` at each epoch in ``milestones``).
+    """
+    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if cfg.name == "multistep":
+        passed = sum(step >= round(m * steps_per_epoch) for m in cfg.milestones)
+        return cfg.gamma**passed
+    if cfg.name == "constant":
+        return 1.0
+    decay_steps = max(total_steps - warmup_steps, 1)
+    progress = min((step - warmup_steps) / decay_steps, 1.0)
+    low = cfg.final_lr_fraction
+    if cfg.name == "cosine":
+        return low + (1.0 - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if cfg.name == "linear":
+        return 1.0 - (1.0 - low) * progress
+    raise ValueError(f"schedule.name={cfg.name!r} is not a schedule")

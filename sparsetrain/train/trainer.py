@@ -1,0 +1,232 @@
+"""The training loop: steps, evaluation, logging and checkpoint cadence, with method hooks.
+
+The loop knows no method by name: after ``backward`` it asks the method whether to take the optimizer step,
+and tells it when a step or an epoch ended. Position (round, epoch, batch, step), optimizer, method state,
+RNG states and the metrics-file offset go into every checkpoint, so a run killed anywhere resumes to the
+same bits (on CPU). The batch sequence is a pure function of (seed, epoch, batch), so it needs no state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..config import ConfigError, Interval
+from ..methods import Method
+from .checkpoint import capture_rng, checkpoint_path, restore_rng, save_checkpoint
+from .metrics import MetricsLog, evaluate
+from .schedule import lr_factor
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class Position:
+    """Where training stands: ``step`` optimizer steps done in round ``round``; ``batch`` of ``epoch`` is next."""
+
+    round: int = 0
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+
+
+@dataclass
+class TrainerParts:
+    """Everything the loop drives, built by ``sparsetrain.train.run``."""
+
+    config: dict  # resolved config, stored in every checkpoint
+    run_dir: Path
+    model: nn.Module
+    step_model: nn.Module  # the model or its torch.compile wrapper
+    optimizer: torch.optim.Optimizer
+    method: Method
+    data: Any  # sparsetrain.data.Data
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    eval_loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    prepare: Callable[[torch.Tensor], torch.Tensor]  # input layout (channels_last) for the model
+    autocast: Callable[[], Any]
+    schedule: Any  # the `schedule` config
+    total_steps: int
+    eval_every: Interval
+    checkpoint_every: Interval
+    metrics: MetricsLog
+
+
+class Trainer:
+    def __init__(self, parts: TrainerParts) -> None:
+        self.p = parts
+        self.pos = Position()
+        self.steps_per_epoch = len(parts.data.train)
+        self.epochs = math.ceil(parts.total_steps / self.steps_per_epoch)
+        self.base_lrs = [group["lr"] for group in parts.optimizer.param_groups]
+        self.loss_sum = torch.zeros((), device=next(parts.model.parameters()).device)
+        self.loss_count = 0
+        self.results: list[dict] = []  # one entry per finished round
+        self.round_result = self._empty_round_result()
+        self.elapsed_before = 0.0
+        self.started = time.perf_counter()
+        self.finished = False
+
+    # ---- the loop -------------------------------------------------------------------------------------
+    def begin_round(self) -> None:
+        """Fresh optimizer state for every round after the first (each round is a new training)."""
+        if self.pos.round > 0:
+            self.p.optimizer.state.clear()
+
+    def train_round(self) -> None:
+        """Train from the current position to the end of the round, then evaluate."""
+        pos, train = self.pos, self.p.data.train
+        while pos.step < self.p.total_steps:
+            bar = tqdm(
+                total=self.steps_per_epoch, initial=pos.batch, desc=self._bar_label(), leave=False,
+                disable=not sys.stdout.isatty(), dynamic_ncols=True,
+            )
+            for x, y in train.epoch(pos.epoch, pos.batch):
+                self._step(x, y)
+                pos.batch += 1
+                pos.step += 1
+                bar.update(1)
+                if pos.step == self.p.total_steps:
+                    break
+                if self.p.eval_every.due(step=pos.step, epoch_end=None):
+                    self._evaluate()
+                if self.p.checkpoint_every.due(step=pos.step, epoch_end=None):
+                    self.save()
+            bar.close()
+            pos.epoch += 1
+            pos.batch = 0
+            self._end_epoch(final=pos.step == self.p.total_steps)
+
+    def end_round(self) -> None:
+        """Record the round's results and move to the next round (or finish), then checkpoint."""
+        self.results.append(self.round_result)
+        self.round_result = self._empty_round_result()
+        self.pos = Position(round=self.pos.round + 1)
+        self.finished = self.pos.round == self.p.method.rounds
+        self.save()
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        p, step = self.p, self.pos.step
+        factor = lr_factor(p.schedule, step, p.total_steps, self.steps_per_epoch)
+        for group, base_lr in zip(p.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base_lr * factor
+        with p.autocast():
+            loss = p.loss_fn(p.step_model(p.prepare(x)).float(), y)
+        p.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if p.method.before_optimizer_step(step):
+            p.optimizer.step()
+        p.method.after_optimizer_step(step)
+        self.loss_sum += loss.detach()
+        self.loss_count += 1
+
+    def _end_epoch(self, final: bool) -> None:
+        pos = self.pos
+        self.p.method.on_epoch_end(pos.epoch)
+        train_loss = float(self.loss_sum) / max(self.loss_count, 1)
+        self._log({"event": "train", "loss": train_loss, "lr": self.p.optimizer.param_groups[0]["lr"]})
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        if not math.isfinite(train_loss):
+            raise ConfigError(
+                f"training diverged: train loss is {train_loss} in epoch {pos.epoch} of round {pos.round}; "
+                "lower optimizer.lr, e.g. optimizer.lr=0.01"
+            )
+        if final or self.p.eval_every.due(step=pos.step, epoch_end=pos.epoch):
+            self._evaluate(final=final)
+        if not final and self.p.checkpoint_every.due(step=pos.step, epoch_end=pos.epoch):
+            self.save()
+
+    # ---- evaluation and metrics ----------------------------------------------------------------------
+    def _evaluate(self, final: bool = False) -> None:
+        data, result = self.p.data, self.round_result
+        described = []
+        for split, batches in (("val", data.val), ("test", data.test)):
+            if batches is None:
+                continue
+            scores = evaluate(
+                self.p.model, batches, self.p.eval_loss_fn, data.num_classes, self.p.prepare, self.p.autocast
+            )
+            self._log({"event": "eval", "split": split, **scores})
+            described.append(f"{split} loss {scores['loss']:.4f} top1 {scores['top1']:.4f}")
+            stamp = {"step": self.pos.step, "epoch": self.pos.epoch}
+            best = result["best"].get(split)
+            if best is None or scores["top1"] > best["top1"]:
+                result["best"][split] = {**scores, **stamp}
+            if split == "val" and (result["early_stop"] is None or scores["loss"] < result["early_stop"]["loss"]):
+                result["early_stop"] = {**scores, **stamp}
+            if final:
+                result["final"][split] = scores
+        log.info("round %d epoch %d step %d: %s", self.pos.round, self.pos.epoch, self.pos.step, ", ".join(described))
+
+    def _log(self, event: dict) -> None:
+        pos = self.pos
+        self.p.metrics(
+            {**event, "round": pos.round, "epoch": pos.epoch, "step": pos.step, "time": round(self.elapsed(), 3)}
+        )
+
+    def _bar_label(self) -> str:
+        rounds = self.p.method.rounds
+        prefix = f"round {self.pos.round + 1}/{rounds} " if rounds > 1 else ""
+        return f"{prefix}epoch {self.pos.epoch + 1}/{self.epochs}"
+
+    @staticmethod
+    def _empty_round_result() -> dict:
+        return {"final": {}, "best": {}, "early_stop": None}
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    # ---- checkpoints -----------------------------------------------------------------------------------
+    def save(self) -> None:
+        p = self.p
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "config": p.config,
+            "position": asdict(self.pos),
+            "finished": self.finished,
+            "model": p.model.state_dict(),
+            "optimizer": p.optimizer.state_dict(),
+            "method": p.method.state_dict(),
+            "rng": capture_rng(),
+            "trainer": {
+                "loss_sum": self.loss_sum,
+                "loss_count": self.loss_count,
+                "results": self.results,
+                "round_result": self.round_result,
+                "elapsed": self.elapsed(),
+                "metrics_offset": p.metrics.offset(),
+            },
+            "versions": {"torch": torch.__version__},
+        }
+        save_checkpoint(checkpoint_path(p.run_dir), state)
+
+    def load(self, state: dict) -> None:
+        """Restore everything ``save`` stored; the RNG last, after every object is built."""
+        p = self.p
+        p.model.load_state_dict(state["model"])
+        p.optimizer.load_state_dict(state["optimizer"])
+        p.method.load_state_dict(state["method"])
+        self.pos = Position(**state["position"])
+        self.finished = state["finished"]
+        trainer = state["trainer"]
+        self.loss_sum.copy_(trainer["loss_sum"])
+        self.loss_count = trainer["loss_count"]
+        self.results = trainer["results"]
+        self.round_result = trainer["round_result"]
+        self.elapsed_before = trainer["elapsed"]
+        self.started = time.perf_counter()
+        p.metrics.truncate(trainer["metrics_offset"])
+        restore_rng(state["rng"])
+
