@@ -1,0 +1,66 @@
+"""Model zoo: ``build_model`` constructs a network by name for a dataset's input shape and classes."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from torch import nn
+
+from . import convnets, vgg
+from .lenet import LeNet5
+from .mlp import LeNet300100
+from .resnet import STEMS, resnet
+from .resnet_cifar import cifar_resnet
+from .wrn import wide_resnet
+
+__all__ = ["MODEL_NAMES", "build_model"]
+
+
+@dataclass(frozen=True)
+class _Spec:
+    build: Callable[..., nn.Module]  # build(in_shape, num_classes, **{option: value for option in options})
+    options: frozenset[str] = frozenset()  # subset of depth, width, dropout, stem
+    min_size: int = 1  # smallest input height/width in pixels
+
+
+_MODELS: dict[str, _Spec] = {
+    "lenet300_100": _Spec(LeNet300100, frozenset({"dropout"})),
+    "lenet5": _Spec(LeNet5, frozenset({"dropout"}), min_size=12),
+    **{name: _Spec(partial(convnets.ConvNet, plan), frozenset({"dropout"}), min_size=2 ** plan.count("M"))
+       for name, plan in convnets.PLANS.items()},
+    **{name: _Spec(partial(vgg.VGG, plan), min_size=2 ** plan.count("M")) for name, plan in vgg.PLANS.items()},
+    **{f"resnet{depth}": _Spec(partial(cifar_resnet, depth)) for depth in (20, 32, 56)},
+    **{f"resnet{depth}": _Spec(partial(resnet, depth), frozenset({"stem"})) for depth in (18, 34, 50)},
+    "wrn": _Spec(wide_resnet, frozenset({"depth", "width", "dropout"})),
+}
+MODEL_NAMES: tuple[str, ...] = tuple(sorted(_MODELS))
+
+
+def build_model(name: str, in_shape: tuple[int, int, int], num_classes: int, *,
+                depth: int | None = None, width: int | None = None,
+                dropout: float = 0.0, stem: str = "auto") -> nn.Module:
+    """Build model ``name`` for inputs of shape (channels, height, width) and ``num_classes`` outputs.
+
+    Raises ValueError naming the offending config key for unknown models, options the model
+    does not use, invalid option values and inputs smaller than the model supports.
+    """
+    spec = _MODELS.get(name)
+    if spec is None:
+        raise ValueError(f"model.name={name!r} is not a model; choose one of: {', '.join(MODEL_NAMES)}")
+    if stem not in STEMS:
+        raise ValueError(f"model.stem={stem!r} is not a stem; choose one of: {', '.join(STEMS)}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"model.dropout={dropout!r} must be in [0, 1)")
+    given = {"depth": depth, "width": width, "dropout": dropout, "stem": stem}
+    unset = {"depth": None, "width": None, "dropout": 0.0, "stem": "auto"}
+    for key, value in given.items():
+        if key not in spec.options and value != unset[key]:
+            raise ValueError(f"model.{key} is not used by model {name}")
+    if len(in_shape) != 3 or min(in_shape) < 1:
+        raise ValueError(f"input shape must be (channels, height, width) with positive sizes, got {in_shape}")
+    if min(in_shape[1:]) < spec.min_size:
+        raise ValueError(f"model.name={name!r} needs inputs of at least {spec.min_size}x{spec.min_size} px, "
+                         f"got {in_shape[1]}x{in_shape[2]}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    return spec.build(tuple(in_shape), num_classes, **{key: given[key] for key in spec.options})
