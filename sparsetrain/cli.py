@@ -147,9 +147,8 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
 
 def _plain(cfg: DictConfig) -> dict:
     """The resolved job config without Hydra's own node, as stored in run.yaml and checkpoints."""
-    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    container.pop("hydra", None)
-    return container
+    job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    return OmegaConf.to_container(job, resolve=True, enum_to_str=True)
 
 
 def _key(override: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import random
@@ -22,7 +23,7 @@ from ..methods import Method, RunContext, build_method
 from ..models import build_model
 from .checkpoint import checkpoint_path, load_checkpoint
 from .metrics import MetricsLog, write_summary
-from .resume import refuse_if_changed, write_run_record
+from .resume import read_run_record, refuse_if_changed, write_run_record
 from .rounds import run_rounds
 from .trainer import Trainer, TrainerParts
 
@@ -39,6 +40,11 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
             f"{run_dir} already holds a checkpoint; add resume=auto to continue it, "
             "or choose a new directory, e.g. hydra.run.dir=outputs/new_run"
         )
+    summary_path = run_dir / "summary.json"
+    if resuming and summary_path.is_file():
+        refuse_if_changed(read_run_record(run_dir)["config"], config, run_dir)
+        log.info("%s has finished already: %s", run_dir, summary_path)
+        return json.loads(summary_path.read_text())
     device = _resolve_device(cfg.device.value)
     _configure_determinism(cfg.deterministic, device)
     _seed_everything(cfg.seed)
@@ -92,7 +98,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     _describe(cfg, device, model, data, method, total_steps)
     run_rounds(trainer)
     summary = _summary(cfg, run_dir, trainer, model, method, device)
-    write_summary(run_dir / "summary.json", summary)
+    write_summary(summary_path, summary)
     final_test = summary["final"]["test"]["top1"]
     log.info("done: test top1 %.4f, %s", final_test, run_dir / "summary.json")
     return summary
@@ -117,7 +123,7 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         "epochs": trainer.epochs,
         "wall_time_s": round(trainer.elapsed(), 3),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     masks = method.masks()
     if masks is not None:

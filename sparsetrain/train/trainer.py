@@ -208,7 +208,7 @@ class Trainer:
                 "elapsed": self.elapsed(),
                 "metrics_offset": p.metrics.offset(),
             },
-            "versions": {"torch": torch.__version__},
+            "versions": {"torch": str(torch.__version__)},
         }
         save_checkpoint(checkpoint_path(p.run_dir), state)
 
