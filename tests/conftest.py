@@ -20,7 +20,8 @@ def cli_env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
 
 
-def run_cli(*overrides: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*overrides: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``sparsetrain`` from ``cwd`` (never the checkout, whose source tree would shadow the installed package)."""
     return subprocess.run(
         cli_command(*overrides), cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
     )

@@ -31,7 +31,7 @@ BAD_INPUT = [
 @pytest.mark.parametrize("overrides,key", BAD_INPUT, ids=[" ".join(o) for o, _ in BAD_INPUT])
 def test_bad_input_is_one_line_naming_the_key(tmp_path, overrides, key):
     run_dir = tmp_path / "run"
-    result = run_cli(*overrides, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={run_dir}")
+    result = run_cli(*overrides, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -43,7 +43,8 @@ def test_bad_input_is_one_line_naming_the_key(tmp_path, overrides, key):
 def test_missing_dataset_root_is_one_line(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli(
-        "dataset=mnist", "dataset.root=/nonexistent", "dataset.download=false", f"hydra.run.dir={run_dir}"
+        "dataset=mnist", "dataset.root=/nonexistent", "dataset.download=false", f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -72,17 +73,17 @@ def test_quick_start_trains_digits(tmp_path):
 
 def test_refuses_to_overwrite_a_run(tmp_path):
     run_dir = tmp_path / "run"
-    assert run_cli("epochs=1", f"hydra.run.dir={run_dir}").returncode == 0
+    assert run_cli("epochs=1", f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
-    result = run_cli("epochs=1", f"hydra.run.dir={run_dir}")
+    result = run_cli("epochs=1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 2 and "resume=auto" in result.stderr
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
 
 def test_resume_refuses_a_changed_config_naming_the_keys(tmp_path):
     run_dir = tmp_path / "run"
-    assert run_cli("epochs=1", f"hydra.run.dir={run_dir}").returncode == 0
-    result = run_cli("epochs=2", "optimizer.lr=0.05", f"resume={run_dir}")
+    assert run_cli("epochs=1", f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    result = run_cli("epochs=2", "optimizer.lr=0.05", f"resume={run_dir}", cwd=tmp_path)
     assert result.returncode == 2
     assert "epochs" in result.stderr and "optimizer.lr" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -90,7 +91,7 @@ def test_resume_refuses_a_changed_config_naming_the_keys(tmp_path):
 
 def test_resume_of_a_finished_run_keeps_its_results(tmp_path):
     run_dir = tmp_path / "run"
-    assert run_cli("epochs=1", "seed=3", f"hydra.run.dir={run_dir}").returncode == 0
+    assert run_cli("epochs=1", "seed=3", f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
     summary = (run_dir / "summary.json").read_text()
     metrics = (run_dir / "metrics.jsonl").read_text()
     result = run_cli(f"resume={run_dir}", cwd=tmp_path)  # the run's own overrides are reused

@@ -42,8 +42,8 @@ def _assert_same_tensors(a, b, where: str = "") -> None:
         assert a == b, where
 
 
-def _kill_after_first_checkpoint(run_dir: Path) -> None:
-    process = subprocess.Popen(cli_command(*RUN, f"hydra.run.dir={run_dir}"), env=cli_env(),
+def _kill_after_first_checkpoint(run_dir: Path, cwd: Path) -> None:
+    process = subprocess.Popen(cli_command(*RUN, f"hydra.run.dir={run_dir}"), env=cli_env(), cwd=cwd,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = run_dir / "checkpoints" / "last.pt"
     try:
@@ -57,15 +57,15 @@ def _kill_after_first_checkpoint(run_dir: Path) -> None:
 
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     reference = tmp_path / "uninterrupted"
-    assert run_cli(*RUN, f"hydra.run.dir={reference}").returncode == 0
+    assert run_cli(*RUN, f"hydra.run.dir={reference}", cwd=tmp_path).returncode == 0
 
     killed = tmp_path / "killed"
-    _kill_after_first_checkpoint(killed)
+    _kill_after_first_checkpoint(killed, cwd=tmp_path)
     assert not (killed / "summary.json").exists(), "the run finished before it was killed"
     position = _final_state(killed)["position"]
     assert position["batch"] != 0, "checkpoint should be mid-epoch"
 
-    result = run_cli(f"resume={killed}")
+    result = run_cli(f"resume={killed}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
     expected, actual = _final_state(reference), _final_state(killed)

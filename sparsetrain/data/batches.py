@@ -1,0 +1,81 @@
+"""The batch interfaces the trainer sees: resumable shuffled training epochs and fixed-order evaluation passes."""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from .errors import DataError
+from .seeds import derive_seed
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class TrainBatches(abc.ABC):
+    """Shuffled training batches with drop_last semantics; ``epoch(e, start_batch=k)`` resumes mid-epoch exactly.
+
+    The order of epoch ``e`` is ``torch.randperm(num_samples)`` drawn from a CPU generator seeded with
+    ``derive_seed("shuffle", seed, e)``; batch ``i`` holds positions ``i*batch_size .. (i+1)*batch_size - 1`` of it.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int, dataset: str) -> None:
+        if batch_size < 1:
+            raise DataError(f"batch_size={batch_size} must be a positive integer; e.g. batch_size=128")
+        if batch_size > num_samples:
+            raise DataError(
+                f"batch_size={batch_size} is larger than the training set ({num_samples} samples) of "
+                f"dataset.name={dataset}; e.g. batch_size={max(1, num_samples // 10)}"
+            )
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.num_samples // self.batch_size
+
+    def batch_positions(
+        self, epoch: int, start_batch: int, device: torch.device | None = None
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """(batch index, int64 sample positions on ``device``) for batches ``start_batch ..`` of ``epoch``."""
+        if not 0 <= start_batch <= len(self):
+            raise ValueError(f"start_batch={start_batch} is outside [0, {len(self)}]")
+        generator = torch.Generator().manual_seed(derive_seed("shuffle", self.seed, epoch))
+        order = torch.randperm(self.num_samples, generator=generator).to(device)
+        for i in range(start_batch, len(self)):
+            yield i, order[i * self.batch_size : (i + 1) * self.batch_size]
+
+    @abc.abstractmethod
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        """Batches ``start_batch ..`` of ``epoch``: (x float32 normalised, y int64), both on the data device."""
+
+
+class EvalBatches(abc.ABC):
+    """All samples in a fixed order, without augmentation, the last batch possibly smaller."""
+
+    def __init__(self, num_samples: int, batch_size: int) -> None:
+        if batch_size < 1:
+            raise DataError(f"eval_batch_size={batch_size} must be a positive integer; e.g. eval_batch_size=1000")
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_samples / self.batch_size)
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[Batch]:
+        """(x float32 normalised, y int64) batches on the data device."""
+
+
+@dataclass(frozen=True)
+class Data:
+    """Everything the trainer needs from a dataset."""
+
+    train: TrainBatches
+    val: EvalBatches | None  # held-out part of the training set when dataset.val_size > 0
+    test: EvalBatches
+    in_shape: tuple[int, int, int]  # (C, H, W) of model inputs
+    num_classes: int

@@ -1,0 +1,146 @@
+"""The small image datasets held as uint8 tensors: scikit-learn's digits and torchvision's MNIST, Fashion-MNIST,
+CIFAR-10 and CIFAR-100 (read with the real torchvision loaders)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision import datasets
+
+from .errors import DataError
+from .splits import fixed_split
+
+DIGITS_TEST_SIZE = 360
+
+
+@dataclass(frozen=True)
+class TensorSource:
+    """Train and test splits on the CPU: uint8 images (N, C, H, W), int64 labels (N,), and their statistics."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+    crop_pad: int  # zero padding of the random-crop + flip augmentation; 0: the dataset is never augmented
+
+
+@dataclass(frozen=True)
+class _Torchvision:
+    cls: type
+    label: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pad: int
+
+
+_TORCHVISION = {
+    "mnist": _Torchvision(datasets.MNIST, "MNIST", (0.1307,), (0.3081,), 0),
+    "fashion_mnist": _Torchvision(datasets.FashionMNIST, "Fashion-MNIST", (0.2860,), (0.3530,), 0),
+    "cifar10": _Torchvision(datasets.CIFAR10, "CIFAR-10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 4),
+    "cifar100": _Torchvision(datasets.CIFAR100, "CIFAR-100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 4),
+}
+TENSOR_DATASETS = ("digits", *_TORCHVISION)
+
+
+def load_tensor_source(cfg: Any) -> TensorSource:
+    """Load dataset ``cfg.name`` (one of TENSOR_DATASETS); ``cfg.augment`` switches the CIFAR augmentation."""
+    if cfg.name == "digits":
+        return _digits()
+    spec = _TORCHVISION[cfg.name]
+    root = os.path.expanduser(cfg.root)
+    if issubclass(spec.cls, datasets.MNIST):
+        _gunzip_idx_files(spec.cls, root)
+    train = _open(spec, root, cfg.download, train=True)
+    test = _open(spec, root, False, train=False)
+    (train_images, train_labels), (test_images, test_labels) = _tensors(train), _tensors(test)
+    return TensorSource(
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        mean=spec.mean,
+        std=spec.std,
+        num_classes=len(train.classes),
+        crop_pad=spec.crop_pad if cfg.augment else 0,
+    )
+
+
+def _digits() -> TensorSource:
+    """scikit-learn's bundled 8x8 digits (values 0..16 scaled to 0..255), with a fixed 360-sample test split.
+
+    Normalised with the mean/std of the whole 1437-sample train split (also when part of it is held out).
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.from_numpy(np.rint(digits.data * 255 / 16).astype(np.uint8)).view(-1, 1, 8, 8)
+    labels = torch.from_numpy(digits.target).long()
+    train, test = fixed_split(len(labels), DIGITS_TEST_SIZE)
+    std, mean = torch.std_mean(images[train].double() / 255, dim=(0, 2, 3), correction=0)
+    return TensorSource(
+        train_images=images[train],
+        train_labels=labels[train],
+        test_images=images[test],
+        test_labels=labels[test],
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
+        num_classes=len(digits.target_names),
+        crop_pad=0,
+    )
+
+
+def _open(spec: _Torchvision, root: str, download: bool, *, train: bool) -> Any:
+    try:
+        return spec.cls(root, train=train, download=download)
+    except (RuntimeError, OSError) as err:  # torchvision's "Dataset not found", URLError, and file errors
+        if download:
+            raise DataError(
+                f"dataset.download=true could not fetch {spec.label} into dataset.root={root!r} "
+                f"({' '.join(str(err).split())}); check the network, or put the files there and set "
+                "dataset.download=false"
+            ) from err
+        raise DataError(
+            f"dataset.root={root!r} holds no {spec.label} files (expected {_expected_file(spec.cls, root)}); "
+            "point dataset.root at them or set dataset.download=true"
+        ) from err
+
+
+def _expected_file(cls: type, root: str) -> str:
+    if issubclass(cls, datasets.MNIST):
+        return os.path.join(root, cls.__name__, "raw", "train-images-idx3-ubyte[.gz]")
+    return os.path.join(root, cls.base_folder, cls.train_list[0][0]) + " with torchvision's checksums"
+
+
+def _gunzip_idx_files(cls: type, root: str) -> None:
+    """torchvision reads only the uncompressed IDX files: decompress any that exist only as ``.gz``."""
+    raw = os.path.join(root, cls.__name__, "raw")
+    for archive, _md5 in cls.resources:
+        target = os.path.join(raw, archive.removesuffix(".gz"))
+        if os.path.isfile(target) or not os.path.isfile(target + ".gz"):
+            continue
+        try:
+            with gzip.open(target + ".gz", "rb") as src, open(target + ".part", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(target + ".part", target)
+        except OSError as err:
+            raise DataError(
+                f"dataset.root={root!r}: could not decompress {target}.gz ({err}); gunzip it, or point "
+                "dataset.root at a writable copy"
+            ) from err
+
+
+def _tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 images (N, C, H, W), int64 labels) from a torchvision MNIST-style or CIFAR-style dataset."""
+    if isinstance(dataset.data, torch.Tensor):
+        return dataset.data.unsqueeze(1).contiguous(), dataset.targets.long()
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+    return images, torch.tensor(dataset.targets, dtype=torch.int64)
