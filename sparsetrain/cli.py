@@ -23,9 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, validate
-from .data import DataError
-from .methods import build_method
-from .train.checkpoint import checkpoint_path
+from .train.files import checkpoint_path
 from .train.resume import is_result_key, read_run_record, refuse_if_changed, resumable_run_dir
 
 CONFIG_MODULE = "sparsetrain.configs"
@@ -40,7 +38,8 @@ def fail(message: str) -> NoReturn:
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME)
 def _app(cfg: DictConfig) -> dict:
-    from .train.run import run  # torch and the models load only once the config is known to be good
+    from .data import DataError  # torch loads only once the config is known to be good
+    from .train.run import run
 
     hydra_cfg = HydraConfig.get()
     try:
@@ -56,6 +55,8 @@ def _app(cfg: DictConfig) -> dict:
 def check(cfg: DictConfig) -> None:
     """Every check that needs no data or model: value ranges, then the method's options."""
     validate(cfg)
+    from .methods import build_method
+
     try:
         build_method(cfg.method, cfg.sparsity)
     except ValueError as error:

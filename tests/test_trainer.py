@@ -11,7 +11,8 @@ import torch
 from sparsetrain import methods
 from sparsetrain.config import ConfigError, parse_interval
 from sparsetrain.methods.base import Method
-from sparsetrain.train.checkpoint import checkpoint_path, load_checkpoint
+from sparsetrain.train.checkpoint import load_checkpoint
+from sparsetrain.train.files import checkpoint_path
 from sparsetrain.train.run import run
 from sparsetrain.train.schedule import lr_factor
 

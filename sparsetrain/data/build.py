@@ -8,7 +8,6 @@ import torch
 
 from .batches import Data
 from .errors import DataError
-from .imagefolder import build_imagefolder
 from .splits import holdout
 from .tensor_batches import ImageTensors, TensorEvalBatches, TensorTrainBatches
 from .vision import TENSOR_DATASETS, load_tensor_source
@@ -26,6 +25,8 @@ def build_data(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
         raise DataError(f"dataset.name={cfg.name!r} is not a dataset; choose one of: {', '.join(DATASET_NAMES)}")
     device = torch.device(device)
     if cfg.name == "imagefolder":
+        from .imagefolder import build_imagefolder  # torchvision's transforms are slow to import
+
         return build_imagefolder(cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, device=device, seed=seed)
     source = load_tensor_source(cfg)
     mean = torch.tensor(source.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision import datasets
 
 from .errors import DataError
 from .splits import fixed_split
@@ -35,7 +34,7 @@ class TensorSource:
 
 @dataclass(frozen=True)
 class _Torchvision:
-    cls: type
+    cls_name: str  # in torchvision.datasets (imported on use: it is slow to import)
     label: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -43,10 +42,10 @@ class _Torchvision:
 
 
 _TORCHVISION = {
-    "mnist": _Torchvision(datasets.MNIST, "MNIST", (0.1307,), (0.3081,), 0),
-    "fashion_mnist": _Torchvision(datasets.FashionMNIST, "Fashion-MNIST", (0.2860,), (0.3530,), 0),
-    "cifar10": _Torchvision(datasets.CIFAR10, "CIFAR-10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 4),
-    "cifar100": _Torchvision(datasets.CIFAR100, "CIFAR-100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 4),
+    "mnist": _Torchvision("MNIST", "MNIST", (0.1307,), (0.3081,), 0),
+    "fashion_mnist": _Torchvision("FashionMNIST", "Fashion-MNIST", (0.2860,), (0.3530,), 0),
+    "cifar10": _Torchvision("CIFAR10", "CIFAR-10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 4),
+    "cifar100": _Torchvision("CIFAR100", "CIFAR-100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 4),
 }
 TENSOR_DATASETS = ("digits", *_TORCHVISION)
 
@@ -55,12 +54,16 @@ def load_tensor_source(cfg: Any) -> TensorSource:
     """Load dataset ``cfg.name`` (one of TENSOR_DATASETS); ``cfg.augment`` switches the CIFAR augmentation."""
     if cfg.name == "digits":
         return _digits()
+    from torchvision import datasets
+
     spec = _TORCHVISION[cfg.name]
+    cls = getattr(datasets, spec.cls_name)
     root = os.path.expanduser(cfg.root)
-    if issubclass(spec.cls, datasets.MNIST):
-        _gunzip_idx_files(spec.cls, root)
-    train = _open(spec, root, cfg.download, train=True)
-    test = _open(spec, root, False, train=False)
+    is_idx = issubclass(cls, datasets.MNIST)
+    if is_idx:
+        _gunzip_idx_files(cls, root)
+    train = _open(cls, spec, root, cfg.download, is_idx, train=True)
+    test = _open(cls, spec, root, False, is_idx, train=False)
     (train_images, train_labels), (test_images, test_labels) = _tensors(train), _tensors(test)
     return TensorSource(
         train_images=train_images,
@@ -98,9 +101,9 @@ def _digits() -> TensorSource:
     )
 
 
-def _open(spec: _Torchvision, root: str, download: bool, *, train: bool) -> Any:
+def _open(cls: type, spec: _Torchvision, root: str, download: bool, is_idx: bool, *, train: bool) -> Any:
     try:
-        return spec.cls(root, train=train, download=download)
+        return cls(root, train=train, download=download)
     except (RuntimeError, OSError) as err:  # torchvision's "Dataset not found", URLError, and file errors
         if download:
             raise DataError(
@@ -109,13 +112,13 @@ def _open(spec: _Torchvision, root: str, download: bool, *, train: bool) -> Any:
                 "dataset.download=false"
             ) from err
         raise DataError(
-            f"dataset.root={root!r} holds no {spec.label} files (expected {_expected_file(spec.cls, root)}); "
+            f"dataset.root={root!r} holds no {spec.label} files (expected {_expected_file(cls, root, is_idx)}); "
             "point dataset.root at them or set dataset.download=true"
         ) from err
 
 
-def _expected_file(cls: type, root: str) -> str:
-    if issubclass(cls, datasets.MNIST):
+def _expected_file(cls: type, root: str, is_idx: bool) -> str:
+    if is_idx:
         return os.path.join(root, cls.__name__, "raw", "train-images-idx3-ubyte[.gz]")
     return os.path.join(root, cls.base_folder, cls.train_list[0][0]) + " with torchvision's checksums"
 

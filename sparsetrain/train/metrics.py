@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 
 
 class MetricsLog:

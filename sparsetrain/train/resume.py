@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError
-from .checkpoint import atomic_write, checkpoint_path
+from .files import atomic_write, checkpoint_path
 
 RUN_RECORD = "run.yaml"
 

@@ -21,7 +21,8 @@ from ..config import ConfigError, parse_interval
 from ..data import Data, build_data
 from ..methods import Method, RunContext, build_method
 from ..models import build_model
-from .checkpoint import checkpoint_path, load_checkpoint
+from .checkpoint import load_checkpoint
+from .files import checkpoint_path
 from .metrics import MetricsLog, write_summary
 from .resume import read_run_record, refuse_if_changed, write_run_record
 from .rounds import run_rounds

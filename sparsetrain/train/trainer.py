@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from ..config import ConfigError, Interval
 from ..methods import Method
-from .checkpoint import capture_rng, checkpoint_path, restore_rng, save_checkpoint
+from .checkpoint import capture_rng, restore_rng, save_checkpoint
+from .files import checkpoint_path
 from .metrics import MetricsLog, evaluate
 from .schedule import lr_factor
 
