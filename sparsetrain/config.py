@@ -94,6 +94,59 @@ class MethodConfig:
 
 
 @dataclass
+class MaskedConfig(MethodConfig):
+    """Options every method with masks shares (see sparsetrain/sparsity)."""
+
+    distribution: str = "erk"  # uniform | er | erk: how `sparsity` is spread over the layers
+    erk_power: float = 1.0
+    dense_layers: list[str] = field(default_factory=list)  # names, fnmatch patterns, or first / last
+    layer_density: dict[str, float] = field(default_factory=dict)  # pattern -> fixed density
+
+
+@dataclass
+class StaticConfig(MaskedConfig):
+    mask_from: Optional[str] = None  # a masks .safetensors file or a run directory (its masks/final.safetensors)
+
+
+@dataclass
+class PrunedConfig(MaskedConfig):
+    scope: str = "layerwise"  # layerwise (per-layer targets from `distribution`) | global (one threshold)
+
+
+@dataclass
+class GMPConfig(PrunedConfig):
+    distribution: str = "uniform"
+    initial_sparsity: float = 0.0
+    start: str = "0ep"  # first pruning event: epochs (2ep), steps (500it) or percent of training (10%)
+    end: str = "75%"  # last pruning event, at which `sparsity` is reached
+    frequency: str = "1ep"  # interval between pruning events
+
+
+@dataclass
+class OneShotConfig(PrunedConfig):
+    scope: str = "global"
+    pretrained: Optional[str] = None  # a run directory or checkpoint to prune instead of training dense first
+    retrain_lr: str = "finetune"  # finetune (constant: the schedule's last-epoch lr) | rewind (the schedule again)
+
+
+@dataclass
+class SaliencyConfig(PrunedConfig):
+    scope: str = "global"
+    num_batches: int = 1  # training batches the scores are computed on
+
+
+@dataclass
+class GraSPConfig(SaliencyConfig):
+    temperature: float = 200.0
+
+
+@dataclass
+class SynFlowConfig(PrunedConfig):
+    scope: str = "global"
+    iterations: int = 100
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -128,14 +181,26 @@ def register_configs() -> None:
     store.store(group="optimizer", name="base_adamw", node=AdamWConfig)
     store.store(group="schedule", name="base_schedule", node=ScheduleConfig)
     store.store(group="method", name="base_method", node=MethodConfig)
+    for name, node in (("static", StaticConfig), ("gmp", GMPConfig), ("oneshot", OneShotConfig),
+                       ("snip", SaliencyConfig), ("grasp", GraSPConfig), ("synflow", SynFlowConfig)):
+        store.store(group="method", name=f"base_{name}", node=node)
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A cadence in epochs (``'2ep'``, or a bare number) or in optimizer steps (``'500it'``); 0 means never."""
+    """A cadence or time in epochs (``'2ep'``, or a bare number), optimizer steps (``'500it'``) or percent of
+    the training steps (``'75%'``, where allowed); a cadence of 0 means never."""
 
     count: int
-    unit: str  # "ep" | "it"
+    unit: str  # "ep" | "it" | "%"
+
+    def steps(self, steps_per_epoch: int, total_steps: int) -> int:
+        """The interval in optimizer steps."""
+        if self.unit == "ep":
+            return self.count * steps_per_epoch
+        if self.unit == "%":
+            return round(self.count * total_steps / 100)
+        return self.count
 
     def due(self, *, step: int, epoch_end: Optional[int]) -> bool:
         """True at step ``step`` (1-based, after it ran) or at the end of epoch ``epoch_end`` (1-based)."""
@@ -146,13 +211,14 @@ class Interval:
         return epoch_end is not None and epoch_end % self.count == 0
 
 
-_INTERVAL = re.compile(r"^\s*(\d+)\s*(ep|it)?\s*$")
+_INTERVAL = re.compile(r"^\s*(\d+)\s*(ep|it|%)?\s*$")
 
 
-def parse_interval(key: str, text: str) -> Interval:
+def parse_interval(key: str, text: str, allow_percent: bool = False) -> Interval:
     match = _INTERVAL.match(str(text))
-    if match is None:
-        raise ConfigError(f"{key}={text!r} is not an interval; use epochs or steps, e.g. {key}=2ep or {key}=500it")
+    if match is None or (match.group(2) == "%" and not allow_percent):
+        units = "epochs, steps or percent of training" if allow_percent else "epochs or steps"
+        raise ConfigError(f"{key}={text!r} is not an interval; use {units}, e.g. {key}=2ep or {key}=500it")
     return Interval(int(match.group(1)), match.group(2) or "ep")
 
 

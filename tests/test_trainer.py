@@ -11,6 +11,7 @@ import torch
 from sparsetrain import methods
 from sparsetrain.config import ConfigError, parse_interval
 from sparsetrain.methods.base import Method
+from sparsetrain.sparsity.targets import prunable_parameters
 from sparsetrain.train.checkpoint import load_checkpoint
 from sparsetrain.train.files import checkpoint_path
 from sparsetrain.train.run import run
@@ -32,6 +33,10 @@ class Recorder(Method):
         super().setup(ctx)
         self.round = 0
         self.updates = 0
+        name, weight = list(prunable_parameters(ctx.model).items())[-1]
+        mask = torch.ones(weight.numel(), dtype=torch.bool)
+        mask[: weight.numel() // 4] = False
+        self.fake_masks = {name: mask.view_as(weight)}
 
     def start_round(self, round_index):
         self.round = round_index
@@ -53,7 +58,7 @@ class Recorder(Method):
         self.calls.append(("end_round", round_index))
 
     def masks(self):
-        return {"fc.weight": torch.tensor([True, False, True, True])}
+        return self.fake_masks
 
     def state_dict(self):
         return {"round": self.round, "updates": self.updates}
@@ -86,7 +91,8 @@ def test_rounds_call_hooks_in_order_and_restart_training(recorder, compose_confi
         ("start_round", 1, 0), ("epoch_end", 1, 1), ("epoch_end", 1, 2), ("end_round", 1),
     ]  # the optimizer state is empty at the start of round 1: a fresh training
     assert len(summary["rounds"]) == 2 and summary["final"] == summary["rounds"][1]["final"]
-    assert summary["density"] == {"global": 0.75, "layers": {"fc.weight": 0.75}}
+    (name,) = summary["masks"]["layers"]
+    assert summary["masks"]["sparsity"] == 0.25 and summary["masks"]["layers"][name]["density"] == 0.75
     events = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [e["round"] for e in events if e["event"] == "eval"] == [0, 0, 1, 1]
     # Each round restarts the learning-rate schedule: the first epoch's lr is the same in both rounds.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import DataError
-from .seeds import derive_seed
+from ..seeds import derive_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

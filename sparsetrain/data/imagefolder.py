@@ -19,7 +19,7 @@ from torchvision import datasets, transforms
 
 from .batches import Batch, Data, EvalBatches, TrainBatches
 from .errors import DataError
-from .seeds import derive_seed
+from ..seeds import derive_seed
 from .splits import holdout
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .batches import Batch, EvalBatches, TrainBatches
-from .seeds import derive_seed
+from ..seeds import derive_seed
 
 
 @dataclass(frozen=True)

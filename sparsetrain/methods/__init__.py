@@ -6,8 +6,14 @@ from typing import Any
 
 from .base import Method, RunContext
 from .dense import Dense
+from .gmp import GMP
+from .grasp import GraSP
+from .oneshot import OneShot
+from .snip import SNIP
+from .static import Static
+from .synflow import SynFlow
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Dense,)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Dense, Static, GMP, OneShot, SNIP, GraSP, SynFlow)}
 
 
 def build_method(cfg: Any, sparsity: float) -> Method:

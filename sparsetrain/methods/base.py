@@ -24,13 +24,15 @@ class RunContext:
     optimizer: torch.optim.Optimizer
     train_batches: Any  # sparsetrain.data.TrainBatches: for methods that score weights on data
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    in_shape: tuple[int, int, int]  # (C, H, W) of one input
     sparsity: float
     seed: int
     device: torch.device
     steps_per_epoch: int
     total_steps: int  # optimizer steps per round
+    lr_factor: Callable[[int], float]  # the configured learning-rate schedule, as a factor of the base lr
     run_dir: Path
-    log: Callable[[dict], None]  # append an event to metrics.jsonl
+    log: Callable[[dict], None]  # append an event (stamped with round, epoch, step, time) to metrics.jsonl
 
 
 class Method:
@@ -61,6 +63,11 @@ class Method:
     def after_optimizer_step(self, step: int) -> None:
         """After the optimizer step (or the skipped one): re-mask, update masks on schedule."""
 
+    def schedule_factor(self, round_index: int, step: int, factor: float) -> float:
+        """The learning-rate factor for ``step``; ``factor`` is the configured schedule's (e.g. fine-tuning
+        after one-shot pruning replaces it by a constant)."""
+        return factor
+
     def on_epoch_end(self, epoch: int) -> None:
         """After the last step of epoch ``epoch`` (1-based)."""
 
@@ -70,6 +77,15 @@ class Method:
     def masks(self) -> dict[str, torch.Tensor] | None:
         """Boolean masks by parameter name, or None for a dense model."""
         return None
+
+    def densities(self) -> dict[str, float] | None:
+        """Fraction of active weights per masked layer (read every step for FLOP accounting: cache it)."""
+        masks = self.masks()
+        return None if masks is None else {name: float(mask.float().mean()) for name, mask in masks.items()}
+
+    def fixed_layers(self) -> dict[str, float]:
+        """Masked layers whose density the user fixed (outside the sparsity budget)."""
+        return {}
 
     def state_dict(self) -> dict:
         return {}

@@ -16,6 +16,7 @@ def run_rounds(trainer: Trainer) -> None:
         if trainer.pos.step == 0:
             trainer.begin_round()
             method.start_round(trainer.pos.round)
+            trainer.describe_masks()
         trainer.train_round()
         method.end_round(trainer.pos.round)
         trainer.end_round()

@@ -26,6 +26,7 @@ from .files import checkpoint_path
 from .metrics import MetricsLog, write_summary
 from .resume import read_run_record, refuse_if_changed, write_run_record
 from .rounds import run_rounds
+from ..sparsity.flops import TrainingFlops, inference_flops, layer_flops
 from .trainer import Trainer, TrainerParts
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     )
     model = _user_error(build_model, cfg.model.name, data.in_shape, data.num_classes, depth=cfg.model.depth,
                         width=cfg.model.width, dropout=cfg.model.dropout, stem=cfg.model.stem).to(device)
+    dense_flops = layer_flops(model, data.in_shape)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -80,13 +82,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         eval_every=parse_interval("eval_every", cfg.eval_every),
         checkpoint_every=parse_interval("checkpoint_every", cfg.checkpoint_every),
         metrics=metrics,
+        flops=TrainingFlops(*dense_flops),
     )
     trainer = Trainer(parts)
     method.setup(
         RunContext(
-            model=model, optimizer=optimizer, train_batches=data.train, loss_fn=loss_fn, sparsity=cfg.sparsity,
+            model=model, optimizer=optimizer, train_batches=data.train, loss_fn=loss_fn, in_shape=data.in_shape,
+            sparsity=cfg.sparsity,
             seed=cfg.seed, device=device, steps_per_epoch=len(data.train), total_steps=total_steps,
-            run_dir=run_dir, log=metrics,
+            lr_factor=trainer.lr_factor, run_dir=run_dir, log=trainer.log_event,
         )
     )
     if resuming:
@@ -98,16 +102,19 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         write_run_record(run_dir, overrides, config)
     _describe(cfg, device, model, data, method, total_steps)
     run_rounds(trainer)
-    summary = _summary(cfg, run_dir, trainer, model, method, device)
+    summary = _summary(cfg, run_dir, trainer, model, data, device, dense_flops)
     write_summary(summary_path, summary)
     final_test = summary["final"]["test"]["top1"]
     log.info("done: test top1 %.4f, %s", final_test, run_dir / "summary.json")
     return summary
 
 
-def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module, method: Method,
-             device: torch.device) -> dict:
+def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module, data: Data,
+             device: torch.device, dense_flops: tuple[int, dict[str, int]]) -> dict:
     last = trainer.results[-1]
+    method = trainer.p.method
+    report = trainer.mask_report()
+    total_dense, per_layer = dense_flops
     summary = {
         "run_dir": str(run_dir),
         "model": cfg.model.name,
@@ -119,6 +126,15 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         "best": last["best"],
         "early_stop": last["early_stop"],
         "parameters": sum(p.numel() for p in model.parameters()),
+        "in_shape": list(data.in_shape),
+        "num_classes": data.num_classes,
+        "flops": {
+            "inference_dense": total_dense,
+            "inference_sparse": inference_flops(total_dense, per_layer, method.densities() or {}),
+            "training": trainer.p.flops.total,
+            "counting": "forward FLOPs per example (multiply-add = 2); training FLOPs of the whole run as in the "
+                        "RigL paper, Appendix H",
+        },
         "steps": trainer.p.total_steps,
         "steps_per_epoch": trainer.steps_per_epoch,
         "epochs": trainer.epochs,
@@ -126,13 +142,11 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": str(torch.__version__),
     }
-    masks = method.masks()
-    if masks is not None:
-        kept = sum(int(m.sum()) for m in masks.values())
-        total = sum(m.numel() for m in masks.values())
-        summary["density"] = {
-            "global": kept / total,
-            "layers": {name: int(m.sum()) / m.numel() for name, m in masks.items()},
+    if report is not None:
+        summary["masks"] = {
+            **report,
+            "unmasked_parameters": sum(p.numel() for p in model.parameters()) - sum(
+                layer["numel"] for layer in report["layers"].values()),
         }
     if method.rounds > 1:
         summary["rounds"] = trainer.results

@@ -22,6 +22,8 @@ from tqdm import tqdm
 
 from ..config import ConfigError, Interval
 from ..methods import Method
+from ..sparsity.flops import TrainingFlops
+from ..sparsity.masks import format_report, mask_report, save_masks
 from .checkpoint import capture_rng, restore_rng, save_checkpoint
 from .files import checkpoint_path
 from .metrics import MetricsLog, evaluate
@@ -62,6 +64,7 @@ class TrainerParts:
     eval_every: Interval
     checkpoint_every: Interval
     metrics: MetricsLog
+    flops: TrainingFlops  # training FLOPs of the run so far (RigL paper, Appendix H)
 
 
 class Trainer:
@@ -95,8 +98,6 @@ class Trainer:
             )
             for x, y in train.epoch(pos.epoch, pos.batch):
                 self._step(x, y)
-                pos.batch += 1
-                pos.step += 1
                 bar.update(1)
                 if pos.step == self.p.total_steps:
                     break
@@ -116,10 +117,24 @@ class Trainer:
         self.pos = Position(round=self.pos.round + 1)
         self.finished = self.pos.round == self.p.method.rounds
         self.save()
+        masks = self.p.method.masks()
+        if self.finished and masks is not None:
+            save_masks(self.p.run_dir / "masks" / "final.safetensors", masks)
+
+    def mask_report(self) -> dict | None:
+        """Realised per-layer and global sparsity of the method's masks (None for a dense model)."""
+        method = self.p.method
+        masks = method.masks()
+        return None if masks is None else mask_report(masks, method.densities(), method.fixed_layers())
+
+    def describe_masks(self) -> None:
+        report = self.mask_report()
+        if report is not None:
+            log.info("masks at the start of round %d:\n%s", self.pos.round, format_report(report))
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         p, step = self.p, self.pos.step
-        factor = lr_factor(p.schedule, step, p.total_steps, self.steps_per_epoch)
+        factor = p.method.schedule_factor(self.pos.round, step, self.lr_factor(step))
         for group, base_lr in zip(p.optimizer.param_groups, self.base_lrs):
             group["lr"] = base_lr * factor
         with p.autocast():
@@ -128,15 +143,22 @@ class Trainer:
         loss.backward()
         if p.method.before_optimizer_step(step):
             p.optimizer.step()
+        self.pos.batch += 1
+        self.pos.step += 1  # events the method logs from here are stamped with the steps done
         p.method.after_optimizer_step(step)
+        p.flops.add_steps(1, len(y), p.method.densities())
         self.loss_sum += loss.detach()
         self.loss_count += 1
+
+    def lr_factor(self, step: int) -> float:
+        """The configured schedule's learning-rate factor at ``step`` of a round."""
+        return lr_factor(self.p.schedule, step, self.p.total_steps, self.steps_per_epoch)
 
     def _end_epoch(self, final: bool) -> None:
         pos = self.pos
         self.p.method.on_epoch_end(pos.epoch)
         train_loss = float(self.loss_sum) / max(self.loss_count, 1)
-        self._log({"event": "train", "loss": train_loss, "lr": self.p.optimizer.param_groups[0]["lr"]})
+        self.log_event({"event": "train", "loss": train_loss, "lr": self.p.optimizer.param_groups[0]["lr"]})
         self.loss_sum.zero_()
         self.loss_count = 0
         if not math.isfinite(train_loss):
@@ -159,7 +181,7 @@ class Trainer:
             scores = evaluate(
                 self.p.model, batches, self.p.eval_loss_fn, data.num_classes, self.p.prepare, self.p.autocast
             )
-            self._log({"event": "eval", "split": split, **scores})
+            self.log_event({"event": "eval", "split": split, **scores})
             described.append(f"{split} loss {scores['loss']:.4f} top1 {scores['top1']:.4f}")
             stamp = {"step": self.pos.step, "epoch": self.pos.epoch}
             best = result["best"].get(split)
@@ -171,7 +193,8 @@ class Trainer:
                 result["final"][split] = scores
         log.info("round %d epoch %d step %d: %s", self.pos.round, self.pos.epoch, self.pos.step, ", ".join(described))
 
-    def _log(self, event: dict) -> None:
+    def log_event(self, event: dict) -> None:
+        """Append ``event`` to metrics.jsonl, stamped with the position and the wall time."""
         pos = self.pos
         self.p.metrics(
             {**event, "round": pos.round, "epoch": pos.epoch, "step": pos.step, "time": round(self.elapsed(), 3)}
@@ -208,10 +231,14 @@ class Trainer:
                 "round_result": self.round_result,
                 "elapsed": self.elapsed(),
                 "metrics_offset": p.metrics.offset(),
+                "flops": p.flops.state_dict(),
             },
             "versions": {"torch": str(torch.__version__)},
         }
         save_checkpoint(checkpoint_path(p.run_dir), state)
+        masks = p.method.masks()
+        if masks is not None:
+            save_masks(p.run_dir / "masks" / "last.safetensors", masks)
 
     def load(self, state: dict) -> None:
         """Restore everything ``save`` stored; the RNG last, after every object is built."""
@@ -227,6 +254,7 @@ class Trainer:
         self.results = trainer["results"]
         self.round_result = trainer["round_result"]
         self.elapsed_before = trainer["elapsed"]
+        p.flops.load_state_dict(trainer["flops"])
         self.started = time.perf_counter()
         p.metrics.truncate(trainer["metrics_offset"])
         restore_rng(state["rng"])

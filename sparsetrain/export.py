@@ -1,0 +1,132 @@
+"""``sparsetrain-export RUN_DIR``: write a run's final model as safetensors and in ``torch.nn.utils.prune`` format.
+
+Outputs (in ``RUN_DIR/export/`` unless ``--out`` is given):
+
+* ``model.safetensors``: the model state_dict with masked weights zero, metadata
+  ``{"sparsetrain_model": <model name>, "format": "state_dict"}``.
+* ``pruned_state_dict.pt`` (sparse runs only): every masked ``X.weight`` replaced by ``X.weight_orig`` and
+  ``X.weight_mask`` (the mask in the weight's dtype). Load it into stock PyTorch with::
+
+      model = build_model(...)
+      for name, mask in masks.items():
+          prune.custom_from_mask(model.get_submodule(name.rsplit(".", 1)[0]), "weight", mask)
+      model.load_state_dict(torch.load("pruned_state_dict.pt"))
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+from torch.nn.utils import prune
+
+from .models import build_model
+from .train.files import atomic_write, checkpoint_path
+
+SAFETENSORS_NAME = "model.safetensors"
+PRUNED_NAME = "pruned_state_dict.pt"
+MASKS_PATH = Path("masks") / "final.safetensors"
+EXAMPLE = "e.g. sparsetrain-export outputs/2024-05-01/12-00-00"
+
+
+class ExportError(Exception):
+    """A problem with the command's input; its message is one line naming the problem and a valid example."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="sparsetrain-export",
+        description="Write a run's final model as safetensors and in torch.nn.utils.prune format.",
+    )
+    parser.add_argument("run_dir", type=Path, help="run directory written by sparsetrain")
+    parser.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/export)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing export")
+    args = parser.parse_args(argv)
+    try:
+        export(args.run_dir, args.out or args.run_dir / "export", args.force)
+    except ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def export(run_dir: Path, out: Path, force: bool) -> None:
+    """Write the export of ``run_dir`` into ``out``; raise ExportError on bad input or an existing export."""
+    ckpt = checkpoint_path(run_dir)
+    if not ckpt.is_file():
+        raise ExportError(f"no checkpoint {ckpt}: {run_dir} is not a sparsetrain run directory; {EXAMPLE}")
+    existing = [out / name for name in (SAFETENSORS_NAME, PRUNED_NAME) if (out / name).exists()]
+    if existing and not force:
+        raise ExportError(f"{existing[0]} exists; add --force to overwrite it, "
+                          f"e.g. sparsetrain-export {run_dir} --force")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    model_cfg = state["config"]["model"]
+    weights = state["model"]
+    masks = load_file(run_dir / MASKS_PATH) if (run_dir / MASKS_PATH).is_file() else {}
+    _check_masks(masks, weights, run_dir / MASKS_PATH)
+    weights = {name: torch.where(masks[name], t, 0) if name in masks else t for name, t in weights.items()}
+    pruned = _prune_format(weights, masks)
+    _check_loads(pruned, masks, model_cfg, *_input_spec(run_dir))
+
+    tensors = {name: t.contiguous() for name, t in weights.items()}
+    metadata = {"sparsetrain_model": model_cfg["name"], "format": "state_dict"}
+    atomic_write(out / SAFETENSORS_NAME, lambda handle: handle.write(save(tensors, metadata)))
+    print(f"wrote {out / SAFETENSORS_NAME}")
+    if masks:
+        atomic_write(out / PRUNED_NAME, lambda handle: torch.save(pruned, handle))
+        print(f"wrote {out / PRUNED_NAME} ({len(masks)} masked tensors, torch.nn.utils.prune format)")
+    else:
+        (out / PRUNED_NAME).unlink(missing_ok=True)  # a stale one from an earlier export (only with --force)
+        print(f"dense run (no {MASKS_PATH}): wrote only {SAFETENSORS_NAME}")
+
+
+def _input_spec(run_dir: Path) -> tuple[tuple[int, int, int], int]:
+    path = run_dir / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    if "in_shape" not in summary or "num_classes" not in summary:
+        raise ExportError(f"{path} is missing or lacks in_shape/num_classes (written when a run finishes); "
+                          f"export a finished run, {EXAMPLE}")
+    return tuple(summary["in_shape"]), int(summary["num_classes"])
+
+
+def _check_masks(masks: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], path: Path) -> None:
+    for name, mask in masks.items():
+        if name not in weights or mask.shape != weights[name].shape or mask.dtype != torch.bool:
+            raise ExportError(f"{path}: mask {name!r} is not a bool tensor shaped like a model weight; "
+                              f"re-run or resume the run to rewrite it, {EXAMPLE}")
+
+
+def _prune_format(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``X.weight`` → ``X.weight_orig`` and ``X.weight_mask`` for each masked tensor; other entries unchanged."""
+    pruned = {}
+    for name, tensor in weights.items():
+        if name in masks:
+            pruned[f"{name}_orig"] = tensor
+            pruned[f"{name}_mask"] = masks[name].to(tensor.dtype)
+        else:
+            pruned[name] = tensor
+    return pruned
+
+
+def _check_loads(pruned: dict, masks: dict, model_cfg: dict, in_shape: tuple[int, int, int],
+                 num_classes: int) -> None:
+    """Load ``pruned`` strictly into a stock model prepared with ``prune.custom_from_mask``."""
+    model = build_model(model_cfg["name"], in_shape, num_classes, depth=model_cfg.get("depth"),
+                        width=model_cfg.get("width"), dropout=model_cfg.get("dropout", 0.0),
+                        stem=model_cfg.get("stem", "auto"))
+    try:
+        for name, mask in masks.items():
+            module, _, param = name.rpartition(".")
+            prune.custom_from_mask(model.get_submodule(module), param, mask)
+        model.load_state_dict(pruned)
+    except (AttributeError, RuntimeError) as error:
+        raise ExportError(f"the checkpoint does not load into model {model_cfg['name']} for inputs {in_shape} "
+                          f"({str(error).splitlines()[0]}); export an unmodified run directory, {EXAMPLE}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

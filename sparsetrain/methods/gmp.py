@@ -1,0 +1,51 @@
+"""Gradual magnitude pruning (Zhu & Gupta 2017): from ``initial_sparsity`` to ``sparsity`` on a cubic schedule,
+pruning the smallest-magnitude active weights at each event; pruned weights never come back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import ConfigError, parse_interval
+from ..sparsity.schedules import cubic_sparsity, is_pruning_step
+from .base import RunContext
+from .masked import MaskedMethod
+
+
+class GMP(MaskedMethod):
+    name = "gmp"
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
+        if not 0.0 <= cfg.initial_sparsity <= sparsity:
+            raise ConfigError(
+                f"sparsity={sparsity} is below method.initial_sparsity={cfg.initial_sparsity}; GMP prunes from "
+                "initial to final sparsity, e.g. sparsity=0.9 method.initial_sparsity=0"
+            )
+        self.times = {key: parse_interval(f"method.{key}", cfg[key], allow_percent=True)
+                      for key in ("start", "end", "frequency")}
+        if self.times["frequency"].count == 0:
+            raise ConfigError("method.frequency=0 must be positive; e.g. method.frequency=1ep")
+
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
+        steps = {key: time.steps(ctx.steps_per_epoch, ctx.total_steps) for key, time in self.times.items()}
+        if steps["start"] > steps["end"]:
+            raise ConfigError(
+                f"method.start={self.cfg.start} is after method.end={self.cfg.end} ({steps['start']} > "
+                f"{steps['end']} steps); e.g. method.start=0ep method.end=75%"
+            )
+        self.schedule = dict(initial=self.cfg.initial_sparsity, final=self.sparsity, start=steps["start"],
+                             end=steps["end"], frequency=max(steps["frequency"], 1))
+
+    def start_round(self, round_index: int) -> None:
+        self._prune_if_due(0)
+
+    def after_optimizer_step(self, step: int) -> None:
+        super().after_optimizer_step(step)
+        self._prune_if_due(step + 1)
+
+    def _prune_if_due(self, steps_done: int) -> None:
+        if not is_pruning_step(steps_done, start=self.schedule["start"], end=self.schedule["end"],
+                               frequency=self.schedule["frequency"]):
+            return
+        self.prune(self.magnitude_scores(), cubic_sparsity(steps_done, **self.schedule))

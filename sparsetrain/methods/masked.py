@@ -1,0 +1,112 @@
+"""``MaskedMethod``: the base of every method with masks.
+
+It selects the prunable weights, keeps a ``MaskSet``, masks gradients before the optimizer step and weights
+and optimizer state after it, turns the global ``sparsity`` into per-layer keep counts (``distribution`` and
+``scope``), and stores the masks in the method state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..config import ConfigError
+from ..sparsity.distribution import DISTRIBUTIONS, exact_zeros, layer_densities, zeros_per_layer
+from ..sparsity.masks import MaskSet
+from ..sparsity.saliency import keep_top
+from ..sparsity.targets import Targets, select_targets
+from .base import Method, RunContext
+
+SCOPES = ("layerwise", "global")
+
+
+class MaskedMethod(Method):
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
+        if cfg.distribution not in DISTRIBUTIONS:
+            raise ConfigError(
+                f"method.distribution={cfg.distribution!r} is not a distribution; choose one of: "
+                f"{', '.join(DISTRIBUTIONS)} (e.g. method.distribution=erk)"
+            )
+        scope = getattr(cfg, "scope", "layerwise")
+        if scope not in SCOPES:
+            raise ConfigError(f"method.scope={scope!r} is not a scope; choose layerwise or global (e.g. method.scope=global)")
+        self.targets: Targets | None = None
+        self.maskset: MaskSet | None = None
+
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
+        try:
+            self.targets = select_targets(ctx.model, list(self.cfg.dense_layers), dict(self.cfg.layer_density))
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        self.maskset = MaskSet(self.targets.params)
+
+    # ---- the mask mechanics of every step --------------------------------------------------------------
+    def before_optimizer_step(self, step: int) -> bool:
+        self.maskset.mask_grads_()
+        return True
+
+    def after_optimizer_step(self, step: int) -> None:
+        self.maskset.apply_(self.ctx.optimizer)
+
+    def set_masks(self, masks: dict[str, torch.Tensor]) -> None:
+        """Install new masks and zero the weights, gradients and optimizer state they remove."""
+        self.maskset.set(masks)
+        self.maskset.apply_(self.ctx.optimizer)
+        self.maskset.mask_grads_()
+
+    # ---- from a sparsity to masks ------------------------------------------------------------------------
+    def layer_zeros(self, sparsity: float) -> dict[str, int]:
+        """Exact zeros per layer at global ``sparsity`` under the configured distribution and fixed densities."""
+        shapes = self.targets.shapes
+        densities = layer_densities(shapes, sparsity, self.cfg.distribution, fixed=self.targets.fixed,
+                                    erk_power=self.cfg.erk_power)
+        return zeros_per_layer(shapes, densities)
+
+    def select(self, scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+        """Masks keeping the highest ``scores`` at ``sparsity``: per layer (``scope=layerwise``, counts from the
+        distribution) or with one global ranking over the budgeted layers (``scope=global``); layers with a
+        fixed density always keep their own count."""
+        numel = {name: p.numel() for name, p in self.targets.params.items()}
+        zeros = self.layer_zeros(sparsity)
+        keep = {name: numel[name] - zeros[name] for name in numel}
+        if self.cfg.scope == "layerwise":
+            return keep_top(scores, keep)
+        budgeted = self.targets.budgeted
+        total = sum(numel[name] for name in budgeted)
+        masks = keep_top({name: scores[name] for name in budgeted}, total - exact_zeros(total, 1.0 - sparsity))
+        fixed = {name: scores[name] for name in self.targets.fixed}
+        return {**masks, **keep_top(fixed, {name: keep[name] for name in fixed})} if fixed else masks
+
+    def prune(self, scores: dict[str, torch.Tensor], sparsity: float) -> None:
+        """Keep the highest ``scores`` at ``sparsity`` (see ``select``)."""
+        self.install(self.select(scores, sparsity), sparsity)
+
+    def install(self, masks: dict[str, torch.Tensor], target_sparsity: float) -> None:
+        """Set pruned masks and log the event with the target and the realised sparsity."""
+        self.set_masks(masks)
+        self.ctx.log({"event": "prune", "target_sparsity": target_sparsity, "sparsity": self.maskset.sparsity()})
+
+    def magnitude_scores(self) -> dict[str, torch.Tensor]:
+        """|w| of active weights; masked weights score -inf, so pruning never revives them."""
+        return {
+            name: torch.where(mask, param.detach().abs(), float("-inf"))
+            for (name, param), mask in zip(self.targets.params.items(), self.maskset.masks.values())
+        }
+
+    def masks(self) -> dict[str, torch.Tensor] | None:
+        return self.maskset.masks
+
+    def densities(self) -> dict[str, float] | None:
+        return self.maskset.densities()
+
+    def fixed_layers(self) -> dict[str, float]:
+        return self.targets.fixed
+
+    def state_dict(self) -> dict:
+        return {"masks": self.maskset.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.maskset.load_state_dict(state["masks"])

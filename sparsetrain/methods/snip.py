@@ -1,0 +1,25 @@
+"""SNIP (Lee et al., ICLR 2019): prune at initialisation by connection sensitivity |g ⊙ w| on training data,
+then train the fixed mask."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from ..sparsity.saliency import snip_scores
+from .masked import MaskedMethod
+
+
+class SNIP(MaskedMethod):
+    name = "snip"
+
+    def start_round(self, round_index: int) -> None:
+        self.prune(self.scores(), self.sparsity)
+
+    def scores(self) -> dict[str, torch.Tensor]:
+        return snip_scores(self.ctx.model, self.targets.params, self.scoring_batches(), self.ctx.loss_fn)
+
+    def scoring_batches(self) -> list:
+        """The first ``num_batches`` training batches of epoch 0 (no global RNG is drawn)."""
+        return list(itertools.islice(self.ctx.train_batches.epoch(0), self.cfg.num_batches))

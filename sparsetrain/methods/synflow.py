@@ -1,0 +1,32 @@
+"""SynFlow (Tanaka et al., NeurIPS 2020): data-free, iterative pruning at initialisation by synaptic flow
+(100 rounds on an exponential schedule), then train the fixed mask."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import ConfigError
+from ..sparsity.distribution import exact_zeros
+from ..sparsity.saliency import synflow_masks
+from .masked import MaskedMethod
+
+
+class SynFlow(MaskedMethod):
+    name = "synflow"
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
+        if cfg.iterations < 1:
+            raise ConfigError(f"method.iterations={cfg.iterations} must be >= 1; e.g. method.iterations=100")
+        if cfg.scope == "global" and (cfg.dense_layers or cfg.layer_density):
+            raise ConfigError("method.dense_layers and method.layer_density need method.scope=layerwise with synflow")
+
+    def start_round(self, round_index: int) -> None:
+        params = self.targets.params
+        if self.cfg.scope == "global":
+            total = sum(p.numel() for p in params.values())
+            keep = total - exact_zeros(total, 1.0 - self.sparsity)
+        else:
+            keep = {name: params[name].numel() - zeros for name, zeros in self.layer_zeros(self.sparsity).items()}
+        masks = synflow_masks(self.ctx.model, params, self.ctx.in_shape, keep, iterations=self.cfg.iterations)
+        self.install(masks, self.sparsity)

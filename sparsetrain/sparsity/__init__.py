@@ -1,0 +1,2 @@
+"""The mechanics every sparse method shares: prunable targets, exact masks, layer distributions, schedules,
+saliency scores and FLOP accounting."""

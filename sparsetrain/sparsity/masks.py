@@ -1,0 +1,157 @@
+"""``MaskSet``: boolean masks by parameter name, applied in place to weights, gradients and optimizer state.
+
+No forward hooks or parametrisations: the weights are plain dense parameters with zeros stored, so
+checkpoints are sparse by construction and a method reading ``weight.grad`` sees the dense gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+from torch import nn
+
+from ..seeds import derive_seed
+from ..train.files import atomic_write
+
+
+class MaskSet:
+    """Masks (bool tensors on the parameters' device) for a fixed set of named parameters."""
+
+    def __init__(self, params: dict[str, nn.Parameter]) -> None:
+        self.params = params
+        self.masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in params.items()}
+        self._param_list = list(params.values())
+        self._mask_list = list(self.masks.values())
+        self._counts: dict[str, int] | None = None
+        self._densities: dict[str, float] | None = None
+
+    # ---- changing masks ---------------------------------------------------------------------------------
+    def set(self, masks: dict[str, torch.Tensor]) -> None:
+        """Copy new masks in place (the tensors, and any reference to them, stay the same)."""
+        for name, mask in masks.items():
+            self.masks[name].copy_(mask)
+        self._counts = self._densities = None
+
+    @torch.no_grad()
+    def apply_(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Zero the masked weights (and their optimizer state, when an optimizer is given)."""
+        torch._foreach_mul_(self._param_list, self._mask_list)
+        if optimizer is not None:
+            self.mask_optimizer_state_(optimizer)
+
+    @torch.no_grad()
+    def mask_grads_(self) -> None:
+        grads, masks = [], []
+        for param, mask in zip(self._param_list, self._mask_list):
+            if param.grad is not None:
+                grads.append(param.grad)
+                masks.append(mask)
+        if grads:
+            torch._foreach_mul_(grads, masks)
+
+    @torch.no_grad()
+    def mask_optimizer_state_(self, optimizer: torch.optim.Optimizer) -> None:
+        """Zero every per-element optimizer buffer (SGD momentum, Adam moments, ...) at masked positions."""
+        buffers, masks = [], []
+        for param, mask in zip(self._param_list, self._mask_list):
+            for value in optimizer.state.get(param, {}).values():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                    buffers.append(value)
+                    masks.append(mask)
+        if buffers:
+            torch._foreach_mul_(buffers, masks)
+
+    # ---- reading -------------------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Active entries per layer (cached until the masks change; computing it syncs the device)."""
+        if self._counts is None:
+            self._counts = dict(zip(self.masks, torch.stack([m.sum() for m in self._mask_list]).tolist()))
+        return self._counts
+
+    def densities(self) -> dict[str, float]:
+        if self._densities is None:
+            self._densities = {name: c / self.masks[name].numel() for name, c in self.counts().items()}
+        return self._densities
+
+    def sparsity(self) -> float:
+        """Fraction of zeros over all masked entries."""
+        return 1.0 - sum(self.counts().values()) / sum(m.numel() for m in self._mask_list)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: mask.clone() for name, mask in self.masks.items()}
+
+    def load_state_dict(self, masks: dict[str, torch.Tensor]) -> None:
+        check_masks(masks, self.params, "masks")
+        self.set(masks)
+
+
+def check_masks(masks: dict[str, torch.Tensor], params: dict[str, nn.Parameter], key: str) -> None:
+    """ValueError (one line, naming ``key``) unless ``masks`` has exactly the parameters' names and shapes."""
+    missing, extra = sorted(set(params) - set(masks)), sorted(set(masks) - set(params))
+    if missing or extra:
+        raise ValueError(
+            f"{key}: the masks do not match the model's prunable weights (missing {missing[:3]}, "
+            f"unexpected {extra[:3]}); use masks saved from a run of the same model, e.g. {key}=<run dir>"
+        )
+    for name, mask in masks.items():
+        if tuple(mask.shape) != tuple(params[name].shape):
+            raise ValueError(
+                f"{key}: mask {name!r} has shape {tuple(mask.shape)} but the weight has "
+                f"{tuple(params[name].shape)}; use masks saved from a run of the same model"
+            )
+
+
+def random_masks(shapes: dict[str, tuple[int, ...]], zeros: dict[str, int], seed: int,
+                 device: torch.device) -> dict[str, torch.Tensor]:
+    """Uniformly random masks with exactly ``zeros[l]`` zeros in layer ``l``, drawn from a generator seeded by
+    (seed, name), so a layer's mask does not depend on the other layers."""
+    masks = {}
+    for name, shape in shapes.items():
+        numel = math.prod(shape)
+        generator = torch.Generator().manual_seed(derive_seed("random-mask", seed, name))
+        order = torch.randperm(numel, generator=generator)
+        mask = torch.ones(numel, dtype=torch.bool)
+        mask[order[: zeros[name]]] = False
+        masks[name] = mask.view(shape).to(device)
+    return masks
+
+
+def save_masks(path: Path, masks: dict[str, torch.Tensor]) -> None:
+    """Write masks as a safetensors file of bool tensors, atomically."""
+    data = save({name: mask.detach().contiguous().cpu() for name, mask in masks.items()})
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def load_masks(path: Path) -> dict[str, torch.Tensor]:
+    return {name: tensor.bool() for name, tensor in load_file(str(path)).items()}
+
+
+def mask_report(masks: dict[str, torch.Tensor], densities: dict[str, float], fixed: dict[str, float]) -> dict:
+    """Realised sparsity over all masked layers and over the budgeted ones (those without a fixed density), and
+    per layer: shape, entries, density, and whether its density is fixed."""
+    numel = {name: mask.numel() for name, mask in masks.items()}
+    active = {name: densities[name] * numel[name] for name in masks}
+    budgeted = [name for name in masks if name not in fixed] or list(masks)
+    return {
+        "sparsity": 1.0 - sum(active.values()) / sum(numel.values()),
+        "budget_sparsity": 1.0 - sum(active[n] for n in budgeted) / sum(numel[n] for n in budgeted),
+        "layers": {
+            name: {"shape": list(mask.shape), "numel": numel[name], "density": densities[name],
+                   "fixed": name in fixed}
+            for name, mask in masks.items()
+        },
+    }
+
+
+def format_report(report: dict) -> str:
+    """The per-layer density table printed at the start of a round."""
+    rows = [f"{'layer':<40} {'shape':<20} {'numel':>10} {'density':>8}"]
+    for name, layer in report["layers"].items():
+        mark = " (fixed)" if layer["fixed"] else ""
+        rows.append(f"{name:<40} {str(tuple(layer['shape'])):<20} {layer['numel']:>10} {layer['density']:>8.4f}{mark}")
+    rows.append(f"sparsity {report['sparsity']:.4f} over all masked layers, "
+                f"{report['budget_sparsity']:.4f} over the budgeted ones")
+    return "\n".join(rows)

@@ -1,0 +1,88 @@
+"""sparsetrain-export: safetensors and torch.nn.utils.prune-format exports of a run directory."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch.nn.utils import prune
+
+from sparsetrain.export import main
+from sparsetrain.models import build_model
+
+IN_SHAPE = (1, 8, 8)
+
+
+def _fake_run(run_dir, sparse=True):
+    """A finished lenet300_100 run: checkpoint, summary.json and (if ``sparse``) random masks on the Linear weights."""
+    torch.manual_seed(0)
+    model = build_model("lenet300_100", IN_SHAPE, 10)
+    masks = {}
+    if sparse:
+        masks = {name: torch.rand(p.shape) < 0.3 for name, p in model.named_parameters() if name.endswith("weight")}
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in masks:
+                    p.mul_(masks[name])
+        (run_dir / "masks").mkdir(parents=True)
+        save_file(masks, run_dir / "masks" / "final.safetensors")
+    config = {"model": {"name": "lenet300_100", "depth": None, "width": None, "dropout": 0.0, "stem": "auto"},
+              "dataset": {"name": "fake"}}
+    (run_dir / "checkpoints").mkdir(parents=True)
+    torch.save({"model": model.state_dict(), "config": config}, run_dir / "checkpoints" / "last.pt")
+    summary = {"model": "lenet300_100", "in_shape": list(IN_SHAPE), "num_classes": 10}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return model, masks
+
+
+def test_exports_safetensors_and_prune_format(tmp_path, capsys):
+    model, masks = _fake_run(tmp_path)
+    assert main([str(tmp_path)]) == 0
+    out = tmp_path / "export"
+    state = model.state_dict()
+    exported = load_file(out / "model.safetensors")
+    assert exported.keys() == state.keys()
+    assert all(torch.equal(exported[name], state[name]) for name in state)
+    with safe_open(out / "model.safetensors", "pt") as handle:
+        assert handle.metadata() == {"sparsetrain_model": "lenet300_100", "format": "state_dict"}
+
+    pruned = torch.load(out / "pruned_state_dict.pt", weights_only=True)
+    assert {f"{name}_mask" for name in masks} <= pruned.keys()
+    assert all(pruned[f"{name}_mask"].dtype == torch.float32 for name in masks)
+    stock = build_model("lenet300_100", IN_SHAPE, 10)
+    for name, mask in masks.items():
+        prune.custom_from_mask(stock.get_submodule(name.rsplit(".", 1)[0]), "weight", mask)
+    stock.load_state_dict(pruned)
+    x = torch.randn(5, *IN_SHAPE)
+    assert torch.equal(stock.eval()(x), model.eval()(x))
+    assert "pruned_state_dict.pt" in capsys.readouterr().out
+
+
+def test_dense_run_writes_only_safetensors(tmp_path, capsys):
+    _fake_run(tmp_path, sparse=False)
+    out = tmp_path / "elsewhere"
+    assert main([str(tmp_path), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]
+    assert "dense run" in capsys.readouterr().out
+
+
+def test_missing_checkpoint_is_refused(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "last.pt" in err and "e.g. sparsetrain-export" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "export").exists()
+
+
+def test_existing_export_needs_force(tmp_path, capsys):
+    model, _ = _fake_run(tmp_path)
+    assert main([str(tmp_path)]) == 0
+    target = tmp_path / "export" / "model.safetensors"
+    target.write_bytes(b"old")
+    assert main([str(tmp_path)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert target.read_bytes() == b"old"
+    assert main([str(tmp_path), "--force"]) == 0
+    assert load_file(target).keys() == model.state_dict().keys()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.safetensors", "pruned_state_dict.pt"]
