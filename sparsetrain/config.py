@@ -100,7 +100,7 @@ class MaskedConfig(MethodConfig):
     distribution: str = "erk"  # uniform | er | erk: how `sparsity` is spread over the layers
     erk_power: float = 1.0
     dense_layers: list[str] = field(default_factory=list)  # names, fnmatch patterns, or first / last
-    layer_density: dict[str, float] = field(default_factory=dict)  # pattern -> fixed density
+    layer_density: list[str] = field(default_factory=list)  # "pattern:density" entries, fixed densities
 
 
 @dataclass

@@ -25,6 +25,10 @@ BAD_INPUT = [
     (["schedule=multistep", "schedule.milestones=[]"], "schedule.milestones"),
     (["sparsity=0.5"], "sparsity"),
     (["-m", "epochs=1,0"], "epochs"),
+    (["method=gmp", "sparsity=0.5", "method.initial_sparsity=0.8"], "method.initial_sparsity"),
+    (["method=static", "sparsity=0.9", "method.distribution=nosuch"], "method.distribution"),
+    (["method=static", "sparsity=0.9", "method.mask_from=/nonexistent"], "method.mask_from"),
+    (["method=gmp", "sparsity=0.9", "method.end=soon"], "method.end"),
 ]
 
 
@@ -51,6 +55,18 @@ def test_missing_dataset_root_is_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "dataset.root" in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "run.yaml").exists()
+
+
+def test_mask_from_another_model_is_one_line(tmp_path):
+    masks_run = tmp_path / "masks_run"
+    assert run_cli("method=static", "sparsity=0.9", "epochs=1", f"hydra.run.dir={masks_run}", cwd=tmp_path).returncode == 0
+    run_dir = tmp_path / "run"
+    result = run_cli("method=static", "sparsity=0.9", "model=conv2", f"method.mask_from={masks_run}",
+                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: method.mask_from") and "Traceback" not in result.stderr
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.jsonl").exists()
 
 
 def test_quick_start_trains_digits(tmp_path):

@@ -130,3 +130,53 @@ def test_static_mask_from_a_run_reproduces_its_masks(compose_config, tmp_path):
     run(compose_config(*second), tmp_path / "b", second)
     a, b = (load_masks(tmp_path / d / "masks" / "final.safetensors") for d in "ab")
     assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+@pytest.mark.parametrize("method", ["gmp", "oneshot"])
+def test_crash_and_resume_is_bit_identical(method, compose_config, tmp_path, monkeypatch):
+    """Masks, schedule position and optimizer state survive a crash: the resumed run ends identical."""
+    overrides = [f"method={method}", "sparsity=0.9", "epochs=2", "device=cpu", "checkpoint_every=5it",
+                 "resume=auto", "model.dropout=0.1"]
+    if method == "gmp":
+        overrides += ["method.frequency=3it", "method.end=100%"]
+    reference = run(compose_config(*overrides), tmp_path / "reference", overrides)
+
+    crash_after = 60 if method == "oneshot" else 30  # oneshot: inside the retraining round
+
+    class Crashing(methods.METHODS[method]):
+        calls = 0
+
+        def after_optimizer_step(self, step):
+            super().after_optimizer_step(step)
+            Crashing.calls += 1
+            if Crashing.calls == crash_after and not getattr(self, "resumed", 0):
+                raise KeyboardInterrupt
+
+        def load_state_dict(self, state):
+            self.resumed = 1
+            super().load_state_dict(state)
+
+    monkeypatch.setitem(methods.METHODS, method, Crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_config(*overrides), tmp_path / "crashed", overrides)
+    resumed = run(compose_config(*overrides), tmp_path / "crashed", overrides)
+    assert resumed["final"] == reference["final"] and resumed["masks"] == reference["masks"]
+    a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "crashed"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["method"]["masks"][k], b["method"]["masks"][k]) for k in a["method"]["masks"])
+    assert resumed["flops"] == reference["flops"]
+    strip = lambda d: [{k: v for k, v in json.loads(line).items() if k != "time"}
+                       for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+    assert strip("reference") == strip("crashed")
+
+
+def test_oneshot_prunes_a_pretrained_run_in_one_round(compose_config, tmp_path):
+    dense = ["epochs=1", "device=cpu"]
+    run(compose_config(*dense), tmp_path / "dense", dense)
+    overrides = ["method=oneshot", "sparsity=0.8", "epochs=1", "device=cpu", f"method.pretrained={tmp_path / 'dense'}"]
+    summary = run(compose_config(*overrides), tmp_path / "pruned", overrides)
+    assert "rounds" not in summary and summary["masks"]["sparsity"] == pytest.approx(0.8, abs=1e-4)
+    events = [json.loads(line) for line in (tmp_path / "pruned" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "prune"] == [0]
+    lrs = {e["lr"] for e in events if e["event"] == "train"}
+    assert len(lrs) == 1  # fine-tuning at one constant rate

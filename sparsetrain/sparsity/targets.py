@@ -39,11 +39,11 @@ def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     }
 
 
-def select_targets(model: nn.Module, dense_layers: list[str], layer_density: dict[str, float]) -> Targets:
+def select_targets(model: nn.Module, dense_layers: list[str], layer_density: list[str]) -> Targets:
     """Prunable weights, with ``dense_layers`` (names, fnmatch patterns, or ``first``/``last``) fixed at density 1
-    and ``layer_density`` (pattern -> density) fixed at the given density.
+    and each ``layer_density`` entry ``"pattern:density"`` fixing the matching layers at that density.
 
-    Raises ValueError (one line, naming the key) for a pattern that matches no prunable weight.
+    Raises ValueError (one line, naming the key) for a malformed entry or a pattern that matches no weight.
     """
     params = prunable_parameters(model)
     names = list(params)
@@ -51,12 +51,25 @@ def select_targets(model: nn.Module, dense_layers: list[str], layer_density: dic
     for pattern in dense_layers:
         for name in _match(names, pattern, "method.dense_layers"):
             fixed[name] = 1.0
-    for pattern, density in layer_density.items():
-        if not 0.0 <= density <= 1.0:
-            raise ValueError(f"method.layer_density.{pattern}={density} must be in [0, 1]")
+    for entry in layer_density:
+        pattern, density = _parse_density(entry)
         for name in _match(names, pattern, "method.layer_density"):
-            fixed[name] = float(density)
+            fixed[name] = density
     return Targets(params=params, fixed=fixed)
+
+
+def _parse_density(entry: str) -> tuple[str, float]:
+    pattern, _, value = str(entry).rpartition(":")
+    try:
+        density = float(value)
+    except ValueError:
+        density = -1.0
+    if not pattern or not 0.0 <= density <= 1.0:
+        raise ValueError(
+            f"method.layer_density entry {entry!r} is not 'pattern:density' with a density in [0, 1]; "
+            "e.g. method.layer_density=[conv1.weight:0.5]"
+        )
+    return pattern, density
 
 
 def _match(names: list[str], pattern: str, key: str) -> list[str]:

@@ -17,20 +17,19 @@ class MetricsLog:
     """Appends JSON lines; ``truncate(offset)`` drops events logged after a checkpoint that is resumed."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.touch()
+        self.path = Path(path)  # created by the first event
 
     def __call__(self, event: dict) -> None:
         with self.path.open("a") as handle:
             handle.write(json.dumps(event, sort_keys=True) + "\n")
 
     def offset(self) -> int:
-        return self.path.stat().st_size
+        return self.path.stat().st_size if self.path.exists() else 0
 
     def truncate(self, offset: int) -> None:
-        with self.path.open("r+") as handle:
-            handle.truncate(offset)
+        if self.path.exists():
+            with self.path.open("r+") as handle:
+                handle.truncate(offset)
 
 
 def read_events(path: Path) -> list[dict]:
