@@ -147,6 +147,34 @@ class SynFlowConfig(PrunedConfig):
 
 
 @dataclass
+class DynamicConfig(MaskedConfig):
+    """Dynamic sparse training (see sparsetrain/methods/dynamic.py); defaults are RigL's reference values."""
+
+    delta_t: int = 100  # steps between mask updates (with update_at=step)
+    alpha: float = 0.3  # fraction of active weights dropped (and regrown) at step 0
+    alpha_min: float = 0.0  # the fraction decays to this at t_end
+    decay: str = "cosine"  # cosine | linear | constant
+    t_end: float = 0.75  # fraction of training after which the mask is fixed
+    grow_init: str = "zeros"  # value of new connections
+    reset_momentum: bool = True  # optimizer state of new (and pruned) connections is 0
+    skip_step_on_update: bool = True  # RigL's reference code takes no optimizer step on an update iteration
+    tie_noise: float = 1e-5  # std of the seeded noise added to drop scores; 0: ties broken by position
+    update_at: str = "step"  # step (every delta_t steps) | epoch_end (at the last step of every epoch)
+    drop_rounding: str = "floor"  # floor (RigL) | ceil (SET/ITOP) of fraction x active
+
+
+@dataclass
+class SNFSConfig(DynamicConfig):
+    momentum: float = 0.9
+    redistribute: str = "momentum"  # momentum | none
+
+
+@dataclass
+class ITOPConfig(DynamicConfig):
+    growth: str = "gradient"  # gradient (RigL-ITOP) | random (SET-ITOP)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -182,7 +210,8 @@ def register_configs() -> None:
     store.store(group="schedule", name="base_schedule", node=ScheduleConfig)
     store.store(group="method", name="base_method", node=MethodConfig)
     for name, node in (("static", StaticConfig), ("gmp", GMPConfig), ("oneshot", OneShotConfig),
-                       ("snip", SaliencyConfig), ("grasp", GraSPConfig), ("synflow", SynFlowConfig)):
+                       ("snip", SaliencyConfig), ("grasp", GraSPConfig), ("synflow", SynFlowConfig),
+                       ("rigl", DynamicConfig), ("set", DynamicConfig), ("snfs", SNFSConfig), ("itop", ITOPConfig)):
         store.store(group="method", name=f"base_{name}", node=node)
 
 

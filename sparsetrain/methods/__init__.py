@@ -8,12 +8,18 @@ from .base import Method, RunContext
 from .dense import Dense
 from .gmp import GMP
 from .grasp import GraSP
+from .itop import ITOP
 from .oneshot import OneShot
+from .rigl import RigL
+from .set import SET
+from .snfs import SNFS
 from .snip import SNIP
 from .static import Static
 from .synflow import SynFlow
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Dense, Static, GMP, OneShot, SNIP, GraSP, SynFlow)}
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls for cls in (Dense, Static, GMP, OneShot, SNIP, GraSP, SynFlow, RigL, SET, SNFS, ITOP)
+}
 
 
 def build_method(cfg: Any, sparsity: float) -> Method:

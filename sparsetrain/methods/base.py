@@ -83,6 +83,14 @@ class Method:
         masks = self.masks()
         return None if masks is None else {name: float(mask.float().mean()) for name, mask in masks.items()}
 
+    def dense_backward(self, step: int) -> bool:
+        """Whether step ``step`` needed the dense weight gradient (FLOP accounting: RigL's update steps)."""
+        return False
+
+    def summary(self) -> dict:
+        """Method-specific results for summary.json (e.g. the ITOP rate)."""
+        return {}
+
     def fixed_layers(self) -> dict[str, float]:
         """Masked layers whose density the user fixed (outside the sparsity budget)."""
         return {}

@@ -25,15 +25,18 @@ class MaskSet:
         self.masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in params.items()}
         self._param_list = list(params.values())
         self._mask_list = list(self.masks.values())
+        self.numel = sum(m.numel() for m in self._mask_list)
         self._counts: dict[str, int] | None = None
         self._densities: dict[str, float] | None = None
 
     # ---- changing masks ---------------------------------------------------------------------------------
-    def set(self, masks: dict[str, torch.Tensor]) -> None:
-        """Copy new masks in place (the tensors, and any reference to them, stay the same)."""
+    def set(self, masks: dict[str, torch.Tensor], counts: dict[str, int] | None = None) -> None:
+        """Copy new masks in place (the tensors, and any reference to them, stay the same); ``counts``, the
+        active entries per layer when the caller knows them, saves a device sync."""
         for name, mask in masks.items():
             self.masks[name].copy_(mask)
-        self._counts = self._densities = None
+        self._counts = dict(counts) if counts is not None else None
+        self._densities = None
 
     @torch.no_grad()
     def apply_(self, optimizer: torch.optim.Optimizer | None = None) -> None:
@@ -78,7 +81,7 @@ class MaskSet:
 
     def sparsity(self) -> float:
         """Fraction of zeros over all masked entries."""
-        return 1.0 - sum(self.counts().values()) / sum(m.numel() for m in self._mask_list)
+        return 1.0 - sum(self.counts().values()) / self.numel
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {name: mask.clone() for name, mask in self.masks.items()}

@@ -148,6 +148,9 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
             "unmasked_parameters": sum(p.numel() for p in model.parameters()) - sum(
                 layer["numel"] for layer in report["layers"].values()),
         }
+    dynamics = method.summary()
+    if dynamics:
+        summary["dynamics"] = dynamics
     if method.rounds > 1:
         summary["rounds"] = trainer.results
     return summary

@@ -146,7 +146,7 @@ class Trainer:
         self.pos.batch += 1
         self.pos.step += 1  # events the method logs from here are stamped with the steps done
         p.method.after_optimizer_step(step)
-        p.flops.add_steps(1, len(y), p.method.densities())
+        p.flops.add_steps(1, len(y), p.method.densities(), dense_backward=p.method.dense_backward(step))
         self.loss_sum += loss.detach()
         self.loss_count += 1
 

@@ -1,0 +1,160 @@
+"""``DynamicMethod``: dynamic sparse training. A random initial mask with exact per-layer counts from the
+distribution, then every ``delta_t`` steps (or at each epoch end) until ``t_end`` of training: drop the
+smallest active weights and grow as many connections by the method's grow score (``sparsity/dst.py``).
+
+Every semantic choice is a config value (see ``configs/method/rigl.yaml``). The in-time over-parameterisation
+rate R_s (fraction of prunable weights ever active; Liu et al. 2021) and the churn are logged at every update.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..config import ConfigError
+from ..seeds import derive_seed
+from ..sparsity.dst import drop_count, drop_fraction, drop_grow, noise, redistribute
+from ..sparsity.masks import random_masks
+from .base import RunContext
+from .masked import MaskedMethod
+
+DECAYS = ("cosine", "linear", "constant")
+
+
+class DynamicMethod(MaskedMethod):
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
+        checks = [
+            (cfg.delta_t >= 1, "method.delta_t", "must be a positive number of steps", "method.delta_t=100"),
+            (0.0 < cfg.alpha <= 1.0, "method.alpha", "must be in (0, 1]", "method.alpha=0.3"),
+            (0.0 <= cfg.alpha_min <= cfg.alpha, "method.alpha_min", "must be in [0, method.alpha]",
+             "method.alpha_min=0"),
+            (cfg.decay in DECAYS, "method.decay", "must be cosine, linear or constant", "method.decay=cosine"),
+            (0.0 < cfg.t_end <= 1.0, "method.t_end", "must be a fraction of training in (0, 1]", "method.t_end=0.75"),
+            (cfg.grow_init == "zeros", "method.grow_init", "must be zeros (new connections start at 0)",
+             "method.grow_init=zeros"),
+            (cfg.update_at in ("step", "epoch_end"), "method.update_at", "must be step or epoch_end",
+             "method.update_at=step"),
+            (cfg.drop_rounding in ("floor", "ceil"), "method.drop_rounding", "must be floor or ceil",
+             "method.drop_rounding=floor"),
+            (cfg.tie_noise >= 0.0, "method.tie_noise", "must be >= 0 (0: ties broken by position)",
+             "method.tie_noise=1e-5"),
+        ]
+        for ok, key, rule, example in checks:
+            if not ok:
+                raise ConfigError(f"{key}={cfg[key.split('.', 1)[1]]!r} {rule}; e.g. {example}")
+        self.update_due = False
+        self.updates = 0
+        self.fired: dict[str, torch.Tensor] | None = None
+
+    # ---- what the siblings differ in ----------------------------------------------------------------------
+    def grow_scores(self, step: int) -> dict[str, torch.Tensor]:
+        """Score of every position; the highest non-kept ones are grown. Called before gradients are masked."""
+        raise NotImplementedError
+
+    def grow_counts(self, drops: dict[str, int], kept: dict[str, int]) -> dict[str, int]:
+        """Connections to grow per layer; by default exactly what each layer dropped."""
+        return drops
+
+    def observe(self, step: int) -> None:
+        """Every step, before gradients are masked (SNFS accumulates its momentum of the dense gradient)."""
+
+    # ---- hooks ----------------------------------------------------------------------------------------------
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
+        self.end_step = round(self.cfg.t_end * ctx.total_steps)
+
+    def start_round(self, round_index: int) -> None:
+        masks = random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed, self.ctx.device)
+        self.set_masks(masks)
+        self.fired = {name: mask.clone() for name, mask in masks.items()}
+
+    def is_update_step(self, step: int) -> bool:
+        if step > self.end_step:
+            return False
+        if self.cfg.update_at == "epoch_end":
+            return (step + 1) % self.ctx.steps_per_epoch == 0
+        return step % self.cfg.delta_t == 0
+
+    def before_optimizer_step(self, step: int) -> bool:
+        self.update_due = self.is_update_step(step)
+        self.observe(step)
+        scores = self.grow_scores(step) if self.update_due else None
+        self.maskset.mask_grads_()
+        if self.update_due and self.cfg.skip_step_on_update:
+            self.update(step, scores)
+            return False
+        self.pending_scores = scores
+        return True
+
+    def after_optimizer_step(self, step: int) -> None:
+        if self.cfg.reset_momentum:
+            super().after_optimizer_step(step)
+        else:
+            self.maskset.apply_()
+        if self.update_due and not self.cfg.skip_step_on_update:
+            self.update(step, self.pending_scores)
+        self.pending_scores = None
+
+    def dense_backward(self, step: int) -> bool:
+        return self.update_due
+
+    # ---- the update -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def update(self, step: int, scores: dict[str, torch.Tensor]) -> None:
+        fraction = drop_fraction(step, alpha=self.cfg.alpha, alpha_min=self.cfg.alpha_min, decay=self.cfg.decay,
+                                 end_step=self.end_step)
+        counts = self.maskset.counts()
+        layers = [name for name, count in counts.items() if count < self.maskset.masks[name].numel()]
+        if not layers:
+            return
+        drops = {name: drop_count(counts[name], fraction, self.cfg.drop_rounding) for name in layers}
+        grows = self.grow_counts(drops, {name: counts[name] - drops[name] for name in layers})
+        masks, new = {}, {}
+        for name in layers:
+            drop_noise = noise(self.targets.params[name], self.cfg.tie_noise, self.ctx.seed, step, name, "drop-noise")
+            masks[name], new[name] = drop_grow(self.targets.params[name], self.maskset.masks[name], counts[name],
+                                               drops[name], grows[name], scores[name], drop_noise)
+            self.fired[name] |= masks[name]
+        self.maskset.set(masks, counts={**counts, **{n: counts[n] - drops[n] + grows[n] for n in layers}})
+        self.maskset.apply_(self.ctx.optimizer if self.cfg.reset_momentum else None)
+        self.maskset.mask_grads_()
+        self.updates += 1
+        new_total, fired_total = torch.stack(
+            [torch.stack([m.sum() for m in new.values()]).sum(), torch.stack([m.sum() for m in self.fired.values()]).sum()]
+        ).tolist()
+        self.ctx.log({"event": "mask_update", "drop_fraction": fraction, "dropped": sum(drops.values()),
+                      "grown": sum(grows.values()), "churn": new_total / sum(counts.values()),
+                      "itop_rate": fired_total / self.maskset.numel})
+
+    def summary(self) -> dict:
+        """The number of updates and the final ITOP rate R_s, global and per layer."""
+        fired = dict(zip(self.fired, torch.stack([m.sum() for m in self.fired.values()]).tolist()))
+        return {
+            "mask_updates": self.updates,
+            "itop_rate": sum(fired.values()) / self.maskset.numel,
+            "itop_rate_layers": {name: count / self.fired[name].numel() for name, count in fired.items()},
+        }
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "fired": {n: m.clone() for n, m in self.fired.items()}, "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.fired = {name: mask.to(self.ctx.device) for name, mask in state["fired"].items()}
+        self.updates = state["updates"]
+
+
+def gradient_scores(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+    """|dense gradient of the current batch| (RigL); the weights' gradients are not yet masked here."""
+    return {name: p.grad.abs() for name, p in params.items()}
+
+
+def random_scores(params: dict[str, torch.nn.Parameter], seed: int, step: int) -> dict[str, torch.Tensor]:
+    """Uniform random scores (SET), a function of (seed, step, layer)."""
+    scores = {}
+    for name, p in params.items():
+        generator = torch.Generator(device=p.device).manual_seed(derive_seed("grow", seed, step, name))
+        scores[name] = torch.rand(p.shape, generator=generator, device=p.device)
+    return scores

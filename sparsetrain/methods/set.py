@@ -1,0 +1,18 @@
+"""SET (Mocanu et al., Nature Communications 2018): grow connections uniformly at random.
+
+Defaults follow the paper's reference code: Erdős–Rényi distribution, zeta = 0.3 of each layer's active
+weights removed and regrown at the end of every epoch (constant rate), the optimizer step always taken.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .dynamic import DynamicMethod, random_scores
+
+
+class SET(DynamicMethod):
+    name = "set"
+
+    def grow_scores(self, step: int) -> dict[str, torch.Tensor]:
+        return random_scores(self.targets.params, self.ctx.seed, step)
