@@ -147,6 +147,17 @@ class SynFlowConfig(PrunedConfig):
 
 
 @dataclass
+class LTHConfig(PrunedConfig):
+    levels: int = 7  # pruning rounds after the dense round
+    prune_rate: float = 0.2  # fraction of the surviving weights removed per round
+    layer_rates: list[str] = field(default_factory=list)  # "pattern:rate" overrides, e.g. [last:0.1]
+    rewind_to: str = "0it"  # theta_k: 0it = the initialisation, or a step/epoch of the dense run (500it, 2ep)
+    rewind: str = "weights"  # weights (to theta_k) | lr (keep weights, replay the lr schedule from k) | finetune
+    control: str = "none"  # none | random_reinit | random_mask (needs masks_from)
+    masks_from: Optional[str] = None  # a finished lottery run, for the controls
+
+
+@dataclass
 class DynamicConfig(MaskedConfig):
     """Dynamic sparse training (see sparsetrain/methods/dynamic.py); defaults are RigL's reference values."""
 
@@ -211,7 +222,7 @@ def register_configs() -> None:
     store.store(group="method", name="base_method", node=MethodConfig)
     for name, node in (("static", StaticConfig), ("gmp", GMPConfig), ("oneshot", OneShotConfig),
                        ("snip", SaliencyConfig), ("grasp", GraSPConfig), ("synflow", SynFlowConfig),
-                       ("rigl", DynamicConfig), ("set", DynamicConfig), ("snfs", SNFSConfig), ("itop", ITOPConfig)):
+                       ("lth", LTHConfig), ("rigl", DynamicConfig), ("set", DynamicConfig), ("snfs", SNFSConfig), ("itop", ITOPConfig)):
         store.store(group="method", name=f"base_{name}", node=node)
 
 

@@ -120,7 +120,7 @@ def test_resume_in_the_middle_of_round_two_matches(recorder, compose_config, tmp
     with pytest.raises(KeyboardInterrupt):
         _run(compose_config, tmp_path / "crashed", *overrides)
     position = load_checkpoint(checkpoint_path(tmp_path / "crashed"), torch.device("cpu"))["position"]
-    assert position == {"round": 1, "epoch": 0, "batch": 10, "step": 10}
+    assert position == {"round": 1, "epoch": 0, "batch": 10, "step": 10, "started": True}
     recorder.stop_at = None
     resumed = _run(compose_config, tmp_path / "crashed", *overrides)
     for key in ("final", "best", "rounds"):

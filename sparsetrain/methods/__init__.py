@@ -9,6 +9,7 @@ from .dense import Dense
 from .gmp import GMP
 from .grasp import GraSP
 from .itop import ITOP
+from .lth import LTH
 from .oneshot import OneShot
 from .rigl import RigL
 from .set import SET
@@ -18,7 +19,7 @@ from .static import Static
 from .synflow import SynFlow
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Dense, Static, GMP, OneShot, SNIP, GraSP, SynFlow, RigL, SET, SNFS, ITOP)
+    cls.name: cls for cls in (Dense, Static, GMP, OneShot, SNIP, GraSP, SynFlow, LTH, RigL, SET, SNFS, ITOP)
 }
 
 

@@ -31,6 +31,7 @@ class RunContext:
     steps_per_epoch: int
     total_steps: int  # optimizer steps per round
     lr_factor: Callable[[int], float]  # the configured learning-rate schedule, as a factor of the base lr
+    fresh_weights: Callable[[int], dict]  # a new initialisation of the model (state_dict) from a seed
     run_dir: Path
     log: Callable[[dict], None]  # append an event (stamped with round, epoch, step, time) to metrics.jsonl
 
@@ -40,6 +41,7 @@ class Method:
 
     name: str = "base"
     rounds: int = 1  # > 1 for methods that train several times (lottery-ticket levels, GaP cycles)
+    table_name: str = "rounds"  # <name>.csv / .png: the per-round table of a multi-round method
 
     def __init__(self, cfg: Any, sparsity: float) -> None:
         self.cfg = cfg
@@ -49,6 +51,11 @@ class Method:
     def setup(self, ctx: RunContext) -> None:
         """Called once, after model and optimizer exist and before any checkpoint state is loaded."""
         self.ctx = ctx
+
+    def round_start_step(self, round_index: int) -> int:
+        """The step a round starts at (its data order and learning rate from there); lottery tickets rewound
+        to iteration k start later rounds at k."""
+        return 0
 
     def start_round(self, round_index: int) -> None:
         """Before the round's first step (not called again when a run resumes inside the round)."""

@@ -65,22 +65,28 @@ def drop_grow(weight: torch.Tensor, mask: torch.Tensor, active: int, drop: int, 
 def redistribute(total: int, weights: dict[str, float], capacity: dict[str, int]) -> dict[str, int]:
     """Split ``total`` regrowth over layers in proportion to ``weights`` (SNFS: mean |momentum| of the active
     weights), never above a layer's ``capacity`` (its free positions), keeping the exact total (largest
-    remainder rounding; what a full layer cannot take goes to the others)."""
+    remainder rounding; what a full layer cannot take goes to the others). Layers whose proportional share
+    exceeds their capacity are filled first, then the rest is rounded once; ties go to the earlier layer."""
     share = {name: 0 for name in weights}
     remaining = total
-    open_layers = {name for name in weights if capacity[name] > 0}
-    while remaining > 0 and open_layers:
+    open_layers = [name for name in weights if capacity[name] > 0]  # a list: the result never depends on hashing
+    while True:
         norm = sum(weights[name] for name in open_layers)
         raw = {name: remaining * (weights[name] / norm if norm > 0 else 1 / len(open_layers)) for name in open_layers}
-        floors = {name: math.floor(value) for name, value in raw.items()}
-        leftover = remaining - sum(floors.values())
-        for name in sorted(open_layers, key=lambda n: raw[n] - floors[n], reverse=True)[:leftover]:
-            floors[name] += 1
-        for name in open_layers:
-            take = min(floors[name], capacity[name] - share[name])
-            share[name] += take
-            remaining -= take
-        open_layers = {name for name in open_layers if share[name] < capacity[name]}
-    if remaining:
+        full = [name for name in open_layers if raw[name] >= capacity[name]]
+        if not full:
+            break
+        for name in full:
+            share[name] = capacity[name]
+            remaining -= capacity[name]
+        open_layers = [name for name in open_layers if name not in full]
+        if not open_layers:
+            break
+    if remaining and not open_layers:
         raise ValueError(f"cannot regrow {remaining} more connections: every layer is full")
+    floors = {name: math.floor(value) for name, value in raw.items() if name in open_layers}
+    leftover = remaining - sum(floors.values())
+    for name in sorted(open_layers, key=lambda n: raw[n] - floors[n], reverse=True)[:leftover]:
+        floors[name] += 1
+    share.update(floors)
     return share

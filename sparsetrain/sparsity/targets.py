@@ -40,43 +40,49 @@ def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 def select_targets(model: nn.Module, dense_layers: list[str], layer_density: list[str]) -> Targets:
-    """Prunable weights, with ``dense_layers`` (names, fnmatch patterns, or ``first``/``last``) fixed at density 1
+    """Prunable weights, with ``dense_layers`` (names, patterns or aliases, see ``match_layers``) fixed at density 1
     and each ``layer_density`` entry ``"pattern:density"`` fixing the matching layers at that density.
 
     Raises ValueError (one line, naming the key) for a malformed entry or a pattern that matches no weight.
     """
     params = prunable_parameters(model)
-    names = list(params)
     fixed: dict[str, float] = {}
     for pattern in dense_layers:
-        for name in _match(names, pattern, "method.dense_layers"):
+        for name in match_layers(params, pattern, "method.dense_layers"):
             fixed[name] = 1.0
     for entry in layer_density:
-        pattern, density = _parse_density(entry)
-        for name in _match(names, pattern, "method.layer_density"):
+        pattern, density = parse_layer_value(entry, "method.layer_density", "method.layer_density=[conv1.weight:0.5]")
+        for name in match_layers(params, pattern, "method.layer_density"):
             fixed[name] = density
     return Targets(params=params, fixed=fixed)
 
 
-def _parse_density(entry: str) -> tuple[str, float]:
-    pattern, _, value = str(entry).rpartition(":")
+def parse_layer_value(entry: str, key: str, example: str) -> tuple[str, float]:
+    """``"pattern:value"`` with a value in [0, 1]; ValueError naming ``key`` otherwise."""
+    pattern, _, text = str(entry).rpartition(":")
     try:
-        density = float(value)
+        value = float(text)
     except ValueError:
-        density = -1.0
-    if not pattern or not 0.0 <= density <= 1.0:
-        raise ValueError(
-            f"method.layer_density entry {entry!r} is not 'pattern:density' with a density in [0, 1]; "
-            "e.g. method.layer_density=[conv1.weight:0.5]"
-        )
-    return pattern, density
+        value = -1.0
+    if not pattern or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{key} entry {entry!r} is not 'pattern:value' with a value in [0, 1]; e.g. {example}")
+    return pattern, value
 
 
-def _match(names: list[str], pattern: str, key: str) -> list[str]:
-    aliases = {"first": names[:1], "last": names[-1:]}
+def match_layers(params: dict[str, nn.Parameter], pattern: str, key: str) -> list[str]:
+    """Names of the prunable weights matching ``pattern``: an fnmatch pattern, or ``first``, ``last``, ``conv``
+    (every convolution), ``linear`` (every linear layer); ValueError naming ``key`` if none match."""
+    names = list(params)
+    aliases = {
+        "first": names[:1],
+        "last": names[-1:],
+        "conv": [name for name, p in params.items() if p.dim() > 2],
+        "linear": [name for name, p in params.items() if p.dim() == 2],
+    }
     matched = aliases.get(pattern) or fnmatch.filter(names, pattern)
     if not matched:
         raise ValueError(
-            f"{key}: {pattern!r} matches no prunable weight; use first, last, or a name such as {names[0]!r}"
+            f"{key}: {pattern!r} matches no prunable weight; use first, last, conv, linear, or a name such as "
+            f"{names[0]!r}"
         )
     return matched

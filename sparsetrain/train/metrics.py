@@ -23,6 +23,12 @@ class MetricsLog:
         with self.path.open("a") as handle:
             handle.write(json.dumps(event, sort_keys=True) + "\n")
 
+    def lines(self) -> list[str]:
+        if not self.path.exists():
+            return []
+        with self.path.open() as handle:
+            return handle.readlines()
+
     def offset(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
 

@@ -26,6 +26,7 @@ from .files import checkpoint_path
 from .metrics import MetricsLog, write_summary
 from .resume import read_run_record, refuse_if_changed, write_run_record
 from .rounds import run_rounds
+from ..report.rounds import write_round_table
 from ..sparsity.flops import TrainingFlops, inference_flops, layer_flops
 from .trainer import Trainer, TrainerParts
 
@@ -91,6 +92,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
             sparsity=cfg.sparsity,
             seed=cfg.seed, device=device, steps_per_epoch=len(data.train), total_steps=total_steps,
             lr_factor=trainer.lr_factor, run_dir=run_dir, log=trainer.log_event,
+            fresh_weights=functools.partial(_fresh_weights, cfg.model, data),
         )
     )
     if resuming:
@@ -103,6 +105,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     _describe(cfg, device, model, data, method, total_steps)
     run_rounds(trainer)
     summary = _summary(cfg, run_dir, trainer, model, data, device, dense_flops)
+    if method.rounds > 1:
+        summary["round_table"] = write_round_table(run_dir, method.table_name, trainer.results)
     write_summary(summary_path, summary)
     final_test = summary["final"]["test"]["top1"]
     log.info("done: test top1 %.4f, %s", final_test, run_dir / "summary.json")
@@ -165,6 +169,15 @@ def _describe(cfg: DictConfig, device: torch.device, model: nn.Module, data: Dat
         data.val.num_samples if data.val is not None else 0, data.test.num_samples, data.num_classes,
         method.name, device, params, total_steps, cfg.batch_size,
     )
+
+
+def _fresh_weights(model_cfg: DictConfig, data: Data, seed: int) -> dict:
+    """The initial weights the model would have with ``seed``, without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(model_cfg.name, data.in_shape, data.num_classes, depth=model_cfg.depth,
+                            width=model_cfg.width, dropout=model_cfg.dropout, stem=model_cfg.stem)
+    return model.state_dict()
 
 
 def _user_error(build: Callable, *args: Any, **kwargs: Any) -> Any:

@@ -8,6 +8,7 @@ same bits (on CPU). The batch sequence is a pure function of (seed, epoch, batch
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -25,8 +26,8 @@ from ..methods import Method
 from ..sparsity.flops import TrainingFlops
 from ..sparsity.masks import format_report, mask_report, save_masks
 from .checkpoint import capture_rng, restore_rng, save_checkpoint
-from .files import checkpoint_path
-from .metrics import MetricsLog, evaluate
+from .files import atomic_write, checkpoint_path
+from .metrics import MetricsLog, evaluate, write_summary
 from .schedule import lr_factor
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Position:
     epoch: int = 0
     batch: int = 0
     step: int = 0
+    started: bool = False  # the round's start_round has run
 
 
 @dataclass
@@ -79,14 +81,30 @@ class Trainer:
         self.results: list[dict] = []  # one entry per finished round
         self.round_result = self._empty_round_result()
         self.elapsed_before = 0.0
-        self.started = time.perf_counter()
+        self.clock_start = time.perf_counter()
         self.finished = False
 
     # ---- the loop -------------------------------------------------------------------------------------
-    def begin_round(self) -> None:
-        """Fresh optimizer state for every round after the first (each round is a new training)."""
+    def begin_round(self, start_step: int) -> None:
+        """Start the round at ``start_step`` (its data order and learning rate from there; a rewound lottery
+        ticket starts at the rewind step), with fresh optimizer state after the first round."""
         if self.pos.round > 0:
             self.p.optimizer.state.clear()
+        epoch, batch = divmod(start_step, self.steps_per_epoch)
+        self.pos = Position(round=self.pos.round, epoch=epoch, batch=batch, step=start_step, started=True)
+
+    def write_round_outputs(self) -> None:
+        """``round_XX/``: the round's results, metrics, trained weights and masks (for multi-round methods)."""
+        p, index = self.p, self.pos.round
+        round_dir = p.run_dir / f"round_{index:02d}"
+        report = self.mask_report()
+        if report is not None:
+            self.round_result["weights_remaining"] = 1.0 - report["sparsity"]
+            save_masks(round_dir / "masks.safetensors", p.method.masks())
+        save_checkpoint(round_dir / "model.pt", p.model.state_dict())
+        events = [line for line in p.metrics.lines() if json.loads(line)["round"] == index]
+        atomic_write(round_dir / "metrics.jsonl", lambda handle: handle.write("".join(events).encode()))
+        write_summary(round_dir / "summary.json", {"round": index, **self.round_result})
 
     def train_round(self) -> None:
         """Train from the current position to the end of the round, then evaluate."""
@@ -210,7 +228,7 @@ class Trainer:
         return {"final": {}, "best": {}, "early_stop": None}
 
     def elapsed(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.started
+        return self.elapsed_before + time.perf_counter() - self.clock_start
 
     # ---- checkpoints -----------------------------------------------------------------------------------
     def save(self) -> None:
@@ -255,7 +273,7 @@ class Trainer:
         self.round_result = trainer["round_result"]
         self.elapsed_before = trainer["elapsed"]
         p.flops.load_state_dict(trainer["flops"])
-        self.started = time.perf_counter()
+        self.clock_start = time.perf_counter()
         p.metrics.truncate(trainer["metrics_offset"])
         restore_rng(state["rng"])
 

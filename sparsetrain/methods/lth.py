@@ -1,0 +1,155 @@
+"""Lottery tickets: iterative magnitude pruning with rewinding (Frankle & Carbin, ICLR 2019; Frankle et al.
+2019/2020), all levels in one run.
+
+Round 0 trains the dense network from theta_0 (saving theta_k at ``rewind_to``). After each round, the
+``prune_rate`` of each layer's surviving weights with the smallest magnitude is removed (per-layer overrides
+in ``layer_rates``, e.g. the output layer at half rate; or one global ranking with ``scope=global``); then
+``rewind=weights`` resets the survivors to theta_k and trains from step k (the same learning rate schedule and
+data order as the dense run), ``rewind=lr`` keeps the trained weights and replays the schedule from k
+(learning-rate rewinding), ``rewind=finetune`` keeps them and trains at the schedule's last-epoch rate.
+
+Controls, from a finished lottery run (``masks_from``): ``random_reinit`` trains each level's mask from a fresh
+initialisation, ``random_mask`` trains random masks with each level's per-layer counts from theta_0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import ConfigError, parse_interval
+from ..sparsity.dst import drop_count
+from ..sparsity.masks import check_masks, load_masks, random_masks
+from ..sparsity.saliency import keep_top
+from ..sparsity.targets import match_layers, parse_layer_value
+from .base import RunContext
+from .masked import MaskedMethod
+
+REWINDS = ("weights", "lr", "finetune")
+CONTROLS = ("none", "random_reinit", "random_mask")
+
+
+class LTH(MaskedMethod):
+    name = "lth"
+    table_name = "lottery"
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
+        checks = [
+            (sparsity == 0.0, "sparsity", f"={sparsity} is not used by method=lth: its sparsity follows from "
+             "method.levels and method.prune_rate", "sparsity=0 method.levels=7"),
+            (cfg.levels >= 1, "method.levels", f"={cfg.levels} must be >= 1", "method.levels=7"),
+            (0.0 < cfg.prune_rate < 1.0, "method.prune_rate", f"={cfg.prune_rate} must be in (0, 1)",
+             "method.prune_rate=0.2"),
+            (cfg.rewind in REWINDS, "method.rewind", f"={cfg.rewind!r} must be one of {', '.join(REWINDS)}",
+             "method.rewind=weights"),
+            (cfg.control in CONTROLS, "method.control", f"={cfg.control!r} must be one of {', '.join(CONTROLS)}",
+             "method.control=random_reinit"),
+            (cfg.control == "none" or cfg.masks_from, "method.masks_from", " is needed by a control",
+             "method.masks_from=<a finished lottery run>"),
+        ]
+        for ok, key, rule, example in checks:
+            if not ok:
+                raise ConfigError(f"{key}{rule}; e.g. {example}")
+        self.rewind_time = parse_interval("method.rewind_to", cfg.rewind_to)
+        self.source_masks = _round_masks(cfg.masks_from) if cfg.control != "none" else []
+        self.rounds = len(self.source_masks) if self.source_masks else cfg.levels + 1
+        self.round = 0
+        self.theta_k: dict[str, torch.Tensor] | None = None
+
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
+        self.rewind_step = self.rewind_time.steps(ctx.steps_per_epoch, ctx.total_steps)
+        if self.rewind_step >= ctx.total_steps:
+            raise ConfigError(f"method.rewind_to={self.cfg.rewind_to} is not before the end of training "
+                              f"({ctx.total_steps} steps); e.g. method.rewind_to=500it")
+        self.layer_rates: dict[str, float] = {}
+        for entry in self.cfg.layer_rates:
+            try:
+                pattern, rate = parse_layer_value(entry, "method.layer_rates", "method.layer_rates=[last:0.1]")
+                self.layer_rates.update(dict.fromkeys(match_layers(self.targets.params, pattern, "method.layer_rates"), rate))
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+
+    # ---- rounds ------------------------------------------------------------------------------------------
+    def round_start_step(self, round_index: int) -> int:
+        rewound = round_index > 0 and self.cfg.control == "none" and self.cfg.rewind != "finetune"
+        return self.rewind_step if rewound else 0
+
+    def start_round(self, round_index: int) -> None:
+        self.round = round_index
+        if self.cfg.control != "none":
+            self._start_control_round(round_index)
+        elif round_index == 0 and self.rewind_step == 0:
+            self.theta_k = self._snapshot()
+
+    def after_optimizer_step(self, step: int) -> None:
+        super().after_optimizer_step(step)
+        if self.round == 0 and self.theta_k is None and step + 1 == self.rewind_step:
+            self.theta_k = self._snapshot()
+
+    def end_round(self, round_index: int) -> None:
+        if self.cfg.control != "none" or round_index == self.rounds - 1:
+            return
+        self.set_masks(self._pruned_masks())
+        if self.cfg.rewind == "weights":
+            self.ctx.model.load_state_dict(self.theta_k)
+            self.maskset.apply_()
+        self.ctx.log({"event": "prune", "sparsity": self.maskset.sparsity()})
+
+    def schedule_factor(self, round_index: int, step: int, factor: float) -> float:
+        if round_index > 0 and self.cfg.rewind == "finetune":
+            return self.ctx.lr_factor(self.ctx.total_steps - self.ctx.steps_per_epoch)
+        return factor
+
+    # ---- pruning -----------------------------------------------------------------------------------------
+    def _pruned_masks(self) -> dict[str, torch.Tensor]:
+        """Remove ``prune_rate`` (or the layer's rate) of the surviving weights by magnitude; masks stay nested."""
+        counts, scores = self.maskset.counts(), self.magnitude_scores()
+        rates = {name: self.layer_rates.get(name, self.cfg.prune_rate) for name in counts}
+        own = list(counts) if self.cfg.scope == "layerwise" else list(self.layer_rates)
+        masks = keep_top({n: scores[n] for n in own}, {n: counts[n] - drop_count(counts[n], rates[n], "floor")
+                                                       for n in own}) if own else {}
+        pooled = [name for name in counts if name not in own]
+        if pooled:
+            active = sum(counts[name] for name in pooled)
+            keep = active - drop_count(active, self.cfg.prune_rate, "floor")
+            masks.update(keep_top({name: scores[name] for name in pooled}, keep))
+        return masks
+
+    def _start_control_round(self, round_index: int) -> None:
+        masks = load_masks(self.source_masks[round_index])
+        try:
+            check_masks(masks, self.targets.params, "method.masks_from")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if self.cfg.control == "random_mask":  # the run's own theta_0, random positions with the level's counts
+            zeros = {name: int((~mask).sum()) for name, mask in masks.items()}
+            masks = random_masks(self.targets.shapes, zeros, self.ctx.seed + round_index, self.ctx.device)
+            self.ctx.model.load_state_dict(self.ctx.fresh_weights(self.ctx.seed))
+        else:  # the level's mask, a new initialisation for every level
+            self.ctx.model.load_state_dict(self.ctx.fresh_weights(self.ctx.seed + 1_000_003 * (round_index + 1)))
+        self.set_masks({name: mask.to(self.ctx.device) for name, mask in masks.items()})
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {name: value.detach().clone() for name, value in self.ctx.model.state_dict().items()}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "round": self.round, "theta_k": self.theta_k or {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.round = state["round"]
+        self.theta_k = state["theta_k"] or None
+
+
+def _round_masks(text: str) -> list[Path]:
+    """The per-round masks of a finished lottery run, in round order."""
+    run_dir = Path(text).expanduser()
+    files = sorted(run_dir.glob("round_*/masks.safetensors"))
+    if not (run_dir / "summary.json").is_file() or not files:
+        raise ConfigError(f"method.masks_from={text!r} is not a finished lottery run (round_XX/masks.safetensors "
+                          "and summary.json); e.g. method.masks_from=outputs/2026-11-25/14-03-11")
+    return files

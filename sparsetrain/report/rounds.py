@@ -1,0 +1,69 @@
+"""The per-round table of a multi-round run (``lottery.csv``) and its plot of accuracy vs weights remaining."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from ..train.files import atomic_write
+
+COLUMNS = ("round", "weights_remaining_pct", "final_test_top1", "best_test_top1", "best_test_step",
+           "early_stop_step", "early_stop_val_loss", "final_val_top1")
+
+
+def round_rows(results: list[dict]) -> list[dict]:
+    """One row per round: weights remaining (%), final and best test accuracy, early-stop iteration (the step of
+    minimum validation loss, when there is a validation split)."""
+    rows = []
+    for index, result in enumerate(results):
+        early = result.get("early_stop") or {}
+        rows.append({
+            "round": index,
+            "weights_remaining_pct": 100.0 * result.get("weights_remaining", 1.0),
+            "final_test_top1": result["final"]["test"]["top1"],
+            "best_test_top1": result["best"]["test"]["top1"],
+            "best_test_step": result["best"]["test"]["step"],
+            "early_stop_step": early.get("step"),
+            "early_stop_val_loss": early.get("loss"),
+            "final_val_top1": result["final"].get("val", {}).get("top1"),
+        })
+    return rows
+
+
+def write_round_table(run_dir: Path, name: str, results: list[dict]) -> list[dict]:
+    """Write ``<name>.csv`` and ``<name>.png`` (test accuracy vs weights remaining, log axis) into ``run_dir``."""
+    rows = round_rows(results)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(Path(run_dir) / f"{name}.csv", lambda handle: handle.write(text.getvalue().encode()))
+    _plot(Path(run_dir) / f"{name}.png", rows)
+    return rows
+
+
+def _plot(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.ticker
+    from matplotlib import pyplot as plt
+
+    remaining = [row["weights_remaining_pct"] for row in rows]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(remaining, [row["final_test_top1"] for row in rows], "o-", label="final test top-1")
+    axis.plot(remaining, [row["best_test_top1"] for row in rows], "s--", label="best test top-1")
+    axis.set_xscale("log")
+    axis.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axis.invert_xaxis()
+    axis.set_xlabel("weights remaining (%)")
+    axis.set_ylabel("accuracy")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))

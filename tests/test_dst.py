@@ -1,0 +1,680 @@
+"""Dynamic sparse training (RigL, SET, SNFS, ITOP; METHODS.md §2.7, §3, §5.2, §5.5, §6.4).
+
+Unit tests of the drop/grow primitives in ``sparsetrain/sparsity/dst.py`` on hand-built tensors, then the methods
+in the real training loop (digits, LeNet-300-100, sparsity 0.9), wrapped to record the state around every mask
+update and to check the masked state after every optimizer step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import cli_env, run_cli
+from sparsetrain import methods
+from sparsetrain.sparsity import dst
+from sparsetrain.sparsity.masks import load_masks
+from sparsetrain.train.run import run
+
+SPARSITY = 0.9
+BASE = [f"sparsity={SPARSITY}", "device=cpu", "model=lenet300_100", "checkpoint_every=0", "eval_every=0"]
+STEPS_PER_EPOCH = 22  # digits: 1437 training images at batch 64
+
+
+# ---- drop fraction and drop count (§2.7) ------------------------------------------------------------------------
+def test_drop_fraction_cosine_rigl_golden_values():
+    f = lambda t: dst.drop_fraction(t, alpha=0.3, alpha_min=0.0, decay="cosine", end_step=1000)
+    assert f(0) == pytest.approx(0.3, abs=1e-12)
+    assert f(500) == pytest.approx(0.15, abs=1e-12)
+    assert f(1000) == pytest.approx(0.0, abs=1e-12)
+    assert f(250) == pytest.approx(0.15 * (1 + math.cos(math.pi / 4)), abs=1e-12)
+    values = [f(t) for t in range(0, 1001, 10)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+    assert f(1500) == pytest.approx(0.0, abs=1e-12)  # clamped after T_end
+
+
+def test_drop_fraction_cosine_itop_golden_values():
+    f = lambda t: dst.drop_fraction(t, alpha=0.5, alpha_min=0.005, decay="cosine", end_step=7040)
+    assert f(0) == pytest.approx(0.5, abs=1e-12)
+    assert f(3520) == pytest.approx(0.2525, abs=1e-12)
+    assert f(7040) == pytest.approx(0.005, abs=1e-12)
+    assert f(9000) == pytest.approx(0.005, abs=1e-12)
+
+
+def test_drop_fraction_linear_and_constant():
+    lin = lambda t: dst.drop_fraction(t, alpha=0.3, alpha_min=0.1, decay="linear", end_step=100)
+    assert [lin(t) for t in (0, 25, 50, 100, 200)] == pytest.approx([0.3, 0.25, 0.2, 0.1, 0.1], abs=1e-12)
+    const = lambda t: dst.drop_fraction(t, alpha=0.3, alpha_min=0.0, decay="constant", end_step=100)
+    assert [const(t) for t in (0, 50, 100, 1000)] == [0.3] * 4
+    with pytest.raises(ValueError, match="decay"):
+        dst.drop_fraction(0, alpha=0.3, alpha_min=0.0, decay="exponential", end_step=100)
+
+
+def test_drop_count_floor_vs_ceil():
+    assert dst.drop_count(10, 0.25, "floor") == 2
+    assert dst.drop_count(10, 0.25, "ceil") == 3
+    assert dst.drop_count(7, 0.5, "floor") == 3 and dst.drop_count(7, 0.5, "ceil") == 4
+    # float error must not move an exact product: 0.3 * 100 = 30.000000000000004, 0.29 * 100 = 28.999999999999996
+    assert dst.drop_count(100, 0.3, "ceil") == 30 and dst.drop_count(100, 0.3, "floor") == 30
+    assert dst.drop_count(100, 0.29, "floor") == 29 and dst.drop_count(100, 0.29, "ceil") == 29
+    assert dst.drop_count(5, 0.0, "ceil") == 0 and dst.drop_count(5, 1.0, "floor") == 5
+    assert dst.drop_count(3, 1e-6, "ceil") == 1 and dst.drop_count(3, 1e-6, "floor") == 0
+
+
+# ---- drop_grow ------------------------------------------------------------------------------------------------
+def top_among(score: torch.Tensor, candidates: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of the ``k`` highest ``score`` among ``candidates`` by a full stable sort; asserts that no tie
+    straddles the cut, so the set is unique."""
+    flat, cand = score.flatten(), candidates.flatten()
+    index = cand.nonzero().squeeze(1)
+    order = torch.sort(flat[index], descending=True, stable=True)
+    if 0 < k < len(index):
+        assert order.values[k - 1] > order.values[k], "a tie straddles the cut: the set is not unique"
+    out = torch.zeros_like(cand)
+    out[index[order.indices[:k]]] = True
+    return out.view_as(candidates)
+
+
+def random_layer(shape=(20, 30), active=150, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(shape, generator=generator)
+    mask = torch.zeros(shape, dtype=torch.bool)
+    mask.view(-1)[torch.randperm(mask.numel(), generator=generator)[:active]] = True
+    score = torch.rand(shape, generator=generator)
+    return weight * mask, mask, score
+
+
+@pytest.mark.parametrize("drop,grow", [(37, 37), (50, 20), (10, 40), (0, 0), (150, 150)])
+def test_drop_grow_keeps_the_largest_and_grows_the_top_scores(drop, grow):
+    weight, mask, score = random_layer()
+    new_mask, new = dst.drop_grow(weight, mask, 150, drop, grow, score, None)
+    assert new_mask.shape == mask.shape and new_mask.dtype == torch.bool
+    assert int(new_mask.sum()) == 150 - drop + grow
+    kept = top_among(weight.abs(), mask, 150 - drop)  # the largest |w| among the active entries
+    assert torch.equal(new_mask & kept, kept)
+    dropped = mask & ~kept
+    if drop and 150 - drop:
+        assert weight.abs()[dropped].max() < weight.abs()[kept].min()  # the dropped are the smallest |w|
+    grown = new_mask & ~kept
+    assert int(grown.sum()) == grow and not (grown & kept).any()
+    assert torch.equal(grown, top_among(score, ~kept, grow))  # top grow score among the non-kept
+    assert torch.equal(new, grown & ~mask)  # truly new connections
+
+
+def test_drop_grow_just_dropped_entries_can_be_regrown():
+    weight, mask, score = random_layer(seed=1)
+    kept = top_among(weight.abs(), mask, 150 - 30)
+    dropped = mask & ~kept
+    # the dropped entries score highest: all of them come back, nothing is new
+    new_mask, new = dst.drop_grow(weight, mask, 150, 30, 30, score + 10 * dropped, None)
+    assert torch.equal(new_mask, mask) and not new.any()
+    # ten of them score highest: those come back, the other 20 grown are new
+    favoured = torch.zeros_like(mask)
+    favoured.view(-1)[dropped.flatten().nonzero().squeeze(1)[:10]] = True
+    inactive_score = score * ~mask  # the other dropped entries score 0 and lose to the inactive ones
+    new_mask, new = dst.drop_grow(weight, mask, 150, 30, 30, inactive_score + 10 * favoured, None)
+    assert torch.equal(new_mask & dropped, favoured)
+    assert int(new.sum()) == 20 and torch.equal(new, new_mask & ~mask)
+    assert torch.equal(new_mask, kept | favoured | top_among(score, ~mask, 20))
+
+
+def test_drop_grow_ignores_inactive_weights_and_uses_magnitude():
+    weight = torch.tensor([[-5.0, 0.1, 3.0, -0.2], [100.0, -100.0, 0.5, 0.0]])
+    mask = torch.tensor([[True, True, True, True], [False, False, True, True]])
+    score = torch.tensor([[9.0, 9.0, 9.0, 9.0], [1.0, 2.0, 9.0, 3.0]])
+    new_mask, new = dst.drop_grow(weight, mask, 6, 3, 3, score, None)
+    # kept: |-5|, |3|, |0.5| (inactive +-100 never compete); dropped: 0.1, -0.2, 0.0
+    # grown among the rest by score: 0.1 and -0.2 (9.0, just dropped) and (1, 3) (3.0)
+    expected = torch.tensor([[True, True, True, True], [False, False, True, True]])
+    assert torch.equal(new_mask, expected) and not new.any()
+    # only the inactive entries score: the two grown are new, and the dropped 0.1, -0.2, 0.0 stay out
+    score = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 0.0, 0.0]])
+    new_mask, new = dst.drop_grow(weight, mask, 6, 3, 2, score, None)
+    assert torch.equal(new_mask, torch.tensor([[True, False, True, False], [True, True, True, False]]))
+    assert torch.equal(new, torch.tensor([[False, False, False, False], [True, True, False, False]]))
+
+
+def test_drop_grow_exact_counts_with_ties_and_no_noise():
+    # 40 active weights with |w| in {1, 2} (signs mixed), every grow score equal
+    weight = torch.zeros(10, 10)
+    mask = torch.zeros(10, 10, dtype=torch.bool)
+    mask.view(-1)[::2][:40] = True
+    values = torch.tensor([1.0, -1.0, 2.0, -2.0]).repeat(10)
+    weight.view(-1)[mask.view(-1).nonzero().squeeze(1)] = values
+    ones, twos = mask & (weight.abs() == 1), mask & (weight.abs() == 2)
+    for drop in (1, 5, 19, 20, 21, 33, 40):
+        kept, new = dst.drop_grow(weight, mask, 40, drop, 0, torch.zeros(10, 10), None)  # drop only
+        assert int(kept.sum()) == 40 - drop and not new.any() and not (kept & ~mask).any()
+        # exactly `drop` removed, the smallest first: every |w| = 1 before any |w| = 2
+        assert int((ones & ~kept).sum()) == min(drop, 20)
+        assert int((twos & ~kept).sum()) == max(drop - 20, 0)
+        new_mask, new = dst.drop_grow(weight, mask, 40, drop, drop, torch.zeros(10, 10), None)  # tied grow scores
+        assert int(new_mask.sum()) == 40
+        assert int((mask & ~new_mask).sum()) == int(new.sum()) <= drop
+        assert torch.equal(new_mask & mask & twos, twos) if drop <= 20 else True
+    # a layer of identical magnitudes: still exact counts
+    new_mask, new = dst.drop_grow(torch.ones(6, 6), torch.ones(6, 6, dtype=torch.bool), 36, 7, 7,
+                                  torch.ones(6, 6), None)
+    assert int(new_mask.sum()) == 36 and not new.any()
+
+
+def test_drop_grow_tie_noise_breaks_ties_and_is_seeded():
+    weight, mask = torch.ones(8, 8), torch.ones(8, 8, dtype=torch.bool)
+    noise = dst.noise(weight, 1e-5, 3, 7, "fc.weight", "drop-noise")
+    assert torch.equal(noise, dst.noise(weight, 1e-5, 3, 7, "fc.weight", "drop-noise"))
+    for other in (dst.noise(weight, 1e-5, 4, 7, "fc.weight", "drop-noise"),
+                  dst.noise(weight, 1e-5, 3, 8, "fc.weight", "drop-noise"),
+                  dst.noise(weight, 1e-5, 3, 7, "fc2.weight", "drop-noise")):
+        assert not torch.equal(noise, other)
+    assert dst.noise(weight, 0.0, 3, 7, "fc.weight", "drop-noise") is None
+    big = dst.noise(torch.ones(100, 100), 1e-5, 0, 0, "x", "drop-noise")
+    assert big.std().item() == pytest.approx(1e-5, rel=0.05) and abs(big.mean().item()) < 5e-7
+    new_mask, _ = dst.drop_grow(weight, mask, 64, 10, 0, torch.zeros(8, 8), noise)
+    assert torch.equal(new_mask, top_among(weight + noise, mask, 54))  # the 10 smallest noise values dropped
+
+
+def test_drop_grow_on_a_convolution_shape():
+    weight, mask, score = random_layer(shape=(4, 3, 3, 3), active=40, seed=2)
+    new_mask, new = dst.drop_grow(weight, mask, 40, 12, 12, score, None)
+    assert new_mask.shape == (4, 3, 3, 3) and new.shape == (4, 3, 3, 3) and int(new_mask.sum()) == 40
+
+
+# ---- redistribute -----------------------------------------------------------------------------------------------
+BIG = {"a": 10**6, "b": 10**6, "c": 10**6}
+
+
+def test_redistribute_is_proportional_and_exact():
+    assert dst.redistribute(100, {"a": 1.0, "b": 3.0}, BIG) == {"a": 25, "b": 75}
+    share = dst.redistribute(1000, {"a": 0.2, "b": 0.5, "c": 0.31}, BIG)
+    assert sum(share.values()) == 1000
+    for name, w in {"a": 0.2, "b": 0.5, "c": 0.31}.items():
+        assert abs(share[name] - 1000 * w / 1.01) < 1  # largest remainder: within one of the exact share
+    share = dst.redistribute(10, {"a": 1.0, "b": 1.0, "c": 1.0}, BIG)
+    assert sum(share.values()) == 10 and sorted(share.values()) == [3, 3, 4]
+    assert dst.redistribute(0, {"a": 1.0, "b": 2.0}, BIG) == {"a": 0, "b": 0}
+
+
+def test_redistribute_respects_capacity_and_moves_the_overflow():
+    assert dst.redistribute(100, {"a": 10.0, "b": 1.0}, {"a": 20, "b": 200}) == {"a": 20, "b": 80}
+    share = dst.redistribute(60, {"a": 5.0, "b": 1.0, "c": 1.0}, {"a": 10, "b": 100, "c": 100})
+    assert share["a"] == 10 and share["b"] + share["c"] == 50 and abs(share["b"] - share["c"]) <= 1
+    assert dst.redistribute(30, {"a": 1.0, "b": 1.0}, {"a": 0, "b": 30}) == {"a": 0, "b": 30}
+    assert dst.redistribute(30, {"a": 1.0, "b": 1.0}, {"a": 10, "b": 20}) == {"a": 10, "b": 20}
+    with pytest.raises(ValueError, match="full"):
+        dst.redistribute(31, {"a": 1.0, "b": 1.0}, {"a": 10, "b": 20})
+
+
+def test_redistribute_with_zero_weights():
+    # a zero-weight layer gets nothing while others have room ...
+    assert dst.redistribute(40, {"a": 0.0, "b": 2.0}, BIG) == {"a": 0, "b": 40}
+    # ... and takes the overflow when they are full
+    assert dst.redistribute(40, {"a": 0.0, "b": 2.0}, {"a": 100, "b": 25}) == {"a": 15, "b": 25}
+    # all zero: an even split
+    share = dst.redistribute(7, {"a": 0.0, "b": 0.0}, BIG)
+    assert sum(share.values()) == 7 and sorted(share.values()) == [3, 4]
+
+
+def test_redistribute_ties_do_not_depend_on_the_hash_seed(tmp_path):
+    """Equal remainders must be resolved the same way in every process (str hashing is randomised per process),
+    or two runs of the same SNFS config could differ."""
+    code = ("from sparsetrain.sparsity.dst import redistribute\n"
+            "w = {'1.weight': 0.0, '3.weight': 0.0, '5.weight': 0.0}\n"
+            "print(redistribute(10, w, {n: 100 for n in w}), redistribute(5, {'a': 1.0, 'b': 1.0}, {'a': 9, 'b': 9}),"
+            " redistribute(7, {'x': 1.0, 'y': 1.0, 'z': 1.0, 'u': 1.0}, {'x': 9, 'y': 9, 'z': 9, 'u': 9}))")
+    outputs = {
+        subprocess.run([sys.executable, "-c", code], env={**cli_env(), "PYTHONHASHSEED": str(seed)}, cwd=tmp_path,
+                       capture_output=True, text=True, check=True).stdout
+        for seed in (0, 1, 2, 3, 5)
+    }
+    assert len(outputs) == 1, outputs
+
+
+# ---- the methods in the training loop ---------------------------------------------------------------------------
+def read_events(run_dir, kind="mask_update"):
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [e for e in events if e["event"] == kind]
+
+
+def state_buffers(method, param) -> dict[str, torch.Tensor]:
+    """The per-element optimizer buffers of ``param`` (SGD momentum, Adam moments)."""
+    return {key: value for key, value in method.ctx.optimizer.state.get(param, {}).items()
+            if isinstance(value, torch.Tensor) and value.shape == param.shape}
+
+
+def check_masked_state(method) -> None:
+    """Pruned weights, their gradients and optimizer state are exactly 0."""
+    for name, mask in method.maskset.masks.items():
+        param = method.targets.params[name]
+        assert torch.all(param[~mask] == 0), name
+        if param.grad is not None:
+            assert torch.all(param.grad[~mask] == 0), name
+        for key, value in state_buffers(method, param).items():
+            assert torch.all(value[~mask] == 0), (name, key)
+
+
+def snapshot(method) -> dict:
+    params = method.targets.params
+    return {
+        "masks": {n: m.clone() for n, m in method.maskset.masks.items()},
+        "weights": {n: p.detach().clone() for n, p in params.items()},
+        "state": {n: {k: v.clone() for k, v in state_buffers(method, p).items()} for n, p in params.items()},
+    }
+
+
+def recording(cls, layer_counts=True, per_step=None):
+    """``cls`` recording the state around every mask update and checking, after every optimizer step, that the
+    masked state is 0 (and, with ``layer_counts``, that every layer has exactly its target zeros)."""
+
+    class Recording(cls):
+        updates: list[dict] = []
+        update_steps: list[int] = []
+        took_step: dict[int, bool] = {}
+        steps_checked = 0
+
+        def before_optimizer_step(self, step):
+            self.pre = None
+            if per_step is not None:
+                per_step(self, step)
+            if self.is_update_step(step):
+                self.pre = {"weights": {n: p.detach().clone() for n, p in self.targets.params.items()},
+                            "grads": {n: p.grad.detach().clone() for n, p in self.targets.params.items()}}
+            took = super().before_optimizer_step(step)
+            Recording.took_step[step] = took
+            return took
+
+        def update(self, step, scores):
+            before = {**snapshot(self), "scores": {n: s.clone() for n, s in scores.items()},
+                      "counts": dict(self.maskset.counts())}
+            super().update(step, scores)
+            Recording.update_steps.append(step)
+            Recording.updates.append({"step": step, "pre": self.pre, "before": before, "after": snapshot(self)})
+
+        def after_optimizer_step(self, step):
+            super().after_optimizer_step(step)
+            if Recording.update_steps and Recording.update_steps[-1] == step:
+                Recording.updates[-1]["final"] = snapshot(self)
+            check_masked_state(self)
+            if layer_counts:
+                zeros = {name: int((~mask).sum()) for name, mask in self.maskset.masks.items()}
+                assert zeros == self.layer_zeros(self.sparsity), f"step {step}"
+            Recording.steps_checked += 1
+            Recording.method = self
+
+    return Recording
+
+
+def run_recorded(compose_config, monkeypatch, run_dir, overrides, **kwargs):
+    cfg = compose_config(*overrides)
+    cls = recording(methods.METHODS[cfg.method.name], **kwargs)
+    monkeypatch.setitem(methods.METHODS, cfg.method.name, cls)
+    summary = run(cfg, run_dir, overrides)
+    assert cls.steps_checked == summary["steps"]
+    return cls, summary
+
+
+def fraction_at(method, step: int) -> float:
+    cfg = method.cfg
+    return dst.drop_fraction(step, alpha=cfg.alpha, alpha_min=cfg.alpha_min, decay=cfg.decay,
+                             end_step=method.end_step)
+
+
+def check_update(method, record, grows: dict[str, int] | None = None) -> int:
+    """One recorded update against the rules of §5.2; returns the number of dropped-then-regrown connections."""
+    cfg, step = method.cfg, record["step"]
+    before, after = record["before"], record["after"]
+    fraction = fraction_at(method, step)
+    regrown_total = 0
+    for name, old in before["masks"].items():
+        new, weight = after["masks"][name], before["weights"][name]
+        count = int(old.sum())
+        assert count == before["counts"][name]
+        if count == old.numel():  # a dense layer has nothing to drop: left alone
+            assert torch.equal(new, old)
+            continue
+        drop = dst.drop_count(count, fraction, cfg.drop_rounding)
+        grow = drop if grows is None else grows[name]
+        noise = dst.noise(weight, cfg.tie_noise, method.ctx.seed, step, name, "drop-noise")
+        score = weight.abs().float() + (0 if noise is None else noise)
+        kept = top_among(score, old, count - drop)  # the largest |w| (+ tie noise) of the active entries
+        assert torch.equal(new & kept, kept), (step, name)
+        grown = new & ~kept
+        assert int(new.sum()) == count - drop + grow and int(grown.sum()) == grow, (step, name)
+        grow_score = before["scores"][name]
+        others = ~kept & ~grown
+        if grow and others.any():  # grown: the top grow scores among everything not kept
+            assert grow_score[grown].min() >= grow_score[others].max(), (step, name)
+        created, stayed, removed = new & ~old, new & old, old & ~new
+        assert int(created.sum()) == int(removed.sum()) + grow - drop
+        w_after = after["weights"][name]
+        assert torch.all(w_after[created] == 0) and torch.all(w_after[removed] == 0), (step, name)
+        assert torch.equal(w_after[stayed], weight[stayed]), (step, name)  # kept and regrown keep their value
+        for key, value in after["state"][name].items():
+            assert torch.all(value[created] == 0) and torch.all(value[removed] == 0), (step, name, key)
+        regrown_total += int((stayed & ~kept).sum())
+    return regrown_total
+
+
+def test_rigl_updates_follow_the_reference_rules(compose_config, tmp_path, monkeypatch):
+    overrides = ["method=rigl", *BASE, "epochs=3", "method.delta_t=5"]
+    cls, summary = run_recorded(compose_config, monkeypatch, tmp_path, overrides)
+    method, total = cls.method, summary["steps"]
+    assert total == 3 * STEPS_PER_EPOCH
+    end = round(0.75 * total)
+    assert method.end_step == end
+    expected = [t for t in range(total) if t % 5 == 0 and t <= end]
+    assert cls.update_steps == expected and end == 50 and expected[-1] == 50
+
+    for record in cls.updates:
+        step = record["step"]
+        # growth scores: |dense gradient of this step's batch| (read before the gradients were masked)
+        for name, grad in record["pre"]["grads"].items():
+            assert torch.equal(record["before"]["scores"][name], grad.abs())
+            inactive = ~record["before"]["masks"][name]
+            assert grad[inactive].abs().sum() > 0  # dense: defined at inactive positions too
+        check_update(method, record)
+        # no optimizer step on an update iteration: the weights that stay active end the iteration unchanged
+        assert not cls.took_step[step]
+        for name, mask in record["final"]["masks"].items():
+            stayed = mask & record["before"]["masks"][name]
+            assert torch.equal(record["final"]["weights"][name][stayed], record["pre"]["weights"][name][stayed])
+    assert all(cls.took_step[t] for t in range(total) if t not in expected)
+
+    # the log: one event per update, stamped with the steps done (the update replaces step t), drop fraction f(t)
+    events = read_events(tmp_path)
+    assert [e["step"] for e in events] == expected
+    for event, record in zip(events, cls.updates):
+        t = event["step"]
+        assert event["drop_fraction"] == pytest.approx(
+            dst.drop_fraction(t, alpha=0.3, alpha_min=0.0, decay="cosine", end_step=end), abs=1e-12)
+        counts = record["before"]["counts"]
+        dropped = sum(dst.drop_count(c, event["drop_fraction"], "floor") for n, c in counts.items()
+                      if c < record["before"]["masks"][n].numel())
+        assert event["dropped"] == event["grown"] == dropped
+        created = sum(int((record["after"]["masks"][n] & ~record["before"]["masks"][n]).sum()) for n in counts)
+        assert event["churn"] == pytest.approx(created / sum(counts.values()))
+    assert events[0]["drop_fraction"] == pytest.approx(0.3)
+    assert summary["dynamics"]["mask_updates"] == len(expected)
+    assert summary["masks"]["sparsity"] == pytest.approx(SPARSITY, abs=1e-4)
+
+
+def test_rigl_dropped_then_regrown_connections_keep_their_value(compose_config, tmp_path, monkeypatch):
+    """Force a just-dropped position to win the growth (odd positions get a huge grow score): it comes back with
+    its old weight, while the other grown connections are new and start at 0."""
+
+    class Forced(methods.METHODS["rigl"]):
+        def grow_scores(self, step):
+            scores = super().grow_scores(step)
+            return {n: s + 1e6 * (self.maskset.masks[n] & (torch.arange(s.numel()).view_as(s) % 2 == 1))
+                    for n, s in scores.items()}
+
+    monkeypatch.setitem(methods.METHODS, "rigl", Forced)
+    overrides = ["method=rigl", *BASE, "steps=12", "method.delta_t=5"]
+    cls, _ = run_recorded(compose_config, monkeypatch, tmp_path, overrides)
+    assert cls.update_steps == [0, 5]
+    for record in cls.updates:
+        regrown = check_update(cls.method, record)
+        assert regrown > 100
+        new_total = 0
+        for name, old in record["before"]["masks"].items():
+            new = record["after"]["masks"][name]
+            odd = torch.arange(old.numel()).view_as(old) % 2 == 1
+            # every dropped odd position is back, with its (non-zero) weight; even ones were replaced by new ones
+            assert torch.equal(new & old & odd, old & odd)
+            assert torch.equal(record["after"]["weights"][name][old & odd], record["before"]["weights"][name][old & odd])
+            if record["step"] == 0:  # the initial weights are all non-zero
+                assert torch.all(record["before"]["weights"][name][old & odd] != 0)
+            new_total += int((new & ~old).sum())
+        assert new_total > 0
+
+
+def test_rigl_without_skipping_the_optimizer_moves_surviving_weights(compose_config, tmp_path, monkeypatch):
+    overrides = ["method=rigl", *BASE, "steps=16", "method.delta_t=5", "method.skip_step_on_update=false"]
+    cls, _ = run_recorded(compose_config, monkeypatch, tmp_path, overrides)
+    end = round(0.75 * 16)
+    assert cls.update_steps == [0, 5, 10] and end == 12
+    assert all(cls.took_step.values())
+    for record in cls.updates:
+        # the update runs after the step: grow scores are still this batch's dense gradient
+        for name, grad in record["pre"]["grads"].items():
+            assert torch.equal(record["before"]["scores"][name], grad.abs())
+        check_update(cls.method, record)
+        for name, mask in record["final"]["masks"].items():
+            stayed = mask & record["before"]["masks"][name]
+            moved = record["final"]["weights"][name][stayed] != record["pre"]["weights"][name][stayed]
+            assert moved.float().mean() > 0.9, name
+    # stamped with the steps done: the update follows step t, so t + 1
+    assert [e["step"] for e in read_events(tmp_path)] == [1, 6, 11]
+
+
+def test_set_updates_at_epoch_ends_with_seeded_random_growth(compose_config, tmp_path, monkeypatch):
+    overrides = ["method=set", *BASE, "epochs=3", "seed=0"]
+    original = methods.METHODS["set"]
+    cls, summary = run_recorded(compose_config, monkeypatch, tmp_path / "a", overrides)
+    spe = summary["steps_per_epoch"]
+    assert cls.update_steps == [spe - 1, 2 * spe - 1, 3 * spe - 1]
+    for record in cls.updates:
+        check_update(cls.method, record)
+        # the grow scores are uniform in [0, 1), unrelated to the gradient
+        for name, score in record["before"]["scores"].items():
+            assert 0 <= score.min() and score.max() < 1
+            assert not torch.equal(score, record["pre"]["grads"][name].abs())
+    events = read_events(tmp_path / "a")
+    assert [e["step"] for e in events] == [spe, 2 * spe, 3 * spe]  # at the end of every epoch
+    assert all(e["step"] % spe == 0 for e in events)
+    assert [e["drop_fraction"] for e in events] == [0.3] * 3  # constant zeta
+    for event, record in zip(events, cls.updates):
+        assert event["dropped"] == sum(math.ceil(round(0.3 * c, 9)) for c in record["before"]["counts"].values())
+
+    monkeypatch.setitem(methods.METHODS, "set", original)
+    same = run(compose_config(*overrides), tmp_path / "b", overrides)
+    other = ["method=set", *BASE, "epochs=3", "seed=1"]
+    run(compose_config(*other), tmp_path / "c", other)
+    a, b, c = (load_masks(tmp_path / d / "masks" / "final.safetensors") for d in "abc")
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert not all(torch.equal(a[n], c[n]) for n in a)
+    strip = lambda d: [{k: v for k, v in e.items() if k != "time"} for e in read_events(tmp_path / d)]
+    assert strip("a") == strip("b")
+    assert same["dynamics"] == summary["dynamics"]
+
+
+def test_set_growth_depends_on_the_seed_not_the_initial_mask(compose_config, tmp_path, monkeypatch):
+    """SET's grow scores are a seeded draw: identical in two runs with one seed, new at every update, and
+    different under another seed."""
+    seen = {}
+
+    class Probe(methods.METHODS["set"]):
+        def grow_scores(self, step):
+            scores = super().grow_scores(step)
+            seen.setdefault(self.ctx.seed, []).append({n: s.clone() for n, s in scores.items()})
+            return scores
+
+    monkeypatch.setitem(methods.METHODS, "set", Probe)
+    for seed in (0, 0, 1):
+        overrides = ["method=set", *BASE, "steps=6", "method.update_at=step", "method.delta_t=5", f"seed={seed}"]
+        run(compose_config(*overrides), tmp_path / f"{seed}-{len(seen.get(seed, []))}", overrides)
+    first, again = seen[0][:2], seen[0][2:]
+    assert len(first) == 2 and len(again) == 2  # steps 0 and 5, twice
+    assert all(torch.equal(first[i][n], again[i][n]) for i in range(2) for n in first[i])
+    assert not any(torch.equal(first[0][n], first[1][n]) for n in first[0])  # a new draw at every update
+    assert not any(torch.equal(first[0][n], seen[1][0][n]) for n in first[0])
+
+
+def test_snfs_momentum_and_redistribution(compose_config, tmp_path, monkeypatch):
+    manual: dict[str, torch.Tensor] = {}
+    checked = []
+
+    def per_step(method, step):  # the method's momentum of the dense gradient, computed by hand
+        for name, param in method.targets.params.items():
+            grad = param.grad.detach()
+            manual[name] = grad.clone() if name not in manual else manual[name] * 0.9 + grad
+
+    class WithMomentum(methods.METHODS["snfs"]):
+        def observe(self, step):
+            super().observe(step)
+            for name in manual:
+                assert torch.allclose(self.momentum[name], manual[name], rtol=1e-6, atol=1e-7), (step, name)
+            checked.append(step)
+
+        def grow_scores(self, step):
+            scores = super().grow_scores(step)
+            for name in manual:  # |momentum| of the dense gradients, this step's included
+                assert torch.allclose(scores[name], manual[name].abs(), rtol=1e-6, atol=1e-7), (step, name)
+            return scores
+
+    monkeypatch.setitem(methods.METHODS, "snfs", WithMomentum)
+    overrides = ["method=snfs", *BASE, "epochs=2", "method.update_at=step", "method.delta_t=5"]
+    cls, summary = run_recorded(compose_config, monkeypatch, tmp_path, overrides, layer_counts=False,
+                                per_step=per_step)
+    assert checked == list(range(summary["steps"]))
+    assert cls.update_steps == list(range(0, 44, 5))  # t_end 1.0: to the end
+    layer_counts_changed = False
+    for record in cls.updates:
+        before, after = record["before"], record["after"]
+        method = cls.method
+        fraction = fraction_at(method, record["step"])
+        counts = before["counts"]
+        layers = [n for n, c in counts.items() if c < before["masks"][n].numel()]
+        drops = {n: dst.drop_count(counts[n], fraction, "floor") for n in layers}
+        # regrowth in proportion to each layer's mean |momentum| over its active weights, within its free room
+        means = {n: float((before["scores"][n] * before["masks"][n]).sum() / counts[n]) for n in layers}
+        capacity = {n: before["masks"][n].numel() - counts[n] + drops[n] for n in layers}
+        grows = dst.redistribute(sum(drops.values()), means, capacity)
+        check_update(method, record, grows)
+        after_counts = {n: int(m.sum()) for n, m in after["masks"].items()}
+        assert sum(after_counts.values()) == sum(counts.values())  # the total is preserved exactly
+        layer_counts_changed |= after_counts != counts
+    assert layer_counts_changed
+    assert summary["masks"]["sparsity"] == pytest.approx(SPARSITY, abs=1e-4)
+
+
+def test_snfs_without_redistribution_keeps_every_layer_count(compose_config, tmp_path, monkeypatch):
+    overrides = ["method=snfs", *BASE, "epochs=2", "method.update_at=step", "method.delta_t=5",
+                 "method.redistribute=none"]
+    cls, summary = run_recorded(compose_config, monkeypatch, tmp_path, overrides)  # exact ERK counts every step
+    assert len(cls.updates) == 9
+    for record in cls.updates:
+        check_update(cls.method, record)
+        assert {n: int(m.sum()) for n, m in record["after"]["masks"].items()} == record["before"]["counts"]
+
+
+def test_itop_rate(compose_config, tmp_path, monkeypatch):
+    overrides = ["method=itop", *BASE, "epochs=2", "method.delta_t=5"]
+    cls, summary = run_recorded(compose_config, monkeypatch, tmp_path, overrides)
+    method = cls.method
+    assert cls.update_steps == list(range(0, 44, 5))
+    for record in cls.updates:
+        check_update(method, record)
+    events = read_events(tmp_path)
+    assert [e["step"] for e in events] == [t + 1 for t in cls.update_steps]
+    rates = [e["itop_rate"] for e in events]
+    numel = sum(m.numel() for m in method.maskset.masks.values())
+    initial = 1 - sum(method.layer_zeros(SPARSITY).values()) / numel
+    assert initial == pytest.approx(0.1, abs=1e-3)
+    assert rates[0] > initial and all(a <= b for a, b in zip(rates, rates[1:])) and rates[-1] <= 1
+    # R_s counts every weight ever active: the union of the masks seen at every update, and the initial one
+    fired = {n: m.clone() for n, m in cls.updates[0]["before"]["masks"].items()}
+    for record, rate in zip(cls.updates, rates):
+        for n in fired:
+            fired[n] |= record["after"]["masks"][n]
+        assert rate == pytest.approx(sum(int(m.sum()) for m in fired.values()) / numel, abs=1e-12)
+    dynamics = summary["dynamics"]
+    assert dynamics["itop_rate"] == rates[-1] and dynamics["mask_updates"] == len(events)
+    layers = summary["masks"]["layers"]
+    weighted = sum(dynamics["itop_rate_layers"][n] * layers[n]["numel"] for n in layers) / numel
+    assert weighted == pytest.approx(dynamics["itop_rate"], abs=1e-12)
+    for n, rate in dynamics["itop_rate_layers"].items():
+        assert rate == pytest.approx(fired[n].float().mean().item(), abs=1e-12)
+        assert layers[n]["density"] <= rate <= 1
+
+
+def test_itop_rate_is_constant_when_nothing_is_dropped(compose_config, tmp_path):
+    overrides = ["method=itop", *BASE, "epochs=1", "method.delta_t=5", "method.alpha=1e-6",
+                 "method.alpha_min=0", "method.drop_rounding=floor"]
+    summary = run(compose_config(*overrides), tmp_path, overrides)
+    events = read_events(tmp_path)
+    assert len(events) == 5 and all(e["dropped"] == 0 and e["churn"] == 0 for e in events)
+    density = 1 - summary["masks"]["sparsity"]
+    assert all(e["itop_rate"] == pytest.approx(density, abs=1e-12) for e in events)
+    assert summary["dynamics"]["itop_rate"] == pytest.approx(density, abs=1e-12)
+
+
+def test_static_has_no_dynamics(compose_config, tmp_path):
+    overrides = ["method=static", *BASE, "steps=3"]
+    summary = run(compose_config(*overrides), tmp_path, overrides)
+    assert "dynamics" not in summary and not read_events(tmp_path)
+
+
+OPTIMIZERS = {
+    "sgd": ["optimizer=sgd", "optimizer.momentum=0.9", "optimizer.weight_decay=5e-3", "optimizer.nesterov=true"],
+    "adam": ["optimizer=adam", "optimizer.lr=3e-3", "optimizer.weight_decay=1e-3"],
+}
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("method", ["rigl", "set", "itop"])
+def test_pruned_state_is_zero_after_every_step(method, optimizer, compose_config, tmp_path, monkeypatch):
+    overrides = [f"method={method}", *BASE, *OPTIMIZERS[optimizer], "steps=24", "method.delta_t=4",
+                 "method.update_at=step"]
+    cls, summary = run_recorded(compose_config, monkeypatch, tmp_path, overrides)  # checks every step
+    assert len(cls.updates) >= 4
+    for record in cls.updates:
+        check_update(cls.method, record)
+    weights = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for name, mask in load_masks(tmp_path / "masks" / "final.safetensors").items():
+        assert torch.all(weights[name][~mask] == 0)
+
+
+def test_default_rigl_runs_from_the_command_line(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("method=rigl", f"sparsity={SPARSITY}", "epochs=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["method"] == "rigl" and summary["masks"]["sparsity"] == pytest.approx(SPARSITY, abs=1e-4)
+    assert 1 - SPARSITY < summary["dynamics"]["itop_rate"] <= 1
+    assert [e["step"] for e in read_events(run_dir)] == [0]  # delta_t 100 > T_end = 33 steps
+
+
+@pytest.mark.parametrize("method", ["rigl", "snfs"])
+def test_crash_and_resume_is_bit_identical(method, compose_config, tmp_path, monkeypatch):
+    """Masks, the fired mask R_s, SNFS momentum and optimizer state survive a crash: the resumed run ends
+    identical; the crash falls after an update and the resumed part redoes one (step 25)."""
+    overrides = [f"method={method}", f"sparsity={SPARSITY}", "epochs=2", "device=cpu", "checkpoint_every=5it",
+                 "resume=auto", "model.dropout=0.1", "method.delta_t=5", "method.update_at=step"]
+    reference = run(compose_config(*overrides), tmp_path / "reference", overrides)
+
+    class Crashing(methods.METHODS[method]):
+        calls = 0
+
+        def after_optimizer_step(self, step):
+            super().after_optimizer_step(step)
+            Crashing.calls += 1
+            if Crashing.calls == 28 and not getattr(self, "resumed", 0):
+                raise KeyboardInterrupt
+
+        def load_state_dict(self, state):
+            self.resumed = 1
+            super().load_state_dict(state)
+
+    monkeypatch.setitem(methods.METHODS, method, Crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_config(*overrides), tmp_path / "crashed", overrides)
+    resumed = run(compose_config(*overrides), tmp_path / "crashed", overrides)
+    assert Crashing.calls == 28 + 44 - 25
+    assert resumed["final"] == reference["final"] and resumed["masks"] == reference["masks"]
+    assert resumed["dynamics"] == reference["dynamics"] and resumed["flops"] == reference["flops"]
+    a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "crashed"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    for key in ("masks", "fired") + (("momentum",) if method == "snfs" else ()):
+        assert set(a["method"][key]) == set(b["method"][key])
+        assert all(torch.equal(a["method"][key][k], b["method"][key][k]) for k in a["method"][key]), key
+    assert a["method"]["updates"] == b["method"]["updates"] == reference["dynamics"]["mask_updates"]
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) if torch.is_tensor(sa[k]) else sa[k] == sb[k] for k in sa)
+    strip = lambda d: [{k: v for k, v in json.loads(line).items() if k != "time"}
+                       for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+    assert strip("reference") == strip("crashed")

@@ -1,0 +1,127 @@
+"""Lottery tickets: the sparsity ladder, nested masks, exact rewinding, controls, per-round outputs, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from sparsetrain import methods
+from sparsetrain.sparsity.dst import drop_count
+from sparsetrain.sparsity.masks import load_masks
+from sparsetrain.train.run import run
+
+BASE = ["method=lth", "device=cpu", "steps=30", "dataset.val_size=200", "eval_every=10it"]
+
+
+def _run(compose_config, run_dir, *overrides):
+    overrides = [*BASE, *overrides]
+    return run(compose_config(*overrides), run_dir, overrides)
+
+
+def _round_masks(run_dir):
+    return [load_masks(path) for path in sorted(run_dir.glob("round_*/masks.safetensors"))]
+
+
+def test_ladder_nested_masks_and_outputs(compose_config, tmp_path):
+    summary = _run(compose_config, tmp_path, "method.levels=4", "method.layer_rates=[last:0.1]")
+    masks = _round_masks(tmp_path)
+    assert len(masks) == 5
+    counts = {name: mask.numel() for name, mask in masks[0].items()}
+    rates = {"1.weight": 0.2, "3.weight": 0.2, "5.weight": 0.1}
+    for level, level_masks in enumerate(masks):
+        assert {name: int(mask.sum()) for name, mask in level_masks.items()} == counts, f"level {level}"
+        counts = {name: n - drop_count(n, rates[name], "floor") for name, n in counts.items()}
+    for earlier, later in zip(masks, masks[1:]):
+        assert all(torch.all(later[name] <= earlier[name]) for name in earlier)  # nested
+    with (tmp_path / "lottery.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    total = sum(mask.numel() for mask in masks[0].values())
+    assert [float(row["weights_remaining_pct"]) for row in rows] == pytest.approx(
+        [100 * sum(int(m.sum()) for m in level.values()) / total for level in masks])
+    assert all(row["early_stop_step"] not in ("", None) for row in rows)
+    assert (tmp_path / "lottery.png").stat().st_size > 0
+    assert [r["final"] for r in summary["rounds"]] == [json.loads((tmp_path / f"round_{i:02d}" / "summary.json")
+                                                                  .read_text())["final"] for i in range(5)]
+    weights = torch.load(tmp_path / "round_03" / "model.pt", weights_only=True)
+    assert all(torch.all(weights[name][~mask] == 0) for name, mask in masks[3].items())
+
+
+def test_global_scope_removes_exactly_the_rate_of_the_pool(compose_config, tmp_path):
+    _run(compose_config, tmp_path, "method.levels=2", "method.scope=global", "method.layer_rates=[last:0]")
+    masks = _round_masks(tmp_path)
+    pooled = ["1.weight", "3.weight"]
+    for earlier, later in zip(masks, masks[1:]):
+        active = sum(int(earlier[name].sum()) for name in pooled)
+        assert sum(int(later[name].sum()) for name in pooled) == active - drop_count(active, 0.2, "floor")
+        assert torch.equal(later["5.weight"], earlier["5.weight"])  # rate 0: never pruned
+
+
+def test_survivors_are_rewound_exactly_to_theta_k(compose_config, tmp_path, monkeypatch):
+    seen = {}
+
+    class Watched(methods.METHODS["lth"]):
+        def after_optimizer_step(self, step):
+            super().after_optimizer_step(step)
+            if self.round == 0 and step + 1 == 7:
+                seen["theta_k"] = {k: v.clone() for k, v in self.ctx.model.state_dict().items()}
+
+        def start_round(self, round_index):
+            super().start_round(round_index)
+            if round_index == 1:
+                seen["start"] = {k: v.clone() for k, v in self.ctx.model.state_dict().items()}
+                seen["masks"] = {k: v.clone() for k, v in self.maskset.masks.items()}
+
+    monkeypatch.setitem(methods.METHODS, "lth", Watched)
+    _run(compose_config, tmp_path, "method.levels=1", "method.rewind_to=7it", "schedule=cosine")
+    for name, value in seen["theta_k"].items():
+        expected = value * seen["masks"][name] if name in seen["masks"] else value
+        assert torch.equal(seen["start"][name], expected), name
+    events = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    round1 = [e for e in events if e["round"] == 1 and e["event"] == "eval"]
+    assert round1[0]["step"] == 10  # training resumed at step 7; the first evaluation at step 10
+
+
+def test_controls_keep_the_levels_densities(compose_config, tmp_path):
+    _run(compose_config, tmp_path / "ticket", "method.levels=2")
+    source = _round_masks(tmp_path / "ticket")
+    for control in ("random_reinit", "random_mask"):
+        summary = _run(compose_config, tmp_path / control, f"method.control={control}",
+                       f"method.masks_from={tmp_path / 'ticket'}")
+        assert len(summary["rounds"]) == 3
+        for level, (mine, theirs) in enumerate(zip(_round_masks(tmp_path / control), source)):
+            for name in theirs:
+                assert int(mine[name].sum()) == int(theirs[name].sum())
+                assert torch.equal(mine[name], theirs[name]) == (control == "random_reinit" or level == 0), name
+
+
+def test_resume_in_the_middle_of_round_two_gives_the_same_table(compose_config, tmp_path, monkeypatch):
+    overrides = ("method.levels=3", "checkpoint_every=4it", "resume=auto", "method.rewind_to=5it")
+    _run(compose_config, tmp_path / "reference", *overrides)
+
+    class Crashing(methods.METHODS["lth"]):
+        def after_optimizer_step(self, step):
+            super().after_optimizer_step(step)
+            if self.round == 2 and step == 17 and not getattr(self, "resumed", False):
+                raise KeyboardInterrupt
+
+        def load_state_dict(self, state):
+            self.resumed = True
+            super().load_state_dict(state)
+
+    monkeypatch.setitem(methods.METHODS, "lth", Crashing)
+    with pytest.raises(KeyboardInterrupt):
+        _run(compose_config, tmp_path / "crashed", *overrides)
+    position = torch.load(tmp_path / "crashed" / "checkpoints" / "last.pt", weights_only=True)["position"]
+    assert position["round"] == 2 and position["step"] == 16  # the last checkpoint before the crash
+    _run(compose_config, tmp_path / "crashed", *overrides)
+    assert (tmp_path / "crashed" / "lottery.csv").read_text() == (tmp_path / "reference" / "lottery.csv").read_text()
+
+
+def test_bad_lth_options(compose_config):
+    with pytest.raises(ValueError, match="sparsity"):
+        methods.build_method(compose_config("method=lth", "sparsity=0.5").method, 0.5)
+    with pytest.raises(ValueError, match="method.masks_from"):
+        methods.build_method(compose_config("method=lth", "method.control=random_reinit").method, 0.0)
