@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,3 +37,28 @@ def compose_config():
             return compose(config_name="train", overrides=list(overrides))
 
     return _compose
+
+
+def crashing(cls, after_calls: int):
+    """``cls`` raising KeyboardInterrupt (a crash) after ``after_calls`` optimizer steps, unless it was resumed."""
+
+    class Crashing(cls):
+        calls = 0
+
+        def after_optimizer_step(self, step):
+            super().after_optimizer_step(step)
+            Crashing.calls += 1
+            if Crashing.calls == after_calls and not getattr(self, "resumed", False):
+                raise KeyboardInterrupt
+
+        def load_state_dict(self, state):
+            self.resumed = True
+            super().load_state_dict(state)
+
+    return Crashing
+
+
+def events_without_time(run_dir: Path) -> list[dict]:
+    """metrics.jsonl without the wall-time field, for comparing runs."""
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]

@@ -10,17 +10,12 @@ from pathlib import Path
 
 import torch
 
-from conftest import cli_command, cli_env, run_cli
+from conftest import cli_command, cli_env, events_without_time, run_cli
 
 # Dropout draws from the global torch RNG and the validation split exercises early-stop tracking, so the
 # comparison fails if any RNG state, position or accumulator is not restored.
 RUN = ["model=lenet300_100", "model.dropout=0.2", "dataset.val_size=200", "epochs=5", "checkpoint_every=7it",
        "optimizer.momentum=0.9", "schedule.warmup_epochs=1", "label_smoothing=0.1"]
-
-
-def _events_without_time(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
 
 
 def _final_state(run_dir: Path) -> dict:
@@ -71,7 +66,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     expected, actual = _final_state(reference), _final_state(killed)
     for part in ("model", "optimizer", "position", "finished"):
         _assert_same_tensors(expected[part], actual[part], part)
-    assert _events_without_time(killed) == _events_without_time(reference)
+    assert events_without_time(killed) == events_without_time(reference)
     summaries = [json.loads((d / "summary.json").read_text()) for d in (reference, killed)]
     for summary in summaries:
         summary.pop("wall_time_s"), summary.pop("run_dir")

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from conftest import crashing, events_without_time
 from sparsetrain import methods
 from sparsetrain.sparsity.distribution import exact_zeros
 from sparsetrain.sparsity.masks import load_masks
@@ -143,20 +144,7 @@ def test_crash_and_resume_is_bit_identical(method, compose_config, tmp_path, mon
 
     crash_after = 60 if method == "oneshot" else 30  # oneshot: inside the retraining round
 
-    class Crashing(methods.METHODS[method]):
-        calls = 0
-
-        def after_optimizer_step(self, step):
-            super().after_optimizer_step(step)
-            Crashing.calls += 1
-            if Crashing.calls == crash_after and not getattr(self, "resumed", 0):
-                raise KeyboardInterrupt
-
-        def load_state_dict(self, state):
-            self.resumed = 1
-            super().load_state_dict(state)
-
-    monkeypatch.setitem(methods.METHODS, method, Crashing)
+    monkeypatch.setitem(methods.METHODS, method, crashing(methods.METHODS[method], crash_after))
     with pytest.raises(KeyboardInterrupt):
         run(compose_config(*overrides), tmp_path / "crashed", overrides)
     resumed = run(compose_config(*overrides), tmp_path / "crashed", overrides)
@@ -165,9 +153,7 @@ def test_crash_and_resume_is_bit_identical(method, compose_config, tmp_path, mon
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert all(torch.equal(a["method"]["masks"][k], b["method"]["masks"][k]) for k in a["method"]["masks"])
     assert resumed["flops"] == reference["flops"]
-    strip = lambda d: [{k: v for k, v in json.loads(line).items() if k != "time"}
-                       for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
-    assert strip("reference") == strip("crashed")
+    assert events_without_time(tmp_path / "reference") == events_without_time(tmp_path / "crashed")
 
 
 def test_oneshot_prunes_a_pretrained_run_in_one_round(compose_config, tmp_path):

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from conftest import events_without_time
 from sparsetrain import methods
 from sparsetrain.config import ConfigError, parse_interval
 from sparsetrain.methods.base import Method
@@ -128,9 +129,7 @@ def test_resume_in_the_middle_of_round_two_matches(recorder, compose_config, tmp
     a, b = (load_checkpoint(checkpoint_path(tmp_path / d), torch.device("cpu")) for d in ("reference", "crashed"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert a["method"] == b["method"]
-    strip = lambda d: [{k: v for k, v in json.loads(l).items() if k != "time"}
-                       for l in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
-    assert strip("reference") == strip("crashed")
+    assert events_without_time(tmp_path / "reference") == events_without_time(tmp_path / "crashed")
 
 
 def test_steps_override_epochs_and_can_end_mid_epoch(recorder, compose_config, tmp_path):
