@@ -64,7 +64,8 @@ def main() -> None:
     method = build_method(cfg.method, 0.9)
     method.setup(RunContext(model=model, optimizer=optimizer, train_batches=None, loss_fn=loss_fn,
                             in_shape=in_shape, sparsity=0.9, seed=0, device=device, steps_per_epoch=1000,
-                            total_steps=100_000, lr_factor=lambda step: 1.0, run_dir=Path("."), log=lambda e: None))
+                            total_steps=100_000, lr_factor=lambda step: 1.0, run_dir=Path("."), log=lambda e: None,
+                            fresh_weights=lambda seed: {}))
     method.start_round(0)
 
     def backward() -> None:
