@@ -16,6 +16,7 @@ import hydra
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException, MissingConfigException
@@ -42,6 +43,8 @@ def _app(cfg: DictConfig) -> dict:
     from .train.run import run
 
     hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN and cfg.resume is None:
+        cfg.resume = "auto"  # a re-run sweep continues unfinished jobs and skips finished ones
     try:
         check(cfg)
         run_dir = Path(hydra_cfg.runtime.output_dir)

@@ -192,6 +192,7 @@ class TrainConfig:
     optimizer: Any = MISSING
     schedule: ScheduleConfig = MISSING
     method: MethodConfig = MISSING
+    name: str = "default"  # experiment name: sweeps go to multirun/<name>/<overrides>
     sparsity: float = 0.0
     seed: int = 0
     epochs: int = 20

@@ -14,6 +14,7 @@ RUN_RECORD = "run.yaml"
 
 # Keys that do not change what a run computes: they may differ between a run and its resume.
 NON_RESULT_KEYS = (
+    "name",
     "resume",
     "device",
     "compile",
