@@ -178,8 +178,8 @@ def _composition_error(error: Exception) -> str:
         cause = cause.__cause__
     key = getattr(cause, "full_key", None)
     text = _first_line(cause)
-    if "not in struct" in str(cause) or "Could not override" in str(error) and key:
-        return f"{key or text} is not a config key (see `sparsetrain --cfg job` for the keys); to add one use +{key}=..."
+    if key and ("not in struct" in str(cause) or "Could not override" in str(error)):
+        return f"{key} is not a config key (see `sparsetrain --cfg job` for the keys); to add one use +{key}=..."
     if key:
         return f"{key}: {text}"
     return _first_line(error)

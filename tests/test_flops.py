@@ -1,7 +1,6 @@
 """FLOP accounting: per-layer dense counts, sparse inference FLOPs, RigL training FLOPs."""
 
 import pytest
-import torch
 from torch import nn
 
 from sparsetrain.models import build_model

@@ -14,7 +14,7 @@ import torch
 
 from ..config import ConfigError
 from ..seeds import derive_seed
-from ..sparsity.dst import drop_count, drop_fraction, drop_grow, noise, redistribute
+from ..sparsity.dst import drop_count, drop_fraction, drop_grow, noise
 from ..sparsity.masks import random_masks
 from .base import RunContext
 from .masked import MaskedMethod

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from ..train.files import atomic_write
+from .plots import pyplot, save_png, weights_remaining_axis
 
 COLUMNS = ("round", "weights_remaining_pct", "final_test_top1", "best_test_top1", "best_test_step",
            "early_stop_step", "early_stop_val_loss", "final_val_top1")
@@ -44,26 +45,13 @@ def write_round_table(run_dir: Path, name: str, results: list[dict]) -> list[dic
 
 
 def _plot(path: Path, rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.ticker
-    from matplotlib import pyplot as plt
-
     remaining = [row["weights_remaining_pct"] for row in rows]
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = pyplot().subplots(figsize=(6, 4))
     axis.plot(remaining, [row["final_test_top1"] for row in rows], "o-", label="final test top-1")
     axis.plot(remaining, [row["best_test_top1"] for row in rows], "s--", label="best test top-1")
-    axis.set_xscale("log")
-    axis.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    axis.invert_xaxis()
-    axis.set_xlabel("weights remaining (%)")
+    weights_remaining_axis(axis, remaining)
     axis.set_ylabel("accuracy")
     axis.grid(True, which="both", alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+    save_png(figure, path)

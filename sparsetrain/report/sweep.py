@@ -1,0 +1,358 @@
+"""The summary of a sweep directory: one row per finished job, seeds averaged per group, plots.
+
+``sparsetrain-report multirun/<name>`` (or the ``SummarizeSweep`` Hydra callback at the end of ``-m``) writes
+into the sweep directory:
+
+- ``summary.csv``: one row per finished job (a directory with ``summary.json``, found at any depth);
+- ``groups.csv`` and ``summary.md``: jobs whose result-relevant overrides differ only in ``seed`` form a group,
+  reported with the mean and sample standard deviation of final and best test top-1 over its seeds;
+- ``accuracy_vs_sparsity.png``: mean final test top-1 vs sparsity, one line per method (dense as a dashed line);
+- ``lottery.png`` when some job ran several rounds: test top-1 vs weights remaining, one line per job.
+
+Unfinished jobs (no ``summary.json``) are listed as skipped; they never stop the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from ..train.files import atomic_write
+from ..train.resume import RUN_RECORD, is_result_key
+from .plots import pyplot, save_png, weights_remaining_axis
+
+SUMMARY = "summary.json"
+EXAMPLE = "sparsetrain-report multirun/<name>"
+
+JOB_COLUMNS = (
+    "job", "method", "model", "dataset", "sparsity", "seed", "final_test_top1", "best_test_top1", "final_val_top1",
+    "final_test_loss", "best_test_step", "realised_sparsity", "itop_rate", "inference_flops", "training_flops",
+    "wall_time_s", "overrides",
+)
+GROUP_COLUMNS = (
+    "method", "model", "dataset", "sparsity", "n_seeds", "seeds", "final_test_top1_mean", "final_test_top1_std",
+    "best_test_top1_mean", "best_test_top1_std", "realised_sparsity_mean", "overrides", "jobs",
+)
+# Overrides that never separate two jobs into different groups: the seed (averaged over) and every key that
+# does not change a result (resume, device, ...; see sparsetrain/train/resume.py).
+GROUP_IGNORED_KEYS = ("seed",)
+
+
+class NoFinishedRuns(ValueError):
+    """The directory holds no finished run (no ``summary.json`` of a run below it)."""
+
+    def __init__(self, sweep_dir: Path):
+        super().__init__(f"{sweep_dir} holds no finished runs ({SUMMARY}); e.g. {EXAMPLE}")
+        self.sweep_dir = sweep_dir
+
+
+# --------------------------------------------------------------------------------------------------- collect
+
+
+def collect(sweep_dir: Path) -> list[dict]:
+    """One row per finished job below ``sweep_dir`` (``JOB_COLUMNS``, plus the job's round table if any)."""
+    return _scan(Path(sweep_dir))[0]
+
+
+def _scan(sweep_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(finished rows, skipped jobs as {"job", "reason"})."""
+    rows, skipped = [], []
+    for job_dir in _job_dirs(sweep_dir):
+        job = job_dir.relative_to(sweep_dir).as_posix()
+        overrides = _overrides(job_dir)
+        summary_path = job_dir / SUMMARY
+        if not summary_path.is_file():
+            skipped.append({"job": job, "reason": f"unfinished (no {SUMMARY})"})
+            continue
+        try:
+            summary = json.loads(summary_path.read_text())
+            rows.append(_row(job, summary, overrides))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+            skipped.append({"job": job, "reason": f"unreadable {SUMMARY} ({type(error).__name__}: {error})"})
+    rows.sort(key=lambda row: (str(row["method"]), _number(row["sparsity"]), row["overrides"],
+                               _number(row["seed"]), row["job"]))
+    skipped.sort(key=lambda item: item["job"])
+    return rows, skipped
+
+
+def _job_dirs(sweep_dir: Path) -> Iterable[Path]:
+    """Directories holding a run (summary.json, run.yaml or Hydra's .hydra/overrides.yaml); not searched below:
+    a run's own sub-directories (round_XX/summary.json of a lottery run) are not jobs."""
+    for root, dirs, files in os.walk(sweep_dir):
+        root_path = Path(root)
+        if SUMMARY in files or RUN_RECORD in files or (root_path / ".hydra" / "overrides.yaml").is_file():
+            dirs.clear()
+            yield root_path
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+
+
+def _overrides(job_dir: Path) -> list[str] | None:
+    """The overrides the job was started with: run.yaml, else Hydra's .hydra/overrides.yaml, else None."""
+    for path, field in ((job_dir / RUN_RECORD, "overrides"), (job_dir / ".hydra" / "overrides.yaml", None)):
+        try:
+            with path.open() as handle:
+                record = yaml.safe_load(handle)
+        except (OSError, yaml.YAMLError):
+            continue
+        overrides = record.get(field) if field and isinstance(record, dict) else record
+        if isinstance(overrides, list):
+            return [str(o) for o in overrides]
+    return None
+
+
+def _row(job: str, summary: dict, overrides: list[str] | None) -> dict:
+    final, best = summary["final"], summary["best"]
+    flops = summary.get("flops") or {}
+    if overrides is None:  # no record of the command line: the summary's own identity
+        overrides = [f"{key}={summary.get(key)}" for key in ("method", "model", "dataset", "sparsity", "seed")]
+    return {
+        "job": job,
+        "method": summary["method"],
+        "model": summary.get("model"),
+        "dataset": summary.get("dataset"),
+        "sparsity": summary.get("sparsity"),
+        "seed": summary.get("seed"),
+        "final_test_top1": final["test"]["top1"],
+        "best_test_top1": best["test"]["top1"],
+        "final_val_top1": (final.get("val") or {}).get("top1"),
+        "final_test_loss": final["test"].get("loss"),
+        "best_test_step": best["test"].get("step"),
+        "realised_sparsity": (summary.get("masks") or {}).get("sparsity") or 0.0,
+        "itop_rate": (summary.get("dynamics") or {}).get("itop_rate"),
+        "inference_flops": flops.get("inference_sparse"),
+        "training_flops": flops.get("training"),
+        "wall_time_s": summary.get("wall_time_s"),
+        "overrides": " ".join(overrides),
+        "group": group_key(overrides),
+        "round_table": summary.get("round_table") or [],
+    }
+
+
+def group_key(overrides: list[str]) -> tuple[str, ...]:
+    """The overrides that identify a group: result-relevant ones other than the seed, in a fixed order."""
+    return tuple(sorted(o for o in overrides if _is_group_key(_key(o))))
+
+
+def _is_group_key(key: str) -> bool:
+    return key not in GROUP_IGNORED_KEYS and is_result_key(key)
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+# ------------------------------------------------------------------------------------------------- summarise
+
+
+def group(rows: list[dict]) -> list[dict]:
+    """One entry per group (``GROUP_COLUMNS`` plus its key), sorted by method, then sparsity."""
+    by_key: dict[tuple[str, ...], list[dict]] = {}
+    for row in rows:
+        by_key.setdefault(row["group"], []).append(row)
+    groups = []
+    for key, members in by_key.items():
+        first = members[0]
+        final_mean, final_std = mean_std([r["final_test_top1"] for r in members])
+        best_mean, best_std = mean_std([r["best_test_top1"] for r in members])
+        groups.append({
+            "method": first["method"],
+            "model": first["model"],
+            "dataset": first["dataset"],
+            "sparsity": first["sparsity"],
+            "n_seeds": len(members),
+            "seeds": " ".join(str(r["seed"]) for r in sorted(members, key=lambda r: _number(r["seed"]))),
+            "final_test_top1_mean": final_mean,
+            "final_test_top1_std": final_std,
+            "best_test_top1_mean": best_mean,
+            "best_test_top1_std": best_std,
+            "realised_sparsity_mean": mean_std([r["realised_sparsity"] for r in members])[0],
+            "overrides": " ".join(key),
+            "jobs": " ".join(r["job"] for r in members),
+            "key": key,
+        })
+    groups.sort(key=lambda g: (str(g["method"]), _number(g["sparsity"]), g["overrides"]))
+    return groups
+
+
+def mean_std(values: list[Any]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (0 for a single value) of the values that are numbers."""
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not numbers:
+        return None, None
+    return statistics.fmean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else 0.0
+
+
+def summarize(sweep_dir: Path) -> dict:
+    """Write summary.csv, groups.csv, summary.md and the plots into ``sweep_dir``.
+
+    Returns {"rows", "groups", "skipped", "files"}; raises NoFinishedRuns when no job has finished.
+    """
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise NoFinishedRuns(sweep_dir)
+    rows, skipped = _scan(sweep_dir)
+    if not rows:
+        raise NoFinishedRuns(sweep_dir)
+    groups = group(rows)
+    files = [
+        _write_csv(sweep_dir / "summary.csv", JOB_COLUMNS, rows),
+        _write_csv(sweep_dir / "groups.csv", GROUP_COLUMNS, groups),
+        _write_text(sweep_dir / "summary.md", markdown(sweep_dir, rows, groups, skipped)),
+        _plot_accuracy_vs_sparsity(sweep_dir / "accuracy_vs_sparsity.png", groups),
+    ]
+    lottery = [row for row in rows if row["round_table"]]
+    if lottery:
+        files.append(_plot_lottery(sweep_dir / "lottery.png", lottery))
+    return {"rows": len(rows), "groups": len(groups), "skipped": len(skipped), "files": [str(f) for f in files]}
+
+
+def markdown(sweep_dir: Path, rows: list[dict], groups: list[dict], skipped: list[dict]) -> str:
+    lines = [
+        f"# Sweep {sweep_dir}",
+        "",
+        f"{len(rows)} finished job{'s' * (len(rows) != 1)} in {len(groups)} group{'s' * (len(groups) != 1)} "
+        "(mean ± sample std over seeds); "
+        f"{len(skipped)} job{'s' * (len(skipped) != 1)} skipped.",
+        "",
+        "| method | model | dataset | sparsity | seeds | final test top-1 | best test top-1 | overrides |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for g in groups:
+        lines.append(
+            f"| {g['method']} | {g['model']} | {g['dataset']} | {_fmt(g['sparsity'], 'g')} | {g['n_seeds']} "
+            f"| {_fmt(g['final_test_top1_mean'])} ± {_fmt(g['final_test_top1_std'])} "
+            f"| {_fmt(g['best_test_top1_mean'])} ± {_fmt(g['best_test_top1_std'])} "
+            f"| {_md_code(g['overrides'])} |"
+        )
+    if skipped:
+        lines += ["", f"Skipped {len(skipped)} job{'s' * (len(skipped) != 1)}:"]
+        lines += [f"- {_md_code(item['job'])}: {item['reason']}" for item in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec) if isinstance(value, (int, float)) else str(value)
+
+
+def _md_code(text: str) -> str:
+    return f"`{text.replace('|', '/')}`" if text else ""
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.inf
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> Path:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return _write_text(path, text.getvalue())
+
+
+def _write_text(path: Path, text: str) -> Path:
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------- plots
+
+
+def _series(groups: list[dict]) -> tuple[dict[tuple, list[dict]], dict[tuple, str]]:
+    """Groups by line: the method and every other override but sparsity. A line is labelled by its method, plus the
+    overrides that tell it from the method's other lines (e.g. ``rigl method.alpha=0.5``)."""
+    lines: dict[tuple, list[dict]] = {}
+    for g in groups:
+        rest = tuple(o for o in g["key"] if _key(o) not in ("sparsity", "method"))
+        lines.setdefault((str(g["method"]), rest), []).append(g)
+    labels = {}
+    for method, rest in lines:
+        siblings = [set(other) for m, other in lines if m == method]
+        common = set.intersection(*siblings)
+        labels[(method, rest)] = " ".join([method, *(o for o in rest if o not in common)])
+    return lines, labels
+
+
+def _plot_accuracy_vs_sparsity(path: Path, groups: list[dict]) -> Path:
+    lines, labels = _series(groups)
+    figure, axis = pyplot().subplots(figsize=(7, 4.5))
+    dense = []
+    for line, members in lines.items():
+        members = [g for g in members if g["final_test_top1_mean"] is not None]
+        if not members:
+            continue
+        if line[0] == "dense":
+            dense.append((labels[line], members))
+            continue
+        members = sorted(members, key=lambda g: _number(g["sparsity"]))
+        axis.errorbar([g["sparsity"] for g in members], [g["final_test_top1_mean"] for g in members],
+                      yerr=[g["final_test_top1_std"] for g in members], marker="o", capsize=3, label=labels[line])
+    for label, members in dense:
+        for g in members:
+            mean, std = g["final_test_top1_mean"], g["final_test_top1_std"]
+            drawn = axis.axhline(mean, linestyle="--", color="gray" if len(dense) == 1 else None,
+                                 label=f"{label} (n={g['n_seeds']})")
+            if std:
+                axis.axhspan(mean - std, mean + std, color=drawn.get_color(), alpha=0.12)
+    axis.set_xlabel("sparsity")
+    axis.set_ylabel("final test top-1 (mean ± std over seeds)")
+    axis.grid(True, alpha=0.3)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    return save_png(figure, path)
+
+
+def _plot_lottery(path: Path, rows: list[dict]) -> Path:
+    figure, axis = pyplot().subplots(figsize=(7, 4.5))
+    for row in rows:
+        table = sorted((r for r in row["round_table"] if r.get("final_test_top1") is not None),
+                       key=lambda r: -r["weights_remaining_pct"])
+        axis.plot([r["weights_remaining_pct"] for r in table], [r["final_test_top1"] for r in table], "o-",
+                  label=row["job"])
+    weights_remaining_axis(axis, [r["weights_remaining_pct"] for row in rows for r in row["round_table"]])
+    axis.set_ylabel("final test top-1")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize="x-small")
+    figure.tight_layout()
+    return save_png(figure, path)
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="sparsetrain-report",
+        description="Summarise a sweep directory: summary.csv, groups.csv, summary.md and plots, written into it.",
+    )
+    parser.add_argument("sweep_dir", type=Path, help="a sweep directory, e.g. multirun/<name>")
+    args = parser.parse_args(argv)
+    try:
+        result = summarize(args.sweep_dir)
+    except NoFinishedRuns as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print((args.sweep_dir / "summary.md").read_text(), end="")
+    print(f"wrote {', '.join(result['files'])}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
