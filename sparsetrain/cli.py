@@ -8,6 +8,7 @@ overrides when the command line gives no result-relevant ones.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -124,6 +125,9 @@ def _compose_checked(overrides: list[str]) -> DictConfig:
 
 def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[str]) -> list[str]:
     """For a single run: refuse to overwrite a checkpoint; point ``resume=<dir>`` at its run directory."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not any(o.key_or_group == "hydra.run.dir" for o in parsed):
+        raise ConfigError("under torchrun every process must write to the same run directory: set hydra.run.dir, "
+                          "e.g. hydra.run.dir=outputs/ddp_run")
     resume = cfg.resume
     run_dir = Path(cfg.hydra.run.dir)
     if resume is None:

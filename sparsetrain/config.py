@@ -208,6 +208,7 @@ class TrainConfig:
     resume: Optional[str] = None
     eval_every: str = "1ep"
     checkpoint_every: str = "1ep"
+    tensorboard: bool = False  # also log every metric to <run dir>/tb (needs the tb extra)
 
 
 def register_configs() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -57,3 +58,19 @@ def test_launcher_presets_compose(tmp_path, launcher, target):
     assert result.returncode == 0, result.stderr
     launcher_cfg = yaml.safe_load(result.stdout)["hydra"]["launcher"]
     assert launcher_cfg["_target_"].endswith(target)
+
+
+def test_tensorboard_logs_every_metric(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = run_cli("method=rigl", "sparsity=0.9", "epochs=2", "method.delta_t=5", "tensorboard=true",
+                     "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    events = EventAccumulator(str(tmp_path / "run" / "tb")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"eval/test/top1", "eval/test/loss", "train/loss", "train/lr", "mask_update/itop_rate"} <= tags
+    top1 = [(e.step, e.value) for e in events.Scalars("eval/test/top1")]
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    expected = [(e["step"], e["top1"]) for e in lines if e["event"] == "eval"]
+    assert [step for step, _ in top1] == [step for step, _ in expected]
+    assert [value for _, value in top1] == pytest.approx([value for _, value in expected], rel=1e-6)

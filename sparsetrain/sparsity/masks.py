@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from ..seeds import derive_seed
+from ..train.distributed import broadcast_masks
 from ..train.files import atomic_write
 
 
@@ -35,6 +36,7 @@ class MaskSet:
         active entries per layer when the caller knows them, saves a device sync."""
         for name, mask in masks.items():
             self.masks[name].copy_(mask)
+        broadcast_masks(self._mask_list)
         self._counts = dict(counts) if counts is not None else None
         self._densities = None
 

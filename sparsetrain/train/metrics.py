@@ -16,12 +16,18 @@ from .files import atomic_write
 class MetricsLog:
     """Appends JSON lines; ``truncate(offset)`` drops events logged after a checkpoint that is resumed."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, enabled: bool = True, mirror: Callable[[dict], None] | None = None) -> None:
         self.path = Path(path)  # created by the first event
+        self.enabled = enabled  # off on every rank but the first of a distributed run
+        self.mirror = mirror  # e.g. TensorBoard
 
     def __call__(self, event: dict) -> None:
+        if not self.enabled:
+            return
         with self.path.open("a") as handle:
             handle.write(json.dumps(event, sort_keys=True) + "\n")
+        if self.mirror is not None:
+            self.mirror(event)
 
     def lines(self) -> list[str]:
         if not self.path.exists():

@@ -19,6 +19,7 @@ NON_RESULT_KEYS = (
     "device",
     "compile",
     "checkpoint_every",
+    "tensorboard",
     "eval_batch_size",
     "dataset.root",
     "dataset.download",

@@ -16,12 +16,16 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..config import ConfigError, parse_interval
 from ..data import Data, build_data
 from ..methods import Method, RunContext, build_method
 from ..models import build_model
+from ..seeds import derive_seed
 from .checkpoint import load_checkpoint
+from .distributed import Distributed, init_distributed
+from .tensorboard import TensorBoardLog
 from .files import checkpoint_path
 from .metrics import MetricsLog, write_summary
 from .resume import read_run_record, refuse_if_changed, write_run_record
@@ -49,6 +53,16 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         log.info("%s has finished already: %s", run_dir, summary_path)
         return json.loads(summary_path.read_text())
     device = _resolve_device(cfg.device.value)
+    dist = init_distributed(device.type)
+    if dist.enabled:
+        if cfg.batch_size % dist.world_size:
+            raise ConfigError(f"batch_size={cfg.batch_size} is the global batch and must divide evenly over "
+                              f"{dist.world_size} processes; e.g. batch_size={dist.world_size * 64}")
+        if device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_main:
+            logging.getLogger("sparsetrain").setLevel(logging.WARNING)
     _configure_determinism(cfg.deterministic, device)
     _seed_everything(cfg.seed)
 
@@ -61,16 +75,21 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if dist.rank > 0:  # same initialisation on every rank, own dropout draws
+        torch.manual_seed(derive_seed("rank", cfg.seed, dist.rank))
+    step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if dist.enabled else model
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     method = _user_error(build_method, cfg.method, cfg.sparsity)
     total_steps = cfg.steps or cfg.epochs * len(data.train)
-    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    tensorboard = TensorBoardLog(run_dir / "tb", total_steps) if cfg.tensorboard and dist.is_main else None
+    metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main, mirror=tensorboard)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     parts = TrainerParts(
         config=config,
         run_dir=run_dir,
         model=model,
-        step_model=torch.compile(model) if cfg.compile else model,
+        step_model=torch.compile(step_model) if cfg.compile else step_model,
         optimizer=optimizer,
         method=method,
         data=data,
@@ -84,6 +103,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         checkpoint_every=parse_interval("checkpoint_every", cfg.checkpoint_every),
         metrics=metrics,
         flops=TrainingFlops(*dense_flops),
+        dist=dist,
     )
     trainer = Trainer(parts)
     method.setup(
@@ -99,12 +119,18 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         state = load_checkpoint(checkpoint_path(run_dir), device)
         refuse_if_changed(state["config"], config, run_dir)
         trainer.load(state)
-        log.info("resuming %s at round %d epoch %d batch %d (step %d)", run_dir, *vars(trainer.pos).values())
-    else:
+        pos = trainer.pos
+        log.info("resuming %s at round %d epoch %d batch %d (step %d)", run_dir, pos.round, pos.epoch, pos.batch,
+                 pos.step)
+    elif dist.is_main:
         write_run_record(run_dir, overrides, config)
     _describe(cfg, device, model, data, method, total_steps)
     run_rounds(trainer)
     summary = _summary(cfg, run_dir, trainer, model, data, device, dense_flops)
+    if dist.enabled:
+        summary["distributed"] = _rank_checksums(dist, model, method)
+    if not dist.is_main:
+        return summary
     if method.rounds > 1:
         summary["round_table"] = write_round_table(run_dir, method.table_name, trainer.results)
     write_summary(summary_path, summary)
@@ -169,6 +195,16 @@ def _describe(cfg: DictConfig, device: torch.device, model: nn.Module, data: Dat
         data.val.num_samples if data.val is not None else 0, data.test.num_samples, data.num_classes,
         method.name, device, params, total_steps, cfg.batch_size,
     )
+
+
+def _rank_checksums(dist: Distributed, model: nn.Module, method: Method) -> dict:
+    """Per-rank checksums of the final weights and masks: equal on every rank when the ranks stayed in sync."""
+    with torch.no_grad():
+        weights = float(sum(p.double().abs().sum() for p in model.parameters()))
+        masks = method.masks() or {}
+        positions = int(sum(m.flatten().nonzero().sum() for m in masks.values())) if masks else 0
+    return {"world_size": dist.world_size, "weight_checksums": dist.gather(weights),
+            "mask_checksums": dist.gather(positions)}
 
 
 def _fresh_weights(model_cfg: DictConfig, data: Data, seed: int) -> dict:

@@ -26,6 +26,7 @@ from ..methods import Method
 from ..sparsity.flops import TrainingFlops
 from ..sparsity.masks import format_report, mask_report, save_masks
 from .checkpoint import capture_rng, restore_rng, save_checkpoint
+from .distributed import Distributed
 from .files import atomic_write, checkpoint_path
 from .metrics import MetricsLog, evaluate, write_summary
 from .schedule import lr_factor
@@ -67,6 +68,7 @@ class TrainerParts:
     checkpoint_every: Interval
     metrics: MetricsLog
     flops: TrainingFlops  # training FLOPs of the run so far (RigL paper, Appendix H)
+    dist: Distributed  # this process's rank; one process by default
 
 
 class Trainer:
@@ -100,6 +102,9 @@ class Trainer:
         report = self.mask_report()
         if report is not None:
             self.round_result["weights_remaining"] = 1.0 - report["sparsity"]
+        if not p.dist.is_main:
+            return
+        if report is not None:
             save_masks(round_dir / "masks.safetensors", p.method.masks())
         save_checkpoint(round_dir / "model.pt", p.model.state_dict())
         events = [line for line in p.metrics.lines() if json.loads(line)["round"] == index]
@@ -136,7 +141,7 @@ class Trainer:
         self.finished = self.pos.round == self.p.method.rounds
         self.save()
         masks = self.p.method.masks()
-        if self.finished and masks is not None:
+        if self.finished and masks is not None and self.p.dist.is_main:
             save_masks(self.p.run_dir / "masks" / "final.safetensors", masks)
 
     def mask_report(self) -> dict | None:
@@ -155,6 +160,7 @@ class Trainer:
         factor = p.method.schedule_factor(self.pos.round, step, self.lr_factor(step))
         for group, base_lr in zip(p.optimizer.param_groups, self.base_lrs):
             group["lr"] = base_lr * factor
+        x, y = p.dist.shard(x), p.dist.shard(y)
         with p.autocast():
             loss = p.loss_fn(p.step_model(p.prepare(x)).float(), y)
         p.optimizer.zero_grad(set_to_none=True)
@@ -175,7 +181,7 @@ class Trainer:
     def _end_epoch(self, final: bool) -> None:
         pos = self.pos
         self.p.method.on_epoch_end(pos.epoch)
-        train_loss = float(self.loss_sum) / max(self.loss_count, 1)
+        train_loss = float(self.p.dist.mean(self.loss_sum)) / max(self.loss_count, 1)
         self.log_event({"event": "train", "loss": train_loss, "lr": self.p.optimizer.param_groups[0]["lr"]})
         self.loss_sum.zero_()
         self.loss_count = 0
@@ -241,7 +247,7 @@ class Trainer:
             "model": p.model.state_dict(),
             "optimizer": p.optimizer.state_dict(),
             "method": p.method.state_dict(),
-            "rng": capture_rng(),
+            "rng": p.dist.gather(capture_rng()),  # one entry per rank
             "trainer": {
                 "loss_sum": self.loss_sum,
                 "loss_count": self.loss_count,
@@ -253,6 +259,8 @@ class Trainer:
             },
             "versions": {"torch": str(torch.__version__)},
         }
+        if not p.dist.is_main:
+            return
         save_checkpoint(checkpoint_path(p.run_dir), state)
         masks = p.method.masks()
         if masks is not None:
@@ -274,6 +282,10 @@ class Trainer:
         self.elapsed_before = trainer["elapsed"]
         p.flops.load_state_dict(trainer["flops"])
         self.clock_start = time.perf_counter()
-        p.metrics.truncate(trainer["metrics_offset"])
-        restore_rng(state["rng"])
+        if len(state["rng"]) != p.dist.world_size:
+            raise ConfigError(f"the checkpoint was written by {len(state['rng'])} processes; resume it with as many "
+                              f"(torchrun --nproc_per_node={len(state['rng'])})")
+        if p.dist.is_main:
+            p.metrics.truncate(trainer["metrics_offset"])
+        restore_rng(state["rng"][p.dist.rank])
 
