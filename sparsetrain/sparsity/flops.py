@@ -65,14 +65,19 @@ class TrainingFlops:
         self.total_dense = total_dense
         self.per_layer = per_layer
         self.total = 0.0  # FLOPs so far
+        self._densities: dict[str, float] | None = None  # the last densities seen, and their sparse FLOPs
+        self._sparse = float(total_dense)
 
     def add_steps(self, steps: int, batch_size: int, densities: dict[str, float] | None,
                   dense_backward: bool = False) -> None:
         """Add ``steps`` steps of ``batch_size`` examples at layer ``densities`` (None: dense model)."""
         if steps < 0 or batch_size < 1:
             raise ValueError(f"need steps >= 0 and batch_size >= 1, got steps={steps}, batch_size={batch_size}")
-        sparse = self.total_dense if densities is None else inference_flops(self.total_dense, self.per_layer,
-                                                                            densities)
+        if densities is not self._densities:  # methods return the same dict until their masks change
+            self._densities = densities
+            self._sparse = self.total_dense if densities is None else inference_flops(
+                self.total_dense, self.per_layer, densities)
+        sparse = self._sparse
         per_example = 2 * sparse + self.total_dense if dense_backward else 3 * sparse
         self.total += float(per_example) * batch_size * steps
 
