@@ -26,6 +26,8 @@ class MaskSet:
         self.masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in params.items()}
         self._param_list = list(params.values())
         self._mask_list = list(self.masks.values())
+        # the masks in the parameters' dtype: multiplying by them is several times faster than by bools
+        self._factors = [torch.ones_like(p) for p in self._param_list]
         self.numel = sum(m.numel() for m in self._mask_list)
         self._counts: dict[str, int] | None = None
         self._densities: dict[str, float] | None = None
@@ -37,37 +39,39 @@ class MaskSet:
         for name, mask in masks.items():
             self.masks[name].copy_(mask)
         broadcast_masks(self._mask_list)
+        for factor, mask in zip(self._factors, self._mask_list):
+            factor.copy_(mask)
         self._counts = dict(counts) if counts is not None else None
         self._densities = None
 
     @torch.no_grad()
     def apply_(self, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Zero the masked weights (and their optimizer state, when an optimizer is given)."""
-        torch._foreach_mul_(self._param_list, self._mask_list)
+        torch._foreach_mul_(self._param_list, self._factors)
         if optimizer is not None:
             self.mask_optimizer_state_(optimizer)
 
     @torch.no_grad()
     def mask_grads_(self) -> None:
-        grads, masks = [], []
-        for param, mask in zip(self._param_list, self._mask_list):
+        grads, factors = [], []
+        for param, factor in zip(self._param_list, self._factors):
             if param.grad is not None:
                 grads.append(param.grad)
-                masks.append(mask)
+                factors.append(factor)
         if grads:
-            torch._foreach_mul_(grads, masks)
+            torch._foreach_mul_(grads, factors)
 
     @torch.no_grad()
     def mask_optimizer_state_(self, optimizer: torch.optim.Optimizer) -> None:
         """Zero every per-element optimizer buffer (SGD momentum, Adam moments, ...) at masked positions."""
-        buffers, masks = [], []
-        for param, mask in zip(self._param_list, self._mask_list):
+        buffers, factors = [], []
+        for param, factor in zip(self._param_list, self._factors):
             for value in optimizer.state.get(param, {}).values():
                 if isinstance(value, torch.Tensor) and value.shape == param.shape:
                     buffers.append(value)
-                    masks.append(mask)
+                    factors.append(factor if value.dtype == factor.dtype else factor.to(value.dtype))
         if buffers:
-            torch._foreach_mul_(buffers, masks)
+            torch._foreach_mul_(buffers, factors)
 
     # ---- reading -------------------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
