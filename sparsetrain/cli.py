@@ -26,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, validate
 from .train.files import checkpoint_path
-from .train.resume import is_result_key, read_run_record, refuse_if_changed, resumable_run_dir
+from .train.resume import is_result_key, read_run_record, refuse_if_changed, refuse_to_overwrite, resumable_run_dir
 
 CONFIG_MODULE = "sparsetrain.configs"
 CONFIG_NAME = "train"
@@ -131,11 +131,7 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
     resume = cfg.resume
     run_dir = Path(cfg.hydra.run.dir)
     if resume is None:
-        if checkpoint_path(run_dir).is_file():
-            raise ConfigError(
-                f"hydra.run.dir={str(run_dir)!r} already holds a checkpoint; add resume=auto to continue it, "
-                "or choose a new directory, e.g. hydra.run.dir=outputs/new_run"
-            )
+        refuse_to_overwrite(run_dir)
         return []
     if resume == "auto":
         if checkpoint_path(run_dir).is_file():

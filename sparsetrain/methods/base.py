@@ -75,6 +75,10 @@ class Method:
         after one-shot pruning replaces it by a constant)."""
         return factor
 
+    def finetune_factor(self) -> float:
+        """The constant learning-rate factor of fine-tuning: the schedule's rate at the start of its last epoch."""
+        return self.ctx.lr_factor(self.ctx.total_steps - self.ctx.steps_per_epoch)
+
     def on_epoch_end(self, epoch: int) -> None:
         """After the last step of epoch ``epoch`` (1-based)."""
 

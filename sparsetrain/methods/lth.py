@@ -21,7 +21,7 @@ import torch
 
 from ..config import ConfigError, parse_interval
 from ..sparsity.dst import drop_count
-from ..sparsity.masks import check_masks, load_masks, random_masks
+from ..sparsity.masks import load_checked_masks, random_masks
 from ..sparsity.saliency import keep_top
 from ..sparsity.targets import match_layers, parse_layer_value
 from .base import RunContext
@@ -67,11 +67,8 @@ class LTH(MaskedMethod):
                               f"({ctx.total_steps} steps); e.g. method.rewind_to=500it")
         self.layer_rates: dict[str, float] = {}
         for entry in self.cfg.layer_rates:
-            try:
-                pattern, rate = parse_layer_value(entry, "method.layer_rates", "method.layer_rates=[last:0.1]")
-                self.layer_rates.update(dict.fromkeys(match_layers(self.targets.params, pattern, "method.layer_rates"), rate))
-            except ValueError as error:
-                raise ConfigError(str(error)) from None
+            pattern, rate = parse_layer_value(entry, "method.layer_rates", "method.layer_rates=[last:0.1]")
+            self.layer_rates.update(dict.fromkeys(match_layers(self.targets.params, pattern, "method.layer_rates"), rate))
 
     # ---- rounds ------------------------------------------------------------------------------------------
     def round_start_step(self, round_index: int) -> int:
@@ -101,7 +98,7 @@ class LTH(MaskedMethod):
 
     def schedule_factor(self, round_index: int, step: int, factor: float) -> float:
         if round_index > 0 and self.cfg.rewind == "finetune":
-            return self.ctx.lr_factor(self.ctx.total_steps - self.ctx.steps_per_epoch)
+            return self.finetune_factor()
         return factor
 
     # ---- pruning -----------------------------------------------------------------------------------------
@@ -120,18 +117,14 @@ class LTH(MaskedMethod):
         return masks
 
     def _start_control_round(self, round_index: int) -> None:
-        masks = load_masks(self.source_masks[round_index])
-        try:
-            check_masks(masks, self.targets.params, "method.masks_from")
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+        masks = load_checked_masks(self.source_masks[round_index], self.targets.params, "method.masks_from")
         if self.cfg.control == "random_mask":  # the run's own theta_0, random positions with the level's counts
             zeros = {name: int((~mask).sum()) for name, mask in masks.items()}
             masks = random_masks(self.targets.shapes, zeros, self.ctx.seed + round_index, self.ctx.device)
             self.ctx.model.load_state_dict(self.ctx.fresh_weights(self.ctx.seed))
         else:  # the level's mask, a new initialisation for every level
             self.ctx.model.load_state_dict(self.ctx.fresh_weights(self.ctx.seed + 1_000_003 * (round_index + 1)))
-        self.set_masks({name: mask.to(self.ctx.device) for name, mask in masks.items()})
+        self.set_masks(masks)
 
     def _snapshot(self) -> dict[str, torch.Tensor]:
         return {name: value.detach().clone() for name, value in self.ctx.model.state_dict().items()}

@@ -37,10 +37,7 @@ class MaskedMethod(Method):
 
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
-        try:
-            self.targets = select_targets(ctx.model, list(self.cfg.dense_layers), list(self.cfg.layer_density))
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+        self.targets = select_targets(ctx.model, list(self.cfg.dense_layers), list(self.cfg.layer_density))
         self.maskset = MaskSet(self.targets.params)
 
     # ---- the mask mechanics of every step --------------------------------------------------------------

@@ -40,7 +40,7 @@ class OneShot(MaskedMethod):
 
     def schedule_factor(self, round_index: int, step: int, factor: float) -> float:
         if round_index == self.rounds - 1 and self.cfg.retrain_lr == "finetune":
-            return self.ctx.lr_factor(self.ctx.total_steps - self.ctx.steps_per_epoch)
+            return self.finetune_factor()
         return factor
 
     def _load_pretrained(self) -> None:

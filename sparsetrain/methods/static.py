@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
-from ..sparsity.masks import check_masks, load_masks, random_masks
+from ..sparsity.masks import load_checked_masks, random_masks
 from .masked import MaskedMethod
 
 MASKS_IN_RUN = Path("masks") / "final.safetensors"
@@ -24,12 +24,7 @@ class Static(MaskedMethod):
         if self.mask_file is None:
             masks = random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed, self.ctx.device)
         else:
-            masks = load_masks(self.mask_file)
-            try:
-                check_masks(masks, self.targets.params, "method.mask_from")
-            except ValueError as error:
-                raise ConfigError(str(error)) from None
-            masks = {name: mask.to(self.ctx.device) for name, mask in masks.items()}
+            masks = load_checked_masks(self.mask_file, self.targets.params, "method.mask_from")
         self.set_masks(masks)
 
 

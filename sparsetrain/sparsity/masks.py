@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
+from ..config import ConfigError
 from ..seeds import derive_seed
 from ..train.distributed import broadcast_masks
 from ..train.files import atomic_write
@@ -98,16 +99,16 @@ class MaskSet:
 
 
 def check_masks(masks: dict[str, torch.Tensor], params: dict[str, nn.Parameter], key: str) -> None:
-    """ValueError (one line, naming ``key``) unless ``masks`` has exactly the parameters' names and shapes."""
+    """ConfigError (one line, naming ``key``) unless ``masks`` has exactly the parameters' names and shapes."""
     missing, extra = sorted(set(params) - set(masks)), sorted(set(masks) - set(params))
     if missing or extra:
-        raise ValueError(
+        raise ConfigError(
             f"{key}: the masks do not match the model's prunable weights (missing {missing[:3]}, "
             f"unexpected {extra[:3]}); use masks saved from a run of the same model, e.g. {key}=<run dir>"
         )
     for name, mask in masks.items():
         if tuple(mask.shape) != tuple(params[name].shape):
-            raise ValueError(
+            raise ConfigError(
                 f"{key}: mask {name!r} has shape {tuple(mask.shape)} but the weight has "
                 f"{tuple(params[name].shape)}; use masks saved from a run of the same model"
             )
@@ -132,6 +133,13 @@ def save_masks(path: Path, masks: dict[str, torch.Tensor]) -> None:
     """Write masks as a safetensors file of bool tensors, atomically."""
     data = save({name: mask.detach().contiguous().cpu() for name, mask in masks.items()})
     atomic_write(path, lambda handle: handle.write(data))
+
+
+def load_checked_masks(path: Path, params: dict[str, nn.Parameter], key: str) -> dict[str, torch.Tensor]:
+    """Masks from a file, checked against ``params`` (ConfigError naming ``key``), on the parameters' device."""
+    masks = load_masks(path)
+    check_masks(masks, params, key)
+    return {name: mask.to(params[name].device) for name, mask in masks.items()}
 
 
 def load_masks(path: Path) -> dict[str, torch.Tensor]:

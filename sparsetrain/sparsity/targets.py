@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..config import ConfigError
+
 PRUNABLE_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
@@ -43,7 +45,7 @@ def select_targets(model: nn.Module, dense_layers: list[str], layer_density: lis
     """Prunable weights, with ``dense_layers`` (names, patterns or aliases, see ``match_layers``) fixed at density 1
     and each ``layer_density`` entry ``"pattern:density"`` fixing the matching layers at that density.
 
-    Raises ValueError (one line, naming the key) for a malformed entry or a pattern that matches no weight.
+    Raises ConfigError (one line, naming the key) for a malformed entry or a pattern that matches no weight.
     """
     params = prunable_parameters(model)
     fixed: dict[str, float] = {}
@@ -58,20 +60,20 @@ def select_targets(model: nn.Module, dense_layers: list[str], layer_density: lis
 
 
 def parse_layer_value(entry: str, key: str, example: str) -> tuple[str, float]:
-    """``"pattern:value"`` with a value in [0, 1]; ValueError naming ``key`` otherwise."""
+    """``"pattern:value"`` with a value in [0, 1]; ConfigError naming ``key`` otherwise."""
     pattern, _, text = str(entry).rpartition(":")
     try:
         value = float(text)
     except ValueError:
         value = -1.0
     if not pattern or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{key} entry {entry!r} is not 'pattern:value' with a value in [0, 1]; e.g. {example}")
+        raise ConfigError(f"{key} entry {entry!r} is not 'pattern:value' with a value in [0, 1]; e.g. {example}")
     return pattern, value
 
 
 def match_layers(params: dict[str, nn.Parameter], pattern: str, key: str) -> list[str]:
     """Names of the prunable weights matching ``pattern``: an fnmatch pattern, or ``first``, ``last``, ``conv``
-    (every convolution), ``linear`` (every linear layer); ValueError naming ``key`` if none match."""
+    (every convolution), ``linear`` (every linear layer); ConfigError naming ``key`` if none match."""
     names = list(params)
     aliases = {
         "first": names[:1],
@@ -81,7 +83,7 @@ def match_layers(params: dict[str, nn.Parameter], pattern: str, key: str) -> lis
     }
     matched = aliases.get(pattern) or fnmatch.filter(names, pattern)
     if not matched:
-        raise ValueError(
+        raise ConfigError(
             f"{key}: {pattern!r} matches no prunable weight; use first, last, conv, linear, or a name such as "
             f"{names[0]!r}"
         )

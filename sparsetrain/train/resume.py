@@ -59,6 +59,15 @@ def refuse_if_changed(stored: dict, current: dict, run_dir: Path) -> None:
         )
 
 
+def refuse_to_overwrite(run_dir: Path) -> None:
+    """ConfigError when ``run_dir`` holds a checkpoint (for a run started without ``resume``)."""
+    if checkpoint_path(run_dir).is_file():
+        raise ConfigError(
+            f"hydra.run.dir={str(run_dir)!r} already holds a checkpoint; add resume=auto to continue it, "
+            "or choose a new directory, e.g. hydra.run.dir=outputs/new_run"
+        )
+
+
 def write_run_record(run_dir: Path, overrides: list[str], config: dict) -> None:
     text = yaml.safe_dump({"overrides": overrides, "config": config}, sort_keys=False)
     atomic_write(Path(run_dir) / RUN_RECORD, lambda handle: handle.write(text.encode()))

@@ -28,7 +28,7 @@ from .distributed import Distributed, init_distributed
 from .tensorboard import TensorBoardLog
 from .files import checkpoint_path
 from .metrics import MetricsLog, write_summary
-from .resume import read_run_record, refuse_if_changed, write_run_record
+from .resume import read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
 from .rounds import run_rounds
 from ..report.rounds import write_round_table
 from ..sparsity.flops import TrainingFlops, inference_flops, layer_flops
@@ -41,12 +41,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     """Train (or resume) the run in ``run_dir`` and return its summary (also written to summary.json)."""
     run_dir = Path(run_dir)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    if cfg.resume is None:
+        refuse_to_overwrite(run_dir)
     resuming = checkpoint_path(run_dir).is_file()
-    if resuming and cfg.resume is None:
-        raise ConfigError(
-            f"{run_dir} already holds a checkpoint; add resume=auto to continue it, "
-            "or choose a new directory, e.g. hydra.run.dir=outputs/new_run"
-        )
     summary_path = run_dir / "summary.json"
     if resuming and summary_path.is_file():
         refuse_if_changed(read_run_record(run_dir)["config"], config, run_dir)
@@ -69,8 +66,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     data = build_data(
         cfg.dataset, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size, device=device, seed=cfg.seed
     )
-    model = _user_error(build_model, cfg.model.name, data.in_shape, data.num_classes, depth=cfg.model.depth,
-                        width=cfg.model.width, dropout=cfg.model.dropout, stem=cfg.model.stem).to(device)
+    model = _user_error(_build_model, cfg.model, data).to(device)
     dense_flops = layer_flops(model, data.in_shape)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
@@ -211,9 +207,12 @@ def _fresh_weights(model_cfg: DictConfig, data: Data, seed: int) -> dict:
     """The initial weights the model would have with ``seed``, without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_model(model_cfg.name, data.in_shape, data.num_classes, depth=model_cfg.depth,
-                            width=model_cfg.width, dropout=model_cfg.dropout, stem=model_cfg.stem)
-    return model.state_dict()
+        return _build_model(model_cfg, data).state_dict()
+
+
+def _build_model(model_cfg: DictConfig, data: Data) -> nn.Module:
+    return build_model(model_cfg.name, data.in_shape, data.num_classes, depth=model_cfg.depth,
+                       width=model_cfg.width, dropout=model_cfg.dropout, stem=model_cfg.stem)
 
 
 def _user_error(build: Callable, *args: Any, **kwargs: Any) -> Any:
