@@ -31,6 +31,12 @@ class Precision(enum.Enum):
     bf16 = "bf16"
 
 
+class StepGraph(enum.Enum):
+    auto = "auto"  # captured on CUDA where safe, eager elsewhere
+    on = "on"  # always captured (off CUDA: recorded ops, which check that the step can be captured)
+    off = "off"
+
+
 @dataclass
 class ModelConfig:
     name: str = MISSING
@@ -204,6 +210,7 @@ class TrainConfig:
     precision: Precision = Precision.fp32
     channels_last: bool = True
     compile: bool = False
+    step_graph: StepGraph = StepGraph.auto
     deterministic: bool = False
     resume: Optional[str] = None
     eval_every: str = "1ep"
@@ -291,6 +298,9 @@ def validate(cfg: Any) -> None:
     for ok, key, rule, example in checks:
         if not ok:
             raise ConfigError(f"{key}={_show(cfg, key)} {rule}; e.g. {example}")
+    if cfg.compile and cfg.step_graph == StepGraph.on:
+        raise ConfigError("step_graph=on cannot be combined with compile=true (torch.compile has its own graphs); "
+                          "e.g. step_graph=auto compile=true")
     parse_interval("eval_every", cfg.eval_every)
     parse_interval("checkpoint_every", cfg.checkpoint_every)
 

@@ -70,6 +70,13 @@ class Method:
     def after_optimizer_step(self, step: int) -> None:
         """After the optimizer step (or the skipped one): re-mask, update masks on schedule."""
 
+    def is_plain_step(self, step: int) -> bool:
+        """Whether the hooks of step ``step`` do only the method's every-step work: the same device operations
+        at every plain step, with no host read of a device value and no Python state that later steps depend
+        on. The trainer may then replay the step from a captured graph, where the hooks ran once at capture.
+        Mask updates, pruning events and snapshots are not plain: they run eagerly."""
+        return True
+
     def schedule_factor(self, round_index: int, step: int, factor: float) -> float:
         """The learning-rate factor for ``step``; ``factor`` is the configured schedule's (e.g. fine-tuning
         after one-shot pruning replaces it by a constant)."""

@@ -44,7 +44,6 @@ class DynamicMethod(MaskedMethod):
         for ok, key, rule, example in checks:
             if not ok:
                 raise ConfigError(f"{key}={cfg[key.split('.', 1)[1]]!r} {rule}; e.g. {example}")
-        self.update_due = False
         self.updates = 0
         self.fired: dict[str, torch.Tensor] | None = None
 
@@ -78,11 +77,11 @@ class DynamicMethod(MaskedMethod):
         return step % self.cfg.delta_t == 0
 
     def before_optimizer_step(self, step: int) -> bool:
-        self.update_due = self.is_update_step(step)
+        due = self.is_update_step(step)
         self.observe(step)
-        scores = self.grow_scores(step) if self.update_due else None
+        scores = self.grow_scores(step) if due else None
         self.maskset.mask_grads_()
-        if self.update_due and self.cfg.skip_step_on_update:
+        if due and self.cfg.skip_step_on_update:
             self.update(step, scores)
             return False
         self.pending_scores = scores
@@ -93,12 +92,15 @@ class DynamicMethod(MaskedMethod):
             super().after_optimizer_step(step)
         else:
             self.maskset.apply_()
-        if self.update_due and not self.cfg.skip_step_on_update:
+        if self.is_update_step(step) and not self.cfg.skip_step_on_update:
             self.update(step, self.pending_scores)
         self.pending_scores = None
 
+    def is_plain_step(self, step: int) -> bool:
+        return not self.is_update_step(step)
+
     def dense_backward(self, step: int) -> bool:
-        return self.update_due
+        return self.is_update_step(step)
 
     # ---- the update -----------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -44,8 +44,14 @@ class GMP(MaskedMethod):
         super().after_optimizer_step(step)
         self._prune_if_due(step + 1)
 
+    def is_plain_step(self, step: int) -> bool:
+        return not self._due(step + 1)
+
+    def _due(self, steps_done: int) -> bool:
+        return is_pruning_step(steps_done, start=self.schedule["start"], end=self.schedule["end"],
+                               frequency=self.schedule["frequency"])
+
     def _prune_if_due(self, steps_done: int) -> None:
-        if not is_pruning_step(steps_done, start=self.schedule["start"], end=self.schedule["end"],
-                               frequency=self.schedule["frequency"]):
+        if not self._due(steps_done):
             return
         self.prune(self.magnitude_scores(), cubic_sparsity(steps_done, **self.schedule))

@@ -84,8 +84,14 @@ class LTH(MaskedMethod):
 
     def after_optimizer_step(self, step: int) -> None:
         super().after_optimizer_step(step)
-        if self.round == 0 and self.theta_k is None and step + 1 == self.rewind_step:
+        if self._snapshot_due(step):
             self.theta_k = self._snapshot()
+
+    def is_plain_step(self, step: int) -> bool:
+        return not self._snapshot_due(step)
+
+    def _snapshot_due(self, step: int) -> bool:
+        return self.round == 0 and self.theta_k is None and step + 1 == self.rewind_step
 
     def end_round(self, round_index: int) -> None:
         if self.cfg.control != "none" or round_index == self.rounds - 1:

@@ -18,6 +18,7 @@ NON_RESULT_KEYS = (
     "resume",
     "device",
     "compile",
+    "step_graph",
     "checkpoint_every",
     "tensorboard",
     "eval_batch_size",

@@ -30,6 +30,7 @@ from .files import checkpoint_path
 from .metrics import MetricsLog, write_summary
 from .resume import read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
 from .rounds import run_rounds
+from .step import choose_path
 from ..report.rounds import write_round_table
 from ..sparsity.flops import TrainingFlops, inference_flops, layer_flops
 from .trainer import Trainer, TrainerParts
@@ -78,6 +79,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     method = _user_error(build_method, cfg.method, cfg.sparsity)
     total_steps = cfg.steps or cfg.epochs * len(data.train)
+    step_path, why = choose_path(cfg.step_graph.value, device, dist, cfg.compile, optimizer)
+    log.info("training step: %s (%s)", step_path.replace("_", " "), why)
     tensorboard = TensorBoardLog(run_dir / "tb", total_steps) if cfg.tensorboard and dist.is_main else None
     metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main, mirror=tensorboard)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -100,6 +103,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         metrics=metrics,
         flops=TrainingFlops(*dense_flops),
         dist=dist,
+        step_path=step_path,
     )
     trainer = Trainer(parts)
     method.setup(
@@ -246,7 +250,8 @@ def _seed_everything(seed: int) -> None:
 
 def _autocast(precision: str, device: torch.device) -> Callable[[], Any]:
     if precision == "bf16":
-        return functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
+        # no weight-cast cache: its tensors would outlive a graph capture
+        return functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext
 
 

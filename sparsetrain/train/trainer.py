@@ -30,6 +30,7 @@ from .distributed import Distributed
 from .files import atomic_write, checkpoint_path
 from .metrics import MetricsLog, evaluate, write_summary
 from .schedule import lr_factor
+from .step import StepParts, TrainStep
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class TrainerParts:
     metrics: MetricsLog
     flops: TrainingFlops  # training FLOPs of the run so far (RigL paper, Appendix H)
     dist: Distributed  # this process's rank; one process by default
+    step_path: str = "eager"  # sparsetrain.train.step.PATHS
 
 
 class Trainer:
@@ -77,8 +79,12 @@ class Trainer:
         self.pos = Position()
         self.steps_per_epoch = len(parts.data.train)
         self.epochs = math.ceil(parts.total_steps / self.steps_per_epoch)
-        self.base_lrs = [group["lr"] for group in parts.optimizer.param_groups]
-        self.loss_sum = torch.zeros((), device=next(parts.model.parameters()).device)
+        self.train_step = TrainStep(
+            StepParts(model=parts.model, step_model=parts.step_model, optimizer=parts.optimizer,
+                      method=parts.method, loss_fn=parts.loss_fn, prepare=parts.prepare, autocast=parts.autocast,
+                      dist=parts.dist),
+            parts.step_path,
+        )
         self.loss_count = 0
         self.results: list[dict] = []  # one entry per finished round
         self.round_result = self._empty_round_result()
@@ -92,6 +98,7 @@ class Trainer:
         ticket starts at the rewind step), with fresh optimizer state after the first round."""
         if self.pos.round > 0:
             self.p.optimizer.state.clear()
+            self.train_step.reset()
         epoch, batch = divmod(start_step, self.steps_per_epoch)
         self.pos = Position(round=self.pos.round, epoch=epoch, batch=batch, step=start_step, started=True)
 
@@ -157,22 +164,15 @@ class Trainer:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         p, step = self.p, self.pos.step
-        factor = p.method.schedule_factor(self.pos.round, step, self.lr_factor(step))
-        for group, base_lr in zip(p.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base_lr * factor
-        x, y = p.dist.shard(x), p.dist.shard(y)
-        with p.autocast():
-            loss = p.loss_fn(p.step_model(p.prepare(x)).float(), y)
-        p.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if p.method.before_optimizer_step(step):
-            p.optimizer.step()
+        self.train_step.set_lr_factor(p.method.schedule_factor(self.pos.round, step, self.lr_factor(step)))
+        self.train_step(x, y, step, self._advance)
+        p.flops.add_steps(1, len(y) // p.dist.world_size, p.method.densities(),
+                          dense_backward=p.method.dense_backward(step))
+        self.loss_count += 1
+
+    def _advance(self) -> None:
         self.pos.batch += 1
         self.pos.step += 1  # events the method logs from here are stamped with the steps done
-        p.method.after_optimizer_step(step)
-        p.flops.add_steps(1, len(y), p.method.densities(), dense_backward=p.method.dense_backward(step))
-        self.loss_sum += loss.detach()
-        self.loss_count += 1
 
     def lr_factor(self, step: int) -> float:
         """The configured schedule's learning-rate factor at ``step`` of a round."""
@@ -181,9 +181,10 @@ class Trainer:
     def _end_epoch(self, final: bool) -> None:
         pos = self.pos
         self.p.method.on_epoch_end(pos.epoch)
-        train_loss = float(self.p.dist.mean(self.loss_sum)) / max(self.loss_count, 1)
-        self.log_event({"event": "train", "loss": train_loss, "lr": self.p.optimizer.param_groups[0]["lr"]})
-        self.loss_sum.zero_()
+        loss_sum = self.train_step.loss_sum
+        train_loss = float(self.p.dist.mean(loss_sum)) / max(self.loss_count, 1)
+        self.log_event({"event": "train", "loss": train_loss, "lr": self.train_step.lr})
+        loss_sum.zero_()
         self.loss_count = 0
         if not math.isfinite(train_loss):
             raise ConfigError(
@@ -249,7 +250,7 @@ class Trainer:
             "method": p.method.state_dict(),
             "rng": p.dist.gather(capture_rng()),  # one entry per rank
             "trainer": {
-                "loss_sum": self.loss_sum,
+                "loss_sum": self.train_step.loss_sum,
                 "loss_count": self.loss_count,
                 "results": self.results,
                 "round_result": self.round_result,
@@ -271,11 +272,12 @@ class Trainer:
         p = self.p
         p.model.load_state_dict(state["model"])
         p.optimizer.load_state_dict(state["optimizer"])
+        self.train_step.reset()
         p.method.load_state_dict(state["method"])
         self.pos = Position(**state["position"])
         self.finished = state["finished"]
         trainer = state["trainer"]
-        self.loss_sum.copy_(trainer["loss_sum"])
+        self.train_step.loss_sum.copy_(trainer["loss_sum"])
         self.loss_count = trainer["loss_count"]
         self.results = trainer["results"]
         self.round_result = trainer["round_result"]

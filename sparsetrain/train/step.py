@@ -1,0 +1,159 @@
+"""The training step: forward, backward, the method's hooks and the optimizer step; eager, or from a graph.
+
+On the graph path the method's plain steps (``Method.is_plain_step``: only the every-step mask work) are
+captured once, after ``WARMUP_STEPS`` eager ones, and replayed with the batch copied into static buffers; every
+other step (a mask update, a pruning event, a snapshot) runs eagerly, and changes masks in place, so the graph
+stays valid. A round's fresh optimizer state or a loaded checkpoint needs a new capture (``reset``).
+
+The optimizer is the fused implementation with the learning rate as a device tensor on both paths, so the
+graph can change the rate without a capture, and eager and replayed steps compute the same numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..config import ConfigError
+from ..methods import Method
+from .distributed import Distributed
+from .graphs import CaptureError, CudaGraph, RecordedGraph
+
+log = logging.getLogger(__name__)
+
+WARMUP_STEPS = 3  # eager plain steps before a capture (optimizer state, cuDNN algorithm choice, lazy init)
+PATHS = ("eager", "cuda_graph", "recorded_graph")
+
+
+def choose_path(setting: str, device: torch.device, dist: Distributed, compiled: bool,
+                optimizer: torch.optim.Optimizer) -> tuple[str, str]:
+    """(path, why) for ``step_graph=setting``: ``auto`` captures on CUDA where it is safe, ``on`` always (on a
+    CPU with the recorded graph, which checks that the step can be captured), ``off`` never."""
+    if setting == "off":
+        return "eager", "step_graph=off"
+    blocker = ("torchrun (DDP)" if dist.enabled else "compile=true" if compiled else
+               f"{type(optimizer).__name__} (no fused implementation)" if not has_fused(optimizer) else None)
+    if blocker is not None:
+        if setting == "on":
+            raise ConfigError(f"step_graph=on cannot capture a step under {blocker}; use step_graph=auto")
+        return "eager", f"{blocker} runs eagerly"
+    if device.type == "cuda":
+        return "cuda_graph", f"step_graph={setting} on CUDA"
+    if setting == "on":
+        return "recorded_graph", "step_graph=on off CUDA: recorded ops, graph semantics without the speed-up"
+    return "eager", "step_graph=auto off CUDA"
+
+
+def has_fused(optimizer: torch.optim.Optimizer) -> bool:
+    return "fused" in optimizer.defaults
+
+
+@dataclass
+class StepParts:
+    model: nn.Module
+    step_model: nn.Module  # the model, its DDP or torch.compile wrapper
+    optimizer: torch.optim.Optimizer
+    method: Method
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    prepare: Callable[[torch.Tensor], torch.Tensor]
+    autocast: Callable[[], Any]
+    dist: Distributed
+
+
+class TrainStep:
+    """Runs training steps; ``loss_sum`` accumulates the training loss on the device (no host sync)."""
+
+    def __init__(self, parts: StepParts, path: str) -> None:
+        if path not in PATHS:
+            raise ValueError(f"unknown step path {path!r}")
+        self.p = parts
+        self.path = path
+        device = next(parts.model.parameters()).device
+        self.loss_sum = torch.zeros((), device=device)
+        self.base_lrs = [float(group["lr"]) for group in parts.optimizer.param_groups]
+        self.lr = self.base_lrs[0]
+        self.prepare_optimizer()
+        self.graph: CudaGraph | RecordedGraph | None = None  # made at the first plain step
+        self.warmups = 0
+        self.captured = False
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None  # the captured step's batch buffers
+
+    def prepare_optimizer(self) -> None:
+        """Fused updates and a device-tensor learning rate in every param group (again after a state load)."""
+        if not has_fused(self.p.optimizer):
+            return
+        for group in self.p.optimizer.param_groups:
+            group["fused"], group["foreach"] = True, None
+            if not isinstance(group["lr"], torch.Tensor):
+                group["lr"] = torch.tensor(float(group["lr"]), device=self.loss_sum.device)
+
+    def reset(self) -> None:
+        """The optimizer state was replaced or cleared: the next plain steps warm up and capture again."""
+        self.prepare_optimizer()
+        self.graph, self.warmups, self.captured = None, 0, False
+
+    def set_lr_factor(self, factor: float) -> None:
+        """Learning rate = base rate x ``factor`` in every param group (written on the device: no capture)."""
+        for group, base in zip(self.p.optimizer.param_groups, self.base_lrs):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(base * factor)
+            else:
+                group["lr"] = base * factor
+        self.lr = self.base_lrs[0] * factor
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int, advance: Callable[[], None]) -> None:
+        """Train on (x, y) as step ``step`` of the round; ``advance`` moves the trainer's position, between the
+        optimizer step and the method's after-step hook (whose events carry the steps done)."""
+        if self.path == "eager" or not self.p.method.is_plain_step(step):
+            self._body(x, y, step, advance)
+            return
+        if self.graph is None:
+            self.graph = CudaGraph() if self.path == "cuda_graph" else RecordedGraph()
+        if self.warmups < WARMUP_STEPS:
+            self.warmups += 1
+            self.graph.warm_up(lambda: self._body(x, y, step, advance))
+            return
+        if self.static is None:
+            self.static = (x.clone(), y.clone())
+        static_x, static_y = self.static
+        static_x.copy_(x)
+        static_y.copy_(y)
+        if self.captured:
+            self.graph.replay()
+        elif not self._capture(static_x, static_y, step):
+            self._body(x, y, step, advance)
+            return
+        advance()
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor, step: int) -> bool:
+        """Capture the plain step (and run it once); on CUDA, a step that cannot be captured falls back to eager
+        for the rest of the run (its capture ran nothing); a recorded graph has run part of it, so it stops."""
+        try:
+            self.graph.capture(lambda: self._body(x, y, step, lambda: None))
+        except CaptureError as error:
+            if self.path != "cuda_graph":
+                raise ConfigError(f"step_graph=on: the training step cannot be captured ({error}); "
+                                  "use step_graph=off") from None
+            log.warning("the training step cannot be captured (%s); training eagerly", error)
+            self.path, self.graph = "eager", None
+            return False
+        self.captured = True
+        log.info("training step captured (%s); mask updates and other non-plain steps run eagerly", self.path)
+        return True
+
+    def _body(self, x: torch.Tensor, y: torch.Tensor, step: int, advance: Callable[[], None]) -> None:
+        p = self.p
+        x, y = p.dist.shard(x), p.dist.shard(y)
+        with p.autocast():
+            loss = p.loss_fn(p.step_model(p.prepare(x)).float(), y)
+        p.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if p.method.before_optimizer_step(step):
+            p.optimizer.step()
+        advance()
+        p.method.after_optimizer_step(step)
+        self.loss_sum.add_(loss.detach())
