@@ -1,0 +1,175 @@
+"""The captured training step: the recorded graph has CUDA-graph semantics, and training through it gives the
+same masks and weights as the eager step, for every method (CPU, fp32)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from sparsetrain import methods
+from sparsetrain.config import ConfigError, validate
+from sparsetrain.methods.masked import MaskedMethod
+from sparsetrain.train import trainer as trainer_module
+from sparsetrain.train.checkpoint import load_checkpoint
+from sparsetrain.train.distributed import Distributed
+from sparsetrain.train.files import checkpoint_path
+from sparsetrain.train.graphs import CaptureError, RecordedGraph
+from sparsetrain.train.run import run
+from sparsetrain.train.step import choose_path
+from conftest import events_without_time
+
+
+# ---- the recorded graph ----------------------------------------------------------------------------------
+def _toy(seed: int = 0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.BatchNorm1d(12), torch.nn.ReLU(),
+                                torch.nn.Linear(12, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3, fused=True)
+    optimizer.param_groups[0]["lr"] = torch.tensor(0.1)
+    return model, optimizer
+
+
+def _toy_step(model, optimizer, x, y, calls):
+    calls.append(1)
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def test_replay_repeats_the_tensor_work_without_the_python():
+    batches = [(torch.randn(8, 6), torch.randint(0, 3, (8,))) for _ in range(6)]
+    eager_model, eager_opt = _toy()
+    for i, (x, y) in enumerate(batches):
+        eager_opt.param_groups[0]["lr"].fill_(0.1 / (i + 1))
+        _toy_step(eager_model, eager_opt, x, y, [])
+
+    model, optimizer = _toy()
+    static_x, static_y = batches[0][0].clone(), batches[0][1].clone()
+    graph, calls = RecordedGraph(), []
+    _toy_step(model, optimizer, *batches[0], calls)  # warm-up: the momentum buffers exist before the capture
+    for i, (x, y) in enumerate(batches[1:], start=1):
+        optimizer.param_groups[0]["lr"].fill_(0.1 / (i + 1))
+        static_x.copy_(x)
+        static_y.copy_(y)
+        graph.replay() if graph.ops else graph.capture(lambda: _toy_step(model, optimizer, static_x, static_y, calls))
+    assert len(calls) == 2  # the warm-up and the capture; replays ran no Python of the step
+    for (name, expected), actual in zip(eager_model.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(expected, actual), name  # BN running stats and num_batches_tracked included
+
+
+@pytest.mark.parametrize("host_read", [
+    lambda t: t.sum().item(),
+    lambda t: bool(t.sum() > 0),
+    lambda t: t.nonzero(),
+], ids=["item", "bool", "nonzero"])
+def test_a_host_read_inside_the_capture_is_refused(host_read):
+    weight = torch.ones(4)
+    with pytest.raises(CaptureError, match="host"):
+        RecordedGraph().capture(lambda: host_read(weight * 2))
+
+
+# ---- choosing the path -------------------------------------------------------------------------------------
+def _sgd():
+    return torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+
+
+def test_auto_captures_on_cuda_only_and_where_safe():
+    single, ddp = Distributed(), Distributed(rank=0, world_size=2)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert choose_path("auto", cuda, single, False, _sgd())[0] == "cuda_graph"
+    assert choose_path("auto", cpu, single, False, _sgd())[0] == "eager"
+    assert choose_path("on", cpu, single, False, _sgd())[0] == "recorded_graph"
+    assert choose_path("off", cuda, single, False, _sgd())[0] == "eager"
+    rmsprop = torch.optim.RMSprop([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+    for blocked in [(ddp, False, _sgd()), (single, True, _sgd()), (single, False, rmsprop)]:
+        path, why = choose_path("auto", cuda, *blocked)
+        assert path == "eager" and why
+        with pytest.raises(ConfigError, match="step_graph=on"):
+            choose_path("on", cuda, *blocked)
+
+
+def test_step_graph_on_with_compile_is_refused_before_running(compose_config):
+    with pytest.raises(ConfigError, match="step_graph=on"):
+        validate(compose_config("step_graph=on", "compile=true"))
+
+
+# ---- training through the graph ------------------------------------------------------------------------------
+METHOD_RUNS = {
+    "dense-adam": ["optimizer=adam", "optimizer.lr=0.003"],
+    "static": ["method=static", "sparsity=0.8"],
+    "gmp": ["method=gmp", "sparsity=0.8", "method.frequency=6it", "method.end=80%"],
+    "oneshot": ["method=oneshot", "sparsity=0.8"],
+    "rigl": ["method=rigl", "sparsity=0.9", "method.delta_t=7"],
+    "set": ["method=set", "sparsity=0.9"],
+    "snfs": ["method=snfs", "sparsity=0.9"],
+    "lth": ["method=lth", "method.levels=1", "method.rewind_to=5it", "model.dropout=0.1"],
+}
+
+
+def _train(compose_config, run_dir, *overrides):
+    args = ["device=cpu", "epochs=2", "schedule.warmup_epochs=1", *overrides]
+    return run(compose_config(*args), run_dir, args)
+
+
+@pytest.mark.parametrize("name", list(METHOD_RUNS))
+def test_graph_and_eager_steps_train_the_same_masks_and_weights(name, compose_config, tmp_path, caplog):
+    overrides = METHOD_RUNS[name]
+    eager = _train(compose_config, tmp_path / "eager", "step_graph=off", *overrides)
+    with caplog.at_level(logging.INFO, logger="sparsetrain"):
+        graphed = _train(compose_config, tmp_path / "graph", "step_graph=on", *overrides)
+    captures = [r for r in caplog.records if "training step captured" in r.getMessage()]
+    rounds = len(eager.get("rounds", [None]))
+    assert len(captures) == rounds  # once per round: mask updates change masks in place, no re-capture
+    a, b = (load_checkpoint(checkpoint_path(tmp_path / d), torch.device("cpu")) for d in ("eager", "graph"))
+    for key in a["model"]:
+        torch.testing.assert_close(b["model"][key], a["model"][key], rtol=0, atol=0, msg=key)
+    for key, mask in (a["method"].get("masks") or {}).items():
+        assert torch.equal(mask, b["method"]["masks"][key]), key
+    assert events_without_time(tmp_path / "graph") == events_without_time(tmp_path / "eager")
+    assert graphed["flops"] == eager["flops"] and graphed["final"] == eager["final"]
+
+
+def test_a_graph_run_killed_after_a_checkpoint_resumes_to_the_eager_result(compose_config, tmp_path, monkeypatch):
+    overrides = ["method=rigl", "sparsity=0.9", "method.delta_t=7", "checkpoint_every=10it", "resume=auto"]
+    _train(compose_config, tmp_path / "eager", "step_graph=off", *overrides)
+    save = trainer_module.Trainer.save
+    saves = []
+
+    def save_then_crash(self):
+        save(self)
+        saves.append(self.pos.step)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module.Trainer, "save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        _train(compose_config, tmp_path / "graph", "step_graph=on", *overrides)
+    monkeypatch.setattr(trainer_module.Trainer, "save", save)
+    _train(compose_config, tmp_path / "graph", "step_graph=on", *overrides)
+    assert saves == [10, 20]
+    a, b = (load_checkpoint(checkpoint_path(tmp_path / d), torch.device("cpu")) for d in ("eager", "graph"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["method"]["masks"][k], b["method"]["masks"][k]) for k in a["method"]["masks"])
+    assert events_without_time(tmp_path / "graph") == events_without_time(tmp_path / "eager")
+
+
+class HostReading(MaskedMethod):
+    """A method whose every-step work reads a device value on the host: it cannot be captured."""
+
+    name = "host_reading"
+
+    def after_optimizer_step(self, step):
+        super().after_optimizer_step(step)
+        self.norm = float(next(iter(self.targets.params.values())).detach().norm())
+
+
+def test_a_step_that_cannot_be_captured_stops_with_one_line(compose_config, tmp_path, monkeypatch):
+    monkeypatch.setitem(methods.METHODS, "host_reading", HostReading)
+    with pytest.raises(ConfigError, match="step_graph=on.*cannot be captured.*step_graph=off"):
+        _train(compose_config, tmp_path / "on", "method=static", "method.name=host_reading", "sparsity=0.5",
+               "step_graph=on")
+    _train(compose_config, tmp_path / "off", "method=static", "method.name=host_reading", "sparsity=0.5",
+           "step_graph=off")
