@@ -1,19 +1,24 @@
-"""Step-time benchmark: a plain PyTorch loop, the runner's step for every method, mask updates alone, and the
-input pipeline, measured in one process on the same model and data; prints a table of milliseconds and ratios
-and writes JSON.
+"""Step-time benchmark, in one process on the same model and data: a plain PyTorch loop (eager, and on CUDA the
+same step as one CUDA graph: the limit), the runner's step for every method on each step path (eager, and the
+captured step graph on CUDA), each mask update alone, and the input pipeline (device-resident batches vs a
+classic DataLoader with PIL transforms in worker processes); prints tables of milliseconds and ratios and
+writes JSON.
 
-    python scripts/bench.py                      # the models of the speed issue, on CUDA if present
-    python scripts/bench.py --quick              # tiny shapes: a smoke run on CPU
+    python scripts/bench.py --root <dir with CIFAR-10/MNIST>   # the models of the speed issue, CUDA if present
+    python scripts/bench.py --quick                            # tiny shapes: a smoke run on CPU
 
-Runner steps are measured as the difference of two complete runs of n1 and n2 steps (no evaluation or
-checkpoint in between), divided by n2 - n1, so setup, the final evaluation and the summary cancel out and
-mask updates are amortised at each method's default interval. On CUDA: bf16 autocast and channels_last.
+Runner steps are timed inside a run of a few epochs without evaluation or checkpoints: the median epoch after
+the first (which holds warm-up and graph capture) divided by its steps, so the mask updates that fall in an
+epoch are in it (RigL's every 100 steps, SET's and SNFS's at the epoch end; ITOP's 4000-step interval is longer
+than an epoch: add its update alone / 4000). CUDA timings use CUDA events after warm-up, with bf16
+autocast and channels_last; medians over repeats.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -22,36 +27,54 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_module
 
+from sparsetrain.data import build_data
+from sparsetrain.data.vision import load_tensor_source
+from sparsetrain.methods import RunContext, build_method
 from sparsetrain.models import build_model
 from sparsetrain.train.run import run
 
-# (model, dataset, batch, optimizer): the speed issue's list; ResNet-50 on ImageNet-shaped data is timed on the
-# plain loop and for its RigL update only (no ImageNet-shaped tensor dataset ships with the runner).
+# (model, dataset, batch, optimizer); ResNet-50 on ImageNet-shaped data has no runner rows (no ImageNet-shaped
+# tensor dataset ships with the runner): its plain loop and mask updates are timed.
 CASES = [("resnet20", "cifar10", 128, "sgd"), ("wrn22_2", "cifar10", 128, "sgd"), ("resnet18", "cifar10", 128, "sgd"),
-         ("lenet300_100", "mnist", 60, "adam")]
+         ("lenet300_100", "mnist", 60, "adam"), ("resnet50", "imagenet", 64, "sgd")]
 QUICK_CASES = [("lenet300_100", "digits", 64, "sgd")]
-METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs"]
+SHAPES = {"cifar10": (10, (3, 32, 32)), "mnist": (10, (1, 28, 28)), "digits": (10, (1, 8, 8)),
+          "imagenet": (1000, (3, 224, 224))}
+TRAIN_SIZE = {"cifar10": 50_000, "mnist": 60_000, "digits": 1437}
+METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop"]
+UPDATES = ["rigl", "set", "snfs", "gmp", "lth"]  # one mask update each: DST drop/grow, a GMP event, an LTH round
+SPARSITY = 0.9
 
 
-def clock(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter()
-
-
-def median_ms(fn, device: torch.device, repeats: int, inner: int) -> float:
+def timed_ms(fn, device: torch.device, repeats: int, inner: int = 1) -> float:
+    """Median milliseconds per call of ``fn`` over ``repeats`` runs of ``inner`` calls, after one warm-up call."""
     fn()
     samples = []
     for _ in range(repeats):
-        began = clock(device)
-        for _ in range(inner):
-            fn()
-        samples.append((clock(device) - began) * 1e3 / inner)
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(inner):
+                fn()
+            end.record()
+            torch.cuda.synchronize()
+            samples.append(start.elapsed_time(end) / inner)
+        else:
+            began = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            samples.append((time.perf_counter() - began) * 1e3 / inner)
     return statistics.median(samples)
 
 
-def plain_loop_ms(model_name: str, in_shape, classes: int, batch: int, device: torch.device, repeats: int) -> dict:
+def compose_train(*overrides: str):
+    with initialize_config_module(config_module="sparsetrain.configs", version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def plain_loop_ms(model_name: str, dataset: str, batch: int, device: torch.device, repeats: int) -> dict:
     """A minimal eager loop (and, on CUDA, the same step captured as one CUDA graph): the limit to compare with."""
+    classes, in_shape = SHAPES[dataset]
     model = build_model(model_name, in_shape, classes).to(device)
     cuda = device.type == "cuda"
     if cuda:
@@ -63,12 +86,12 @@ def plain_loop_ms(model_name: str, in_shape, classes: int, batch: int, device: t
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=False)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda, cache_enabled=False):
             loss = loss_fn(model(x).float(), y)
         loss.backward()
         optimizer.step()
 
-    result = {"plain_eager_ms": median_ms(step, device, repeats, inner=10)}
+    result = {"plain_eager_ms": timed_ms(step, device, repeats, inner=10)}
     if cuda:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -79,39 +102,142 @@ def plain_loop_ms(model_name: str, in_shape, classes: int, batch: int, device: t
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             step()
-        result["plain_graph_ms"] = median_ms(graph.replay, device, repeats, inner=20)
+        result["plain_graph_ms"] = timed_ms(graph.replay, device, repeats, inner=20)
     return result
 
 
-def runner_ms(overrides: list[str], n1: int, n2: int) -> float:
-    """Per-step milliseconds of the full runner (difference of two runs of n1 and n2 steps)."""
-    times = []
-    for steps in (n1, n2):
-        with tempfile.TemporaryDirectory() as tmp, initialize_config_module(
-                config_module="sparsetrain.configs", version_base="1.3"):
-            args = [*overrides, f"steps={steps}", "eval_every=0", "checkpoint_every=0"]
-            cfg = compose(config_name="train", overrides=args)
-            began = time.perf_counter()
-            run(cfg, Path(tmp), args)
-            times.append(time.perf_counter() - began)
-    return (times[1] - times[0]) * 1e3 / (n2 - n1)
+def runner_epoch_s(overrides: list[str], epochs: int) -> float:
+    """Seconds per training epoch of the full runner: the median time between the epoch-end train events of
+    one run after its first epoch (which holds warm-up and capture); epoch-end mask updates are included."""
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [*overrides, f"epochs={epochs}", "eval_every=0", "checkpoint_every=0"]
+        run(compose_train(*args), Path(tmp), args)
+        events = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+    times = [event["time"] for event in events if event["event"] == "train"]
+    return statistics.median(later - earlier for earlier, later in zip(times, times[1:]))
 
 
-def input_pipeline_ms(dataset: str, batch: int, device: torch.device, repeats: int, root: str) -> float:
+def mask_update_ms(model_name: str, dataset: str, batch: int, device: torch.device, repeats: int) -> dict:
+    """Each mask update alone at sparsity 0.9 (ERK for DST): a drop/grow of RigL, SET and SNFS with their
+    scores, a GMP pruning event (magnitude top-k), and an LTH round (prune 20 % of the survivors, rewind)."""
+    classes, in_shape = SHAPES[dataset]
+    torch.manual_seed(0)
+    model = build_model(model_name, in_shape, classes).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x = torch.randn(batch, *in_shape, device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    optimizer.step()  # optimizer state exists, as in training
+    result = {}
+    for name in UPDATES:
+        cfg = compose_train(f"method={name}", f"sparsity={0.0 if name == 'lth' else SPARSITY}")
+        method = build_method(cfg.method, cfg.sparsity)
+        method.setup(RunContext(
+            model=model, optimizer=optimizer, train_batches=None, loss_fn=loss_fn, in_shape=in_shape,
+            sparsity=cfg.sparsity, seed=0, device=device, steps_per_epoch=1000, total_steps=100_000,
+            lr_factor=lambda step: 1.0, run_dir=Path("."), log=lambda event: None, fresh_weights=lambda seed: {}))
+        method.start_round(0)
+        if name == "gmp":
+            update = lambda: method.prune(method.magnitude_scores(), SPARSITY)  # noqa: E731
+        elif name == "lth":
+            update = lambda: method.end_round(0)  # noqa: E731
+        else:
+            update = lambda: method.update(1, method.grow_scores(1))  # noqa: E731
+        result[f"update_{name}_ms"] = timed_ms(update, device, repeats)
+    return result
+
+
+def resident_input_ms(dataset: str, batch: int, device: torch.device, repeats: int, root: str) -> float:
     """Milliseconds per training batch of the device-resident loader (gather, per-sample augmentation, normalise)."""
-    from sparsetrain.data import build_data
-
-    with initialize_config_module(config_module="sparsetrain.configs", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"dataset={dataset}", f"dataset.root={root}"])
+    cfg = compose_train(f"dataset={dataset}", f"dataset.root={root}")
     data = build_data(cfg.dataset, batch_size=batch, eval_batch_size=1000, device=device, seed=0)
     batches = min(len(data.train), 50)
+    return timed_ms(lambda: _consume(data.train.epoch(0), batches), device, repeats) / batches
+
+
+def classic_input_ms(dataset: str, batch: int, device: torch.device, repeats: int, root: str, workers: int) -> float:
+    """Milliseconds per batch of the classic pipeline: a DataLoader with ``workers`` processes applying PIL
+    transforms (random crop + flip where the dataset is augmented, ToTensor, Normalize), copied to the device."""
+    from PIL import Image
+    from torchvision import transforms
+
+    source = load_tensor_source(compose_train(f"dataset={dataset}", f"dataset.root={root}").dataset)
+    size = source.train_images.shape[-1]
+    augment = [transforms.RandomCrop(size, padding=source.crop_pad), transforms.RandomHorizontalFlip()] \
+        if source.crop_pad else []
+    transform = transforms.Compose([*augment, transforms.ToTensor(), transforms.Normalize(source.mean, source.std)])
+    images = source.train_images.permute(0, 2, 3, 1).squeeze(-1).numpy()
+
+    class PILImages(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(images)
+
+        def __getitem__(self, index: int):
+            return transform(Image.fromarray(images[index])), source.train_labels[index]
+
+    loader = torch.utils.data.DataLoader(PILImages(), batch_size=batch, shuffle=True, drop_last=True,
+                                         num_workers=workers, persistent_workers=workers > 0,
+                                         pin_memory=device.type == "cuda")
+    batches = min(len(loader), 50)
 
     def epoch() -> None:
-        for index, _ in enumerate(data.train.epoch(0)):
-            if index + 1 == batches:
-                break
+        moved = ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
+        _consume(moved, batches)
 
-    return median_ms(epoch, device, repeats, inner=1) / batches
+    return timed_ms(epoch, device, repeats) / batches
+
+
+def _consume(batches, count: int) -> None:
+    for index, _ in enumerate(batches):
+        if index + 1 == count:
+            break
+
+
+def bench_case(case: tuple, device: torch.device, args: argparse.Namespace, paths: list[str]) -> dict:
+    model_name, dataset, batch, optimizer = case
+    row = {"model": model_name, "dataset": dataset, "batch": batch}
+    row.update(plain_loop_ms(model_name, dataset, batch, device, args.repeats))
+    row.update(mask_update_ms(model_name, dataset, batch, device, args.repeats))
+    if dataset not in TRAIN_SIZE:
+        return row
+    row["input_resident_ms"] = resident_input_ms(dataset, batch, device, args.repeats, args.root)
+    row["input_dataloader_ms"] = classic_input_ms(dataset, batch, device, args.repeats, args.root, args.workers)
+    common = [f"model={model_name}", f"dataset={dataset}", f"dataset.root={args.root}", f"batch_size={batch}",
+              f"optimizer={optimizer}", *(["precision=bf16"] if device.type == "cuda" else [])]
+    steps_per_epoch = TRAIN_SIZE[dataset] // batch
+    for path in paths:
+        for method in METHODS:
+            sparsity = "0.0" if method == "dense" else str(SPARSITY)
+            epoch_s = runner_epoch_s([*common, f"method={method}", f"sparsity={sparsity}", f"step_graph={path}"],
+                                     args.epochs)
+            row[f"{path}_{method}_ms"] = epoch_s * 1e3 / steps_per_epoch
+            row[f"{path}_{method}_epoch_s"] = epoch_s
+    return row
+
+
+def table(rows: list[dict], paths: list[str]) -> str:
+    """Milliseconds per step; runner dense against the limit, every method against the runner's dense step."""
+    lines = []
+    for row in rows:
+        limit = row.get("plain_graph_ms", row["plain_eager_ms"])
+        lines.append(f"{row['model']} / {row['dataset']}, batch {row['batch']}")
+        plain = f"  plain loop: eager {row['plain_eager_ms']:.3f}"
+        if "plain_graph_ms" in row:
+            plain += f", CUDA graph {row['plain_graph_ms']:.3f} (the limit)"
+        lines.append(plain)
+        if "input_resident_ms" in row:
+            lines.append(f"  input per batch: device-resident {row['input_resident_ms']:.3f}, DataLoader "
+                         f"{row['input_dataloader_ms']:.3f} [{row['input_dataloader_ms'] / row['input_resident_ms']:.1f}x]")
+        for path in paths if "input_resident_ms" in row else []:
+            dense = row[f"{path}_dense_ms"]
+            cells = [f"dense {dense:.3f} [{dense / limit:.2f}x limit]"]
+            cells += [f"{m} {row[f'{path}_{m}_ms']:.3f} [{row[f'{path}_{m}_ms'] / dense:.3f}x]" for m in METHODS[1:]]
+            lines.append(f"  runner step_graph={path}: " + ", ".join(cells))
+            lines.append(f"    one training epoch, dense: {row[f'{path}_dense_epoch_s']:.2f} s")
+        lines.append("  mask update alone: " + ", ".join(f"{u} {row[f'update_{u}_ms']:.2f}" for u in UPDATES))
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -119,41 +245,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny shapes (CPU smoke run)")
     parser.add_argument("--models", nargs="*", help="only these models of the case list")
     parser.add_argument("--root", default="data", help="dataset.root holding MNIST/CIFAR-10")
-    parser.add_argument("--steps", type=int, nargs=2, default=(100, 300), metavar=("N1", "N2"))
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per runner timing (>= 3)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader workers")
+    parser.add_argument("--paths", nargs="*", help="step_graph values to time (default: off, and auto on CUDA)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    precision = ["precision=bf16"] if device.type == "cuda" else []
-    rows = []
+    paths = args.paths or (["off", "auto"] if device.type == "cuda" else ["off"])
     cases = [case for case in (QUICK_CASES if args.quick else CASES) if not args.models or case[0] in args.models]
-    for model_name, dataset, batch, optimizer in cases:
-        classes, in_shape = {"cifar10": (10, (3, 32, 32)), "mnist": (10, (1, 28, 28)),
-                             "digits": (10, (1, 8, 8))}[dataset]
-        row = {"model": model_name, "dataset": dataset, "batch": batch}
-        row.update(plain_loop_ms(model_name, in_shape, classes, batch, device, args.repeats))
-        row["input_ms"] = input_pipeline_ms(dataset, batch, device, args.repeats, args.root)
-        common = [f"model={model_name}", f"dataset={dataset}", f"dataset.root={args.root}", f"batch_size={batch}",
-                  f"optimizer={optimizer}", *precision]
-        for method in METHODS:
-            sparsity = "0.0" if method == "dense" else "0.9"
-            row[f"{method}_ms"] = runner_ms([*common, f"method={method}", f"sparsity={sparsity}"], *args.steps)
-        rows.append(row)
+    rows = [bench_case(case, device, args, paths) for case in cases]
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {device_name}; milliseconds per training step (median); ratios in brackets")
-    for row in rows:
-        limit = row.get("plain_graph_ms", row["plain_eager_ms"])
-        dense = row["dense_ms"]
-        cells = [f"{row['model']}/{row['dataset']} b{row['batch']}", f"plain {row['plain_eager_ms']:.2f}"]
-        if "plain_graph_ms" in row:
-            cells.append(f"graph {row['plain_graph_ms']:.2f}")
-        cells.append(f"input {row['input_ms']:.2f}")
-        cells.append(f"runner dense {dense:.2f} [{dense / limit:.2f}x limit]")
-        cells += [f"{m} {row[f'{m}_ms']:.2f} [{row[f'{m}_ms'] / dense:.2f}x]" for m in METHODS[1:]]
-        print(" | ".join(cells))
+    print(f"device: {device_name}; torch {torch.__version__}; milliseconds (median of {args.repeats}); "
+          "ratios in brackets")
+    print(table(rows, paths))
     if args.json:
-        args.json.write_text(json.dumps({"device": device_name, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"device": device_name, "torch": str(torch.__version__), "paths": paths,
+                                         "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -12,22 +12,18 @@ from conftest import cli_env
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
-def test_bench_quick_reports_every_method(tmp_path):
+def test_bench_quick_reports_every_method_path_and_update(tmp_path):
     out = tmp_path / "bench.json"
-    subprocess.run([sys.executable, str(SCRIPTS / "bench.py"), "--quick", "--steps", "5", "10", "--repeats", "1",
-                    "--json", str(out)], check=True, capture_output=True, cwd=tmp_path, env=cli_env(), timeout=600)
-    (row,) = json.loads(out.read_text())["rows"]
-    for key in ("plain_eager_ms", "input_ms", "dense_ms", "static_ms", "gmp_ms", "rigl_ms", "set_ms", "snfs_ms"):
-        assert key in row and row[key] == row[key]  # present and not NaN
-    assert row["plain_eager_ms"] > 0 and row["input_ms"] > 0
-
-
-def test_rigl_benchmark_script_runs(tmp_path):
-    """scripts/bench_rigl.py on a tiny model: it runs and reports a positive update time and ratio."""
-    script = SCRIPTS / "bench_rigl.py"
-    out = tmp_path / "bench.json"
-    subprocess.run([sys.executable, str(script), "--model", "resnet20", "--size", "8", "--batch", "2",
-                    "--classes", "10", "--repeats", "1", "--json", str(out)],
-                   check=True, capture_output=True, cwd=tmp_path, env=cli_env())
-    result = json.loads(out.read_text())
-    assert result["rigl_update_ms"] > 0 and result["ratio_rigl_to_dense"] > 0 and result["delta_t"] == 100
+    result = subprocess.run([sys.executable, str(SCRIPTS / "bench.py"), "--quick", "--epochs", "3", "--repeats", "1",
+                             "--workers", "1", "--paths", "off", "on", "--json", str(out)],
+                            check=True, capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=600)
+    report = json.loads(out.read_text())
+    (row,) = report["rows"]
+    assert report["paths"] == ["off", "on"] and report["device"] in result.stdout
+    timings = ["plain_eager_ms", "input_resident_ms", "input_dataloader_ms",
+               *(f"update_{u}_ms" for u in ("rigl", "set", "snfs", "gmp", "lth")),
+               *(f"{path}_{m}_ms" for path in ("off", "on")
+                 for m in ("dense", "static", "gmp", "rigl", "set", "snfs", "itop"))]
+    for key in timings:
+        assert row[key] > 0, key
+    assert "runner step_graph=on" in result.stdout and "mask update alone" in result.stdout
