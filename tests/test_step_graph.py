@@ -173,3 +173,36 @@ def test_a_step_that_cannot_be_captured_stops_with_one_line(compose_config, tmp_
                "step_graph=on")
     _train(compose_config, tmp_path / "off", "method=static", "method.name=host_reading", "sparsity=0.5",
            "step_graph=off")
+
+
+class _FailingCapture(RecordedGraph):
+    """A CUDA-like graph whose capture fails without running anything: every capture, or only the update's."""
+
+    only_update = False
+    made = 0
+
+    def __init__(self):
+        super().__init__()
+        _FailingCapture.made += 1
+        self.fails = not self.only_update or _FailingCapture.made % 2 == 0  # graphs come in (forward, update)
+
+    def capture(self, fn):
+        if self.fails:
+            raise CaptureError("capture refused by the test")
+        super().capture(fn)
+
+
+@pytest.mark.parametrize("only_update", [False, True], ids=["everything-fails", "update-fails"])
+def test_a_cuda_capture_that_fails_falls_back_to_eager_with_the_same_result(only_update, compose_config, tmp_path,
+                                                                            monkeypatch, caplog):
+    overrides = ["method=rigl", "sparsity=0.9", "method.delta_t=7"]
+    _train(compose_config, tmp_path / "eager", "step_graph=off", *overrides)
+    monkeypatch.setattr(_FailingCapture, "only_update", only_update)
+    monkeypatch.setattr("sparsetrain.train.step.CudaGraph", _FailingCapture)
+    monkeypatch.setattr("sparsetrain.train.run.choose_path", lambda *args: ("cuda_graph", "forced by the test"))
+    with caplog.at_level(logging.WARNING, logger="sparsetrain"):
+        _train(compose_config, tmp_path / "fallback", *overrides)
+    assert [r for r in caplog.records if "cannot be captured" in r.getMessage()]
+    a, b = (load_checkpoint(checkpoint_path(tmp_path / d), torch.device("cpu")) for d in ("eager", "fallback"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert events_without_time(tmp_path / "fallback") == events_without_time(tmp_path / "eager")

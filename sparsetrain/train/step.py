@@ -1,9 +1,11 @@
 """The training step: forward, backward, the method's hooks and the optimizer step; eager, or from a graph.
 
-On the graph path the method's plain steps (``Method.is_plain_step``: only the every-step mask work) are
-captured once, after ``WARMUP_STEPS`` eager ones, and replayed with the batch copied into static buffers; every
-other step (a mask update, a pruning event, a snapshot) runs eagerly, and changes masks in place, so the graph
-stays valid. A round's fresh optimizer state or a loaded checkpoint needs a new capture (``reset``).
+On the graph path a step is two captured graphs, replayed with the batch copied into static buffers: forward and
+backward (the dense gradients stay in ``.grad``), then the update: the method's hooks around the optimizer step,
+as they are on the method's plain steps (``Method.is_plain_step``: only the every-step mask work). Both are
+captured at the first plain step after ``WARMUP_STEPS`` eager ones. Any other step (a mask update, a pruning
+event, a snapshot) replays forward/backward and runs the update eagerly; it changes masks in place, so the
+graphs stay valid. A round's fresh optimizer state or a loaded checkpoint needs a new capture (``reset``).
 
 The optimizer is the fused implementation with the learning rate as a device tensor on both paths, so the
 graph can change the rate without a capture, and eager and replayed steps compute the same numbers.
@@ -77,7 +79,8 @@ class TrainStep:
         self.base_lrs = [float(group["lr"]) for group in parts.optimizer.param_groups]
         self.lr = self.base_lrs[0]
         self.prepare_optimizer()
-        self.graph: CudaGraph | RecordedGraph | None = None  # made at the first plain step
+        # (forward/backward, plain update), made at the first plain step; the update None if it cannot be captured
+        self.graphs: tuple[CudaGraph | RecordedGraph, CudaGraph | RecordedGraph | None] | None = None
         self.warmups = 0
         self.captured = False
         self.static: tuple[torch.Tensor, torch.Tensor] | None = None  # the captured step's batch buffers
@@ -88,13 +91,15 @@ class TrainStep:
             return
         for group in self.p.optimizer.param_groups:
             group["fused"], group["foreach"] = True, None
+            if "capturable" in group:  # Adam, AdamW: capture refuses a step that is not marked capturable
+                group["capturable"] = True
             if not isinstance(group["lr"], torch.Tensor):
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.loss_sum.device)
 
     def reset(self) -> None:
         """The optimizer state was replaced or cleared: the next plain steps warm up and capture again."""
         self.prepare_optimizer()
-        self.graph, self.warmups, self.captured = None, 0, False
+        self.graphs, self.warmups, self.captured = None, 0, False
 
     def set_lr_factor(self, factor: float) -> None:
         """Learning rate = base rate x ``factor`` in every param group (written on the device: no capture)."""
@@ -108,52 +113,79 @@ class TrainStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int, advance: Callable[[], None]) -> None:
         """Train on (x, y) as step ``step`` of the round; ``advance`` moves the trainer's position, between the
         optimizer step and the method's after-step hook (whose events carry the steps done)."""
-        if self.path == "eager" or not self.p.method.is_plain_step(step):
-            self._body(x, y, step, advance)
+        plain = self.p.method.is_plain_step(step)
+        if self.path == "eager" or (not self.captured and not plain):
+            self._eager_step(x, y, step, advance)
             return
-        if self.graph is None:
-            self.graph = CudaGraph() if self.path == "cuda_graph" else RecordedGraph()
+        if self.graphs is None:
+            self.graphs = tuple(CudaGraph() if self.path == "cuda_graph" else RecordedGraph() for _ in range(2))
         if self.warmups < WARMUP_STEPS:
             self.warmups += 1
-            self.graph.warm_up(lambda: self._body(x, y, step, advance))
+            self.graphs[0].warm_up(lambda: self._eager_step(x, y, step, advance))
             return
         if self.static is None:
             self.static = (x.clone(), y.clone())
+        self.static[0].copy_(x)
+        self.static[1].copy_(y)
+        forward_backward, update = self.graphs
+        if not self.captured:
+            self._capture(step, advance)
+        elif update is not None and plain:
+            forward_backward.replay()
+            update.replay()
+            advance()
+        else:
+            forward_backward.replay()
+            self._update(step, advance)
+
+    def _capture(self, step: int, advance: Callable[[], None]) -> None:
+        """Capture forward/backward and the plain update as two graphs, each run once as it is captured. On CUDA a
+        part that cannot be captured runs eagerly for the rest of the run (a failed capture has run nothing); a
+        recorded graph has run part of the step when it fails, so the run stops."""
         static_x, static_y = self.static
-        static_x.copy_(x)
-        static_y.copy_(y)
-        if self.captured:
-            self.graph.replay()
-        elif not self._capture(static_x, static_y, step):
-            self._body(x, y, step, advance)
+        forward_backward, update = self.graphs
+        if not self._try_capture(forward_backward, lambda: self._forward_backward(static_x, static_y)):
+            self.path = "eager"
+            self._eager_step(static_x, static_y, step, advance)
+            return
+        self.captured = True
+        if not self._try_capture(update, lambda: self._update(step, lambda: None)):
+            self.graphs = (forward_backward, None)
+            self._update(step, advance)
             return
         advance()
+        log.info("training step captured (%s): forward/backward and the plain update; mask updates and other "
+                 "non-plain steps replay forward/backward and update eagerly", self.path)
 
-    def _capture(self, x: torch.Tensor, y: torch.Tensor, step: int) -> bool:
-        """Capture the plain step (and run it once); on CUDA, a step that cannot be captured falls back to eager
-        for the rest of the run (its capture ran nothing); a recorded graph has run part of it, so it stops."""
+    def _try_capture(self, graph: CudaGraph | RecordedGraph, part: Callable[[], None]) -> bool:
         try:
-            self.graph.capture(lambda: self._body(x, y, step, lambda: None))
+            graph.capture(part)
         except CaptureError as error:
             if self.path != "cuda_graph":
                 raise ConfigError(f"step_graph=on: the training step cannot be captured ({error}); "
                                   "use step_graph=off") from None
-            log.warning("the training step cannot be captured (%s); training eagerly", error)
-            self.path, self.graph = "eager", None
+            log.warning("part of the training step cannot be captured (%s); it runs eagerly", error)
             return False
-        self.captured = True
-        log.info("training step captured (%s); mask updates and other non-plain steps run eagerly", self.path)
         return True
 
-    def _body(self, x: torch.Tensor, y: torch.Tensor, step: int, advance: Callable[[], None]) -> None:
+    def _eager_step(self, x: torch.Tensor, y: torch.Tensor, step: int, advance: Callable[[], None]) -> None:
+        self._forward_backward(x, y)
+        self._update(step, advance)
+
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Loss and gradients of (x, y); the dense weight gradients are left in ``.grad`` for the method."""
         p = self.p
         x, y = p.dist.shard(x), p.dist.shard(y)
         with p.autocast():
             loss = p.loss_fn(p.step_model(p.prepare(x)).float(), y)
         p.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.loss_sum.add_(loss.detach())
+
+    def _update(self, step: int, advance: Callable[[], None]) -> None:
+        """The method's hooks around the optimizer step."""
+        p = self.p
         if p.method.before_optimizer_step(step):
             p.optimizer.step()
         advance()
         p.method.after_optimizer_step(step)
-        self.loss_sum.add_(loss.detach())
