@@ -18,6 +18,7 @@ import torch
 from conftest import cli_env, crashing, events_without_time, run_cli
 from sparsetrain import methods
 from sparsetrain.sparsity import dst
+from sparsetrain.sparsity.flat import FlatLayout
 from sparsetrain.sparsity.masks import load_masks
 from sparsetrain.train.run import run
 
@@ -110,6 +111,14 @@ def kept_witness(score, old, new, keep: int, grow_score) -> torch.Tensor:
     return (kept | sure).view_as(old)
 
 
+def drop_grow_one(weight, mask, active, drop, grow, score, noise):
+    """``dst.drop_grow`` on one layer, in the layer's shape; ``active`` (the mask's count) is checked."""
+    assert int(mask.sum()) == active
+    layout = FlatLayout([weight])
+    new, fresh = dst.drop_grow(layout, [weight], [mask], [drop], [grow], [score], None if noise is None else [noise])
+    return layout.views(new)[0], layout.views(fresh)[0]
+
+
 def random_layer(shape=(20, 30), active=150, seed=0):
     generator = torch.Generator().manual_seed(seed)
     weight = torch.randn(shape, generator=generator)
@@ -122,7 +131,7 @@ def random_layer(shape=(20, 30), active=150, seed=0):
 @pytest.mark.parametrize("drop,grow", [(37, 37), (50, 20), (10, 40), (0, 0), (150, 150)])
 def test_drop_grow_keeps_the_largest_and_grows_the_top_scores(drop, grow):
     weight, mask, score = random_layer()
-    new_mask, new = dst.drop_grow(weight, mask, 150, drop, grow, score, None)
+    new_mask, new = drop_grow_one(weight, mask, 150, drop, grow, score, None)
     assert new_mask.shape == mask.shape and new_mask.dtype == torch.bool
     assert int(new_mask.sum()) == 150 - drop + grow
     kept = top_among(weight.abs(), mask, 150 - drop)  # the largest |w| among the active entries
@@ -141,13 +150,13 @@ def test_drop_grow_just_dropped_entries_can_be_regrown():
     kept = top_among(weight.abs(), mask, 150 - 30)
     dropped = mask & ~kept
     # the dropped entries score highest: all of them come back, nothing is new
-    new_mask, new = dst.drop_grow(weight, mask, 150, 30, 30, score + 10 * dropped, None)
+    new_mask, new = drop_grow_one(weight, mask, 150, 30, 30, score + 10 * dropped, None)
     assert torch.equal(new_mask, mask) and not new.any()
     # ten of them score highest: those come back, the other 20 grown are new
     favoured = torch.zeros_like(mask)
     favoured.view(-1)[dropped.flatten().nonzero().squeeze(1)[:10]] = True
     inactive_score = score * ~mask  # the other dropped entries score 0 and lose to the inactive ones
-    new_mask, new = dst.drop_grow(weight, mask, 150, 30, 30, inactive_score + 10 * favoured, None)
+    new_mask, new = drop_grow_one(weight, mask, 150, 30, 30, inactive_score + 10 * favoured, None)
     assert torch.equal(new_mask & dropped, favoured)
     assert int(new.sum()) == 20 and torch.equal(new, new_mask & ~mask)
     assert torch.equal(new_mask, kept | favoured | top_among(score, ~mask, 20))
@@ -157,14 +166,14 @@ def test_drop_grow_ignores_inactive_weights_and_uses_magnitude():
     weight = torch.tensor([[-5.0, 0.1, 3.0, -0.2], [100.0, -100.0, 0.5, 0.0]])
     mask = torch.tensor([[True, True, True, True], [False, False, True, True]])
     score = torch.tensor([[9.0, 9.0, 9.0, 9.0], [1.0, 2.0, 9.0, 3.0]])
-    new_mask, new = dst.drop_grow(weight, mask, 6, 3, 3, score, None)
+    new_mask, new = drop_grow_one(weight, mask, 6, 3, 3, score, None)
     # kept: |-5|, |3|, |0.5| (inactive +-100 never compete); dropped: 0.1, -0.2, 0.0
     # grown among the rest by score: 0.1 and -0.2 (9.0, just dropped) and (1, 3) (3.0)
     expected = torch.tensor([[True, True, True, True], [False, False, True, True]])
     assert torch.equal(new_mask, expected) and not new.any()
     # only the inactive entries score: the two grown are new, and the dropped 0.1, -0.2, 0.0 stay out
     score = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 0.0, 0.0]])
-    new_mask, new = dst.drop_grow(weight, mask, 6, 3, 2, score, None)
+    new_mask, new = drop_grow_one(weight, mask, 6, 3, 2, score, None)
     assert torch.equal(new_mask, torch.tensor([[True, False, True, False], [True, True, True, False]]))
     assert torch.equal(new, torch.tensor([[False, False, False, False], [True, True, False, False]]))
 
@@ -178,17 +187,17 @@ def test_drop_grow_exact_counts_with_ties_and_no_noise():
     weight.view(-1)[mask.view(-1).nonzero().squeeze(1)] = values
     ones, twos = mask & (weight.abs() == 1), mask & (weight.abs() == 2)
     for drop in (1, 5, 19, 20, 21, 33, 40):
-        kept, new = dst.drop_grow(weight, mask, 40, drop, 0, torch.zeros(10, 10), None)  # drop only
+        kept, new = drop_grow_one(weight, mask, 40, drop, 0, torch.zeros(10, 10), None)  # drop only
         assert int(kept.sum()) == 40 - drop and not new.any() and not (kept & ~mask).any()
         # exactly `drop` removed, the smallest first: every |w| = 1 before any |w| = 2
         assert int((ones & ~kept).sum()) == min(drop, 20)
         assert int((twos & ~kept).sum()) == max(drop - 20, 0)
-        new_mask, new = dst.drop_grow(weight, mask, 40, drop, drop, torch.zeros(10, 10), None)  # tied grow scores
+        new_mask, new = drop_grow_one(weight, mask, 40, drop, drop, torch.zeros(10, 10), None)  # tied grow scores
         assert int(new_mask.sum()) == 40
         assert int((mask & ~new_mask).sum()) == int(new.sum()) <= drop
         assert torch.equal(new_mask & mask & twos, twos) if drop <= 20 else True
     # a layer of identical magnitudes: still exact counts
-    new_mask, new = dst.drop_grow(torch.ones(6, 6), torch.ones(6, 6, dtype=torch.bool), 36, 7, 7,
+    new_mask, new = drop_grow_one(torch.ones(6, 6), torch.ones(6, 6, dtype=torch.bool), 36, 7, 7,
                                   torch.ones(6, 6), None)
     assert int(new_mask.sum()) == 36 and not new.any()
 
@@ -204,14 +213,48 @@ def test_drop_grow_tie_noise_breaks_ties_and_is_seeded():
     assert dst.noise(weight, 0.0, 3, 7, "fc.weight", "drop-noise") is None
     big = dst.noise(torch.ones(100, 100), 1e-5, 0, 0, "x", "drop-noise")
     assert big.std().item() == pytest.approx(1e-5, rel=0.05) and abs(big.mean().item()) < 5e-7
-    new_mask, _ = dst.drop_grow(weight, mask, 64, 10, 0, torch.zeros(8, 8), noise)
+    new_mask, _ = drop_grow_one(weight, mask, 64, 10, 0, torch.zeros(8, 8), noise)
     assert torch.equal(new_mask, top_among(weight + noise, mask, 54))  # the 10 smallest noise values dropped
 
 
 def test_drop_grow_on_a_convolution_shape():
     weight, mask, score = random_layer(shape=(4, 3, 3, 3), active=40, seed=2)
-    new_mask, new = dst.drop_grow(weight, mask, 40, 12, 12, score, None)
+    new_mask, new = drop_grow_one(weight, mask, 40, 12, 12, score, None)
     assert new_mask.shape == (4, 3, 3, 3) and new.shape == (4, 3, 3, 3) and int(new_mask.sum()) == 40
+
+
+def test_drop_grow_over_several_layers_equals_each_layer_alone():
+    """One call over layers of different shapes and memory layouts (a channels_last convolution, a full layer
+    left alone, a layer with nothing to grow) gives each layer what a call on it alone gives."""
+    conv = random_layer(shape=(6, 4, 3, 3), active=70, seed=3)
+    conv = tuple(t.contiguous(memory_format=torch.channels_last) for t in conv[:2]) + (conv[2],)  # score contiguous
+    layers = [random_layer(seed=4), conv, (torch.randn(5, 5), torch.ones(5, 5, dtype=torch.bool), torch.rand(5, 5)),
+              random_layer(shape=(8, 9), active=30, seed=5)]
+    drops, grows = [40, 21, 0, 12], [40, 21, 0, 0]
+    weights, masks, scores = (list(column) for column in zip(*layers))
+    layout = FlatLayout(weights)
+    new, fresh = dst.drop_grow(layout, weights, masks, drops, grows, scores, None)
+    for i, (weight, mask, score) in enumerate(layers):
+        alone, alone_fresh = drop_grow_one(weight.contiguous(), mask.contiguous(), int(mask.sum()), drops[i], grows[i],
+                                           score, None)
+        assert torch.equal(layout.views(new)[i], alone), i
+        assert torch.equal(layout.views(fresh)[i], alone_fresh), i
+    assert layout.views(new)[1].stride() == conv[0].stride()  # views come back in the layer's own layout
+
+
+def test_flat_layout_reads_memory_order_and_views_back():
+    weights = [torch.randn(3, 4), torch.randn(2, 3, 2, 2).contiguous(memory_format=torch.channels_last),
+               torch.randn(5, 1, 1, 1).contiguous(memory_format=torch.channels_last)]
+    layout = FlatLayout(weights)
+    flat = layout.flat(weights)
+    assert flat.numel() == layout.numel == 12 + 24 + 5 and layout.offsets == [0, 12, 36]
+    assert torch.equal(flat[12:36], weights[1].permute(0, 2, 3, 1).reshape(-1))  # N, H, W, C order
+    for view, weight in zip(layout.views(flat), weights):
+        assert torch.equal(view, weight) and view.stride() == weight.stride()
+    logical = [w.contiguous() for w in weights]  # other strides are copied into the references' layout
+    assert torch.equal(layout.flat(logical), flat)
+    layout.views(flat)[1].zero_()
+    assert not flat[12:36].any() and flat[:12].abs().sum() > 0  # views share the flat storage
 
 
 # ---- redistribute -----------------------------------------------------------------------------------------------

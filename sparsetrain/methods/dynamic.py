@@ -15,6 +15,7 @@ import torch
 from ..config import ConfigError
 from ..seeds import derive_seed
 from ..sparsity.dst import drop_count, drop_fraction, drop_grow, noise
+from ..sparsity.flat import FlatLayout
 from ..sparsity.masks import random_masks
 from .base import RunContext
 from .masked import MaskedMethod
@@ -45,7 +46,6 @@ class DynamicMethod(MaskedMethod):
             if not ok:
                 raise ConfigError(f"{key}={cfg[key.split('.', 1)[1]]!r} {rule}; e.g. {example}")
         self.updates = 0
-        self.fired: dict[str, torch.Tensor] | None = None
 
     # ---- what the siblings differ in ----------------------------------------------------------------------
     def grow_scores(self, step: int) -> dict[str, torch.Tensor]:
@@ -63,11 +63,13 @@ class DynamicMethod(MaskedMethod):
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
         self.end_step = round(self.cfg.t_end * ctx.total_steps)
+        self.layout = FlatLayout(list(self.targets.params.values()))
+        self.fired = torch.zeros(self.layout.numel, dtype=torch.bool, device=ctx.device)
 
     def start_round(self, round_index: int) -> None:
         masks = random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed, self.ctx.device)
         self.set_masks(masks)
-        self.fired = {name: mask.clone() for name, mask in masks.items()}
+        self.fired = self.layout.flat(list(self.maskset.masks.values()))  # flat: every position ever active
 
     def is_update_step(self, step: int) -> bool:
         if step > self.end_step:
@@ -107,50 +109,57 @@ class DynamicMethod(MaskedMethod):
     def update(self, step: int, scores: dict[str, torch.Tensor]) -> None:
         fraction = drop_fraction(step, alpha=self.cfg.alpha, alpha_min=self.cfg.alpha_min, decay=self.cfg.decay,
                                  end_step=self.end_step)
-        counts = self.maskset.counts()
-        layers = [name for name, count in counts.items() if count < self.maskset.masks[name].numel()]
+        counts, masks = self.maskset.counts(), self.maskset.masks
+        layers = [name for name, count in counts.items() if count < masks[name].numel()]  # full layers stay
         if not layers:
             return
         drops = {name: drop_count(counts[name], fraction, self.cfg.drop_rounding) for name in layers}
         grows = self.grow_counts(drops, {name: counts[name] - drops[name] for name in layers})
-        masks, new = {}, {}
-        for name in layers:
-            drop_noise = noise(self.targets.params[name], self.cfg.tie_noise, self.ctx.seed, step, name, "drop-noise")
-            masks[name], new[name] = drop_grow(self.targets.params[name], self.maskset.masks[name], counts[name],
-                                               drops[name], grows[name], scores[name], drop_noise)
-            self.fired[name] |= masks[name]
-        self.maskset.set(masks, counts={**counts, **{n: counts[n] - drops[n] + grows[n] for n in layers}})
+        params = self.targets.params
+        drop_noise = [noise(p, self.cfg.tie_noise, self.ctx.seed, step, name, "drop-noise")
+                      for name, p in params.items()] if self.cfg.tie_noise else None
+        new_flat, fresh = drop_grow(self.layout, list(params.values()), list(masks.values()),
+                                    [drops.get(name, 0) for name in masks], [grows.get(name, 0) for name in masks],
+                                    [scores[name] for name in masks], drop_noise)
+        self.fired |= new_flat
+        self.maskset.set(dict(zip(masks, self.layout.views(new_flat))),
+                         counts={**counts, **{n: counts[n] - drops[n] + grows[n] for n in layers}})
         self.maskset.apply_(self.ctx.optimizer if self.cfg.reset_momentum else None)
         self.maskset.mask_grads_()
         self.updates += 1
-        new_total, fired_total = torch.stack(
-            [torch.stack([m.sum() for m in new.values()]).sum(), torch.stack([m.sum() for m in self.fired.values()]).sum()]
-        ).tolist()
+        new_total, fired_total = torch.stack([fresh.sum(), self.fired.sum()]).tolist()
         self.ctx.log({"event": "mask_update", "drop_fraction": fraction, "dropped": sum(drops.values()),
                       "grown": sum(grows.values()), "churn": new_total / sum(counts.values()),
                       "itop_rate": fired_total / self.maskset.numel})
 
+    def fired_masks(self) -> dict[str, torch.Tensor]:
+        """Per layer, the positions ever active (views of the flat ``fired``)."""
+        return dict(zip(self.maskset.masks, self.layout.views(self.fired)))
+
     def summary(self) -> dict:
         """The number of updates and the final ITOP rate R_s, global and per layer."""
-        fired = dict(zip(self.fired, torch.stack([m.sum() for m in self.fired.values()]).tolist()))
+        fired = self.fired_masks()
+        counts = dict(zip(fired, torch.stack([m.sum() for m in fired.values()]).tolist()))
         return {
             "mask_updates": self.updates,
-            "itop_rate": sum(fired.values()) / self.maskset.numel,
-            "itop_rate_layers": {name: count / self.fired[name].numel() for name, count in fired.items()},
+            "itop_rate": sum(counts.values()) / self.maskset.numel,
+            "itop_rate_layers": {name: count / fired[name].numel() for name, count in counts.items()},
         }
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "fired": {n: m.clone() for n, m in self.fired.items()}, "updates": self.updates}
+        fired = {name: view.clone() for name, view in self.fired_masks().items()}
+        return {**super().state_dict(), "fired": fired, "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.fired = {name: mask.to(self.ctx.device) for name, mask in state["fired"].items()}
+        for name, view in self.fired_masks().items():
+            view.copy_(state["fired"][name])
         self.updates = state["updates"]
 
 
 def gradient_scores(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
     """|dense gradient of the current batch| (RigL); the weights' gradients are not yet masked here."""
-    return {name: p.grad.abs() for name, p in params.items()}
+    return dict(zip(params, torch._foreach_abs([p.grad for p in params.values()])))
 
 
 def random_scores(params: dict[str, torch.nn.Parameter], seed: int, step: int) -> dict[str, torch.Tensor]:

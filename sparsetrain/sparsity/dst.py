@@ -1,8 +1,10 @@
 """The drop/grow update shared by every dynamic sparse training method (RigL, SET, SNFS, ITOP).
 
-Per layer, on the device, with ``topk`` (no full sort, no host sync): keep the ``n_on - k`` largest-magnitude
-active weights (ties broken by optional seeded noise), then grow ``k'`` connections by the method's grow score
-among all positions not kept (just-dropped ones included). Kept and grown sets are disjoint by construction.
+Per layer, on the device, with ``topk`` (no full sort, no host sync): drop the ``k`` smallest-magnitude active
+weights (ties broken by optional seeded noise), then grow ``k'`` connections by the method's grow score among all
+positions not kept (just-dropped ones included). Kept and grown sets are disjoint by construction. All layers
+are handled as one flat vector (``flat.py``), so an update costs two ``topk`` per layer and a few large
+operations, not a dozen small ones per layer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 import torch
 
 from ..seeds import derive_seed
+from .flat import FlatLayout
 
 
 def drop_fraction(step: int, *, alpha: float, alpha_min: float, decay: str, end_step: int) -> float:
@@ -34,32 +37,46 @@ def drop_count(active: int, fraction: float, rounding: str) -> int:
 
 
 def noise(like: torch.Tensor, scale: float, seed: int, step: int, name: str, purpose: str) -> torch.Tensor | None:
-    """Seeded N(0, scale) noise shaped like ``like`` (None when scale is 0): a function of (seed, step, layer)."""
+    """Seeded N(0, scale) noise laid out like ``like`` (None when scale is 0): a function of (seed, step, layer)."""
     if scale == 0.0:
         return None
     generator = torch.Generator(device=like.device).manual_seed(derive_seed(purpose, seed, step, name))
-    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype) * scale
+    return torch.empty_like(like).normal_(0.0, scale, generator=generator)
 
 
-def drop_grow(weight: torch.Tensor, mask: torch.Tensor, active: int, drop: int, grow: int,
-              grow_score: torch.Tensor, drop_noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """New mask of one layer with ``active - drop + grow`` active entries, and the mask of truly new connections.
+def drop_grow(layout: FlatLayout, weights: list[torch.Tensor], masks: list[torch.Tensor], drops: list[int],
+              grows: list[int], grow_scores: list[torch.Tensor],
+              drop_noise: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """New masks of every layer as one flat bool tensor (``layout``'s memory order), and the flat mask of the
+    truly new connections.
 
-    Drop: the ``drop`` smallest ``|w|`` (+ noise) among active entries. Grow: the ``grow`` highest
-    ``grow_score`` among entries not kept (dropped ones are eligible, and keep their value if regrown).
+    Layer ``i``: drop the ``drops[i]`` smallest ``|w|`` (+ noise) among its active entries, then grow the
+    ``grows[i]`` highest ``grow_scores[i]`` among its entries not kept (dropped ones are eligible, and keep their
+    value if regrown). Elementwise work runs once over all layers; only the selections are per layer.
     """
-    flat_mask = mask.flatten()
-    magnitude = weight.detach().abs().flatten().float()
+    mask = layout.flat(masks)
+    magnitude = layout.flat(torch._foreach_abs(weights)).float()
     if drop_noise is not None:
-        magnitude = magnitude + drop_noise.flatten()
-    drop_score = torch.where(flat_mask, magnitude, float("-inf"))
-    kept = torch.zeros_like(flat_mask)
-    kept[torch.topk(drop_score, active - drop, sorted=False).indices] = True
-    score = torch.where(kept, float("-inf"), grow_score.flatten().float())
-    grown = torch.zeros_like(flat_mask)
-    grown[torch.topk(score, grow, sorted=False).indices] = True
-    new_mask = (kept | grown).view_as(mask)
-    return new_mask, (grown & ~flat_mask).view_as(mask)
+        magnitude += layout.flat(drop_noise)
+    kept = mask.clone()
+    kept[_layer_top(layout, torch.where(mask, magnitude, float("inf")), drops, largest=False)] = False
+    score = torch.where(kept, float("-inf"), layout.flat(grow_scores).float())
+    grown = torch.zeros_like(mask)
+    grown[_layer_top(layout, score, grows, largest=True)] = True
+    return kept | grown, grown & ~mask
+
+
+def _layer_top(layout: FlatLayout, flat: torch.Tensor, counts: list[int], largest: bool) -> torch.Tensor:
+    """Flat positions of the ``counts[i]`` largest (or smallest) entries of each layer ``i`` of ``flat``."""
+    picks, offsets = [], []
+    for segment, count, offset in zip(layout.segments(flat), counts, layout.offsets):
+        if count:
+            picks.append(torch.topk(segment, count, largest=largest, sorted=False).indices)
+            offsets.append(offset)
+    if not picks:
+        return torch.zeros(0, dtype=torch.long, device=flat.device)
+    torch._foreach_add_(picks, offsets)
+    return torch.cat(picks)
 
 
 def redistribute(total: int, weights: dict[str, float], capacity: dict[str, int]) -> dict[str, int]:

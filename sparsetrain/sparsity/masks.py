@@ -37,11 +37,9 @@ class MaskSet:
     def set(self, masks: dict[str, torch.Tensor], counts: dict[str, int] | None = None) -> None:
         """Copy new masks in place (the tensors, and any reference to them, stay the same); ``counts``, the
         active entries per layer when the caller knows them, saves a device sync."""
-        for name, mask in masks.items():
-            self.masks[name].copy_(mask)
+        torch._foreach_copy_([self.masks[name] for name in masks], list(masks.values()))
         broadcast_masks(self._mask_list)
-        for factor, mask in zip(self._factors, self._mask_list):
-            factor.copy_(mask)
+        torch._foreach_copy_(self._factors, self._mask_list)
         self._counts = dict(counts) if counts is not None else None
         self._densities = None
 
