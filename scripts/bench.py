@@ -4,8 +4,12 @@ captured step graph on CUDA), each mask update alone, and the input pipeline (de
 classic DataLoader with PIL transforms in worker processes); prints tables of milliseconds and ratios and
 writes JSON.
 
-    python scripts/bench.py --root <dir with CIFAR-10/MNIST>   # the models of the speed issue, CUDA if present
-    python scripts/bench.py --quick                            # tiny shapes: a smoke run on CPU
+    python scripts/bench.py            # the models of the speed issue, on CUDA if present
+    python scripts/bench.py --quick    # tiny shapes: a smoke run on CPU
+
+The data is ``dataset=synthetic`` of each case's shape (speed does not depend on the pixels): CIFAR-10-shaped
+(50,000 images, pad-4 crop + flip), MNIST-shaped (60,000, no augmentation), ImageNet-shaped (224 x 224, 1000
+classes, pad-28 crop + flip; 25 batches an epoch).
 
 Runner steps are timed inside a run of a few epochs without evaluation or checkpoints: the median epoch after
 the first (which holds warm-up and graph capture) divided by its steps, so the mask updates that fall in an
@@ -28,19 +32,18 @@ import torch
 from hydra import compose, initialize_config_module
 
 from sparsetrain.data import build_data
-from sparsetrain.data.vision import load_tensor_source
+from sparsetrain.data.synthetic import load_synthetic
 from sparsetrain.methods import RunContext, build_method
 from sparsetrain.models import build_model
 from sparsetrain.train.run import run
 
-# (model, dataset, batch, optimizer); ResNet-50 on ImageNet-shaped data has no runner rows (no ImageNet-shaped
-# tensor dataset ships with the runner): its plain loop and mask updates are timed.
+# (model, data shape, batch, optimizer)
 CASES = [("resnet20", "cifar10", 128, "sgd"), ("wrn22_2", "cifar10", 128, "sgd"), ("resnet18", "cifar10", 128, "sgd"),
          ("lenet300_100", "mnist", 60, "adam"), ("resnet50", "imagenet", 64, "sgd")]
 QUICK_CASES = [("lenet300_100", "digits", 64, "sgd")]
-SHAPES = {"cifar10": (10, (3, 32, 32)), "mnist": (10, (1, 28, 28)), "digits": (10, (1, 8, 8)),
-          "imagenet": (1000, (3, 224, 224))}
-TRAIN_SIZE = {"cifar10": 50_000, "mnist": 60_000, "digits": 1437}
+SHAPES = {  # dataset=synthetic settings: channels, image size, classes, training images, augment
+    "cifar10": (3, 32, 10, 50_000, True), "mnist": (1, 28, 10, 60_000, False),
+    "imagenet": (3, 224, 1000, 64 * 25, True), "digits": (1, 8, 10, 1437, False)}
 METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop"]
 UPDATES = ["rigl", "set", "snfs", "gmp", "lth"]  # one mask update each: DST drop/grow, a GMP event, an LTH round
 SPARSITY = 0.9
@@ -67,19 +70,34 @@ def timed_ms(fn, device: torch.device, repeats: int, inner: int = 1) -> float:
     return statistics.median(samples)
 
 
+def data_overrides(shape: str) -> list[str]:
+    channels, size, classes, train, augment = SHAPES[shape]
+    return ["dataset=synthetic", f"dataset.channels={channels}", f"dataset.image_size={size}",
+            f"dataset.num_classes={classes}", f"dataset.train_size={train}", "dataset.test_size=1000",
+            f"dataset.augment={str(augment).lower()}"]
+
+
+def in_shape_of(shape: str) -> tuple[int, tuple[int, int, int]]:
+    channels, size, classes, _, _ = SHAPES[shape]
+    return classes, (channels, size, size)
+
+
 def compose_train(*overrides: str):
     with initialize_config_module(config_module="sparsetrain.configs", version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
 
 
-def plain_loop_ms(model_name: str, dataset: str, batch: int, device: torch.device, repeats: int) -> dict:
-    """A minimal eager loop (and, on CUDA, the same step captured as one CUDA graph): the limit to compare with."""
-    classes, in_shape = SHAPES[dataset]
+def plain_loop_ms(model_name: str, shape: str, batch: int, optimizer_name: str, device: torch.device,
+                  repeats: int) -> dict:
+    """A minimal eager loop (and, on CUDA, the same step captured as one CUDA graph): the limit to compare with.
+    PyTorch's default optimizer implementation (Adam marked capturable so that the graph can hold it)."""
+    classes, in_shape = in_shape_of(shape)
     model = build_model(model_name, in_shape, classes).to(device)
     cuda = device.type == "cuda"
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if optimizer_name == "sgd" else \
+        torch.optim.Adam(model.parameters(), lr=1e-3, capturable=cuda)
     x = torch.randn(batch, *in_shape, device=device)
     y = torch.randint(0, classes, (batch,), device=device)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -117,10 +135,10 @@ def runner_epoch_s(overrides: list[str], epochs: int) -> float:
     return statistics.median(later - earlier for earlier, later in zip(times, times[1:]))
 
 
-def mask_update_ms(model_name: str, dataset: str, batch: int, device: torch.device, repeats: int) -> dict:
+def mask_update_ms(model_name: str, shape: str, batch: int, device: torch.device, repeats: int) -> dict:
     """Each mask update alone at sparsity 0.9 (ERK for DST): a drop/grow of RigL, SET and SNFS with their
     scores, a GMP pruning event (magnitude top-k), and an LTH round (prune 20 % of the survivors, rewind)."""
-    classes, in_shape = SHAPES[dataset]
+    classes, in_shape = in_shape_of(shape)
     torch.manual_seed(0)
     model = build_model(model_name, in_shape, classes).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -149,21 +167,21 @@ def mask_update_ms(model_name: str, dataset: str, batch: int, device: torch.devi
     return result
 
 
-def resident_input_ms(dataset: str, batch: int, device: torch.device, repeats: int, root: str) -> float:
+def resident_input_ms(shape: str, batch: int, device: torch.device, repeats: int) -> float:
     """Milliseconds per training batch of the device-resident loader (gather, per-sample augmentation, normalise)."""
-    cfg = compose_train(f"dataset={dataset}", f"dataset.root={root}")
+    cfg = compose_train(*data_overrides(shape))
     data = build_data(cfg.dataset, batch_size=batch, eval_batch_size=1000, device=device, seed=0)
     batches = min(len(data.train), 50)
     return timed_ms(lambda: _consume(data.train.epoch(0), batches), device, repeats) / batches
 
 
-def classic_input_ms(dataset: str, batch: int, device: torch.device, repeats: int, root: str, workers: int) -> float:
+def classic_input_ms(shape: str, batch: int, device: torch.device, repeats: int, workers: int) -> float:
     """Milliseconds per batch of the classic pipeline: a DataLoader with ``workers`` processes applying PIL
     transforms (random crop + flip where the dataset is augmented, ToTensor, Normalize), copied to the device."""
     from PIL import Image
     from torchvision import transforms
 
-    source = load_tensor_source(compose_train(f"dataset={dataset}", f"dataset.root={root}").dataset)
+    source = load_synthetic(compose_train(*data_overrides(shape)).dataset)
     size = source.train_images.shape[-1]
     augment = [transforms.RandomCrop(size, padding=source.crop_pad), transforms.RandomHorizontalFlip()] \
         if source.crop_pad else []
@@ -196,17 +214,15 @@ def _consume(batches, count: int) -> None:
 
 
 def bench_case(case: tuple, device: torch.device, args: argparse.Namespace, paths: list[str]) -> dict:
-    model_name, dataset, batch, optimizer = case
-    row = {"model": model_name, "dataset": dataset, "batch": batch}
-    row.update(plain_loop_ms(model_name, dataset, batch, device, args.repeats))
-    row.update(mask_update_ms(model_name, dataset, batch, device, args.repeats))
-    if dataset not in TRAIN_SIZE:
-        return row
-    row["input_resident_ms"] = resident_input_ms(dataset, batch, device, args.repeats, args.root)
-    row["input_dataloader_ms"] = classic_input_ms(dataset, batch, device, args.repeats, args.root, args.workers)
-    common = [f"model={model_name}", f"dataset={dataset}", f"dataset.root={args.root}", f"batch_size={batch}",
-              f"optimizer={optimizer}", *(["precision=bf16"] if device.type == "cuda" else [])]
-    steps_per_epoch = TRAIN_SIZE[dataset] // batch
+    model_name, shape, batch, optimizer = case
+    row = {"model": model_name, "data": shape, "batch": batch, "optimizer": optimizer}
+    row.update(plain_loop_ms(model_name, shape, batch, optimizer, device, args.repeats))
+    row.update(mask_update_ms(model_name, shape, batch, device, args.repeats))
+    row["input_resident_ms"] = resident_input_ms(shape, batch, device, args.repeats)
+    row["input_dataloader_ms"] = classic_input_ms(shape, batch, device, args.repeats, args.workers)
+    common = [f"model={model_name}", *data_overrides(shape), f"batch_size={batch}", f"optimizer={optimizer}",
+              *(["precision=bf16"] if device.type == "cuda" else [])]
+    steps_per_epoch = SHAPES[shape][3] // batch
     for path in paths:
         for method in METHODS:
             sparsity = "0.0" if method == "dense" else str(SPARSITY)
@@ -222,15 +238,14 @@ def table(rows: list[dict], paths: list[str]) -> str:
     lines = []
     for row in rows:
         limit = row.get("plain_graph_ms", row["plain_eager_ms"])
-        lines.append(f"{row['model']} / {row['dataset']}, batch {row['batch']}")
+        lines.append(f"{row['model']} on {row['data']}-shaped data, batch {row['batch']}, {row['optimizer']}")
         plain = f"  plain loop: eager {row['plain_eager_ms']:.3f}"
         if "plain_graph_ms" in row:
             plain += f", CUDA graph {row['plain_graph_ms']:.3f} (the limit)"
         lines.append(plain)
-        if "input_resident_ms" in row:
-            lines.append(f"  input per batch: device-resident {row['input_resident_ms']:.3f}, DataLoader "
-                         f"{row['input_dataloader_ms']:.3f} [{row['input_dataloader_ms'] / row['input_resident_ms']:.1f}x]")
-        for path in paths if "input_resident_ms" in row else []:
+        lines.append(f"  input per batch: device-resident {row['input_resident_ms']:.3f}, DataLoader "
+                     f"{row['input_dataloader_ms']:.3f} [{row['input_dataloader_ms'] / row['input_resident_ms']:.1f}x]")
+        for path in paths:
             dense = row[f"{path}_dense_ms"]
             cells = [f"dense {dense:.3f} [{dense / limit:.2f}x limit]"]
             cells += [f"{m} {row[f'{path}_{m}_ms']:.3f} [{row[f'{path}_{m}_ms'] / dense:.3f}x]" for m in METHODS[1:]]
@@ -244,7 +259,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes (CPU smoke run)")
     parser.add_argument("--models", nargs="*", help="only these models of the case list")
-    parser.add_argument("--root", default="data", help="dataset.root holding MNIST/CIFAR-10")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per runner timing (>= 3)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader workers")

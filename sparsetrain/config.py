@@ -55,6 +55,10 @@ class DatasetConfig:
     augment: bool = True
     num_workers: int = 8
     image_size: int = 224
+    channels: int = 3  # synthetic
+    num_classes: int = 10  # synthetic
+    train_size: int = 50000  # synthetic
+    test_size: int = 10000  # synthetic
 
 
 @dataclass
@@ -294,6 +298,11 @@ def validate(cfg: Any) -> None:
         (cfg.schedule.name != "multistep" or len(cfg.schedule.milestones) > 0, "schedule.milestones",
          "needs at least one epoch with schedule=multistep", "schedule.milestones=[80,120]"),
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout", "must be in [0, 1)", "model.dropout=0.3"),
+        (cfg.dataset.image_size >= 8, "dataset.image_size", "must be >= 8", "dataset.image_size=32"),
+        (cfg.dataset.channels >= 1, "dataset.channels", "must be >= 1", "dataset.channels=3"),
+        (cfg.dataset.num_classes >= 2, "dataset.num_classes", "must be >= 2", "dataset.num_classes=10"),
+        (cfg.dataset.train_size >= 1, "dataset.train_size", "must be >= 1", "dataset.train_size=50000"),
+        (cfg.dataset.test_size >= 1, "dataset.test_size", "must be >= 1", "dataset.test_size=10000"),
     ]
     for ok, key, rule, example in checks:
         if not ok:

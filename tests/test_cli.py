@@ -29,6 +29,9 @@ BAD_INPUT = [
     (["method=static", "sparsity=0.9", "method.distribution=nosuch"], "method.distribution"),
     (["method=static", "sparsity=0.9", "method.mask_from=/nonexistent"], "method.mask_from"),
     (["method=gmp", "sparsity=0.9", "method.end=soon"], "method.end"),
+    (["dataset=synthetic", "dataset.train_size=0"], "dataset.train_size"),
+    (["step_graph=on", "compile=true"], "step_graph"),
+    (["step_graph=sometimes"], "step_graph"),
 ]
 
 

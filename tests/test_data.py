@@ -402,3 +402,18 @@ def test_errors_are_one_line_and_name_the_key(tmp_path, monkeypatch):
     message = one_line_error(config(val_size=1400), batch_size=64)
     assert message.startswith("batch_size=64 is larger than the training set (37 samples) of dataset.name=digits")
     assert "eval_batch_size=0" in one_line_error(config(), eval_batch_size=0)
+
+
+def test_synthetic_data_has_the_asked_shape_fixed_content_and_augmentation():
+    cfg = config("synthetic", image_size=16, channels=2, num_classes=5, train_size=40, test_size=12)
+    data = build(cfg, batch_size=8, eval_batch_size=5)
+    assert data.in_shape == (2, 16, 16) and data.num_classes == 5
+    assert data.train.num_samples == 40 and data.test.num_samples == 12 and len(data.train) == 5
+    (x, y), *_ = data.train.epoch(0)
+    assert x.shape == (8, 2, 16, 16) and x.dtype == torch.float32 and 0 <= int(y.min()) <= int(y.max()) < 5
+    other_seed = build(cfg, batch_size=8, eval_batch_size=5, seed=1)
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(data.test, other_seed.test))  # content is fixed
+    plain = build(config("synthetic", image_size=16, channels=2, num_classes=5, train_size=40, test_size=12,
+                         augment=False), batch_size=8)
+    (raw, raw_labels), *_ = plain.train.epoch(0)
+    assert torch.equal(raw_labels, y) and not torch.equal(raw, x)  # the same samples, augmented by crop and flip

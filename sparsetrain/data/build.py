@@ -10,16 +10,18 @@ from .batches import Data
 from .errors import DataError
 from .splits import holdout
 from .tensor_batches import ImageTensors, TensorEvalBatches, TensorTrainBatches
+from .synthetic import load_synthetic
 from .vision import TENSOR_DATASETS, load_tensor_source
 
-DATASET_NAMES = tuple(sorted((*TENSOR_DATASETS, "imagefolder")))
+DATASET_NAMES = tuple(sorted((*TENSOR_DATASETS, "imagefolder", "synthetic")))
 
 
 def build_data(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch.device, seed: int) -> Data:
     """Load dataset ``cfg.name``; batches are deterministic functions of ``seed`` (see ``TrainBatches``).
 
     ``cfg`` needs ``name``, ``val_size`` and ``augment``; plus ``root`` and ``download`` (all but digits) and
-    ``num_workers`` and ``image_size`` (imagefolder). Options a dataset has no use for are ignored.
+    ``num_workers`` and ``image_size`` (imagefolder); the shape and sizes for ``synthetic``. Options a dataset
+    has no use for are ignored.
     """
     if cfg.name not in DATASET_NAMES:
         raise DataError(f"dataset.name={cfg.name!r} is not a dataset; choose one of: {', '.join(DATASET_NAMES)}")
@@ -28,7 +30,7 @@ def build_data(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
         from .imagefolder import build_imagefolder  # torchvision's transforms are slow to import
 
         return build_imagefolder(cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, device=device, seed=seed)
-    source = load_tensor_source(cfg)
+    source = load_synthetic(cfg) if cfg.name == "synthetic" else load_tensor_source(cfg)
     mean = torch.tensor(source.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     std = torch.tensor(source.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
 

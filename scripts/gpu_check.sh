@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine (../shared/gpu/README.md; run ../shared/gpu/prepare.sh once here, carry .whl):
+#   bash scripts/gpu_check.sh [bench.py options, e.g. --models resnet20 lenet300_100 resnet50]
+# Runs the step-graph tests on CUDA (graph and eager paths train the same masks and weights) and the benchmark;
+# writes gpu.txt, cuda_tests.txt, bench.txt and bench.json under $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/sparsetrain-gpu}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+# the package with its config tree where an installed wheel has it (sparsetrain/configs), without a build
+rm -rf /tmp/pkg && mkdir -p /tmp/pkg && cp -r sparsetrain /tmp/pkg/ && cp -r configs /tmp/pkg/sparsetrain/configs
+export PYTHONPATH=/tmp/site:/tmp/pkg
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+repo=$PWD  # pytest from elsewhere: python -m puts the working directory (the bare source tree) first on sys.path
+(cd /tmp && python3 -m pytest -q -p no:cacheprovider -c "$repo/pyproject.toml" "$repo/tests/test_step_graph.py" -k cuda) 2>&1 | tail -25 | tee "$OUT/cuda_tests.txt"
+python3 scripts/bench.py --json "$OUT/bench.json" "$@" 2>&1 | grep -v "^\[" | tee "$OUT/bench.txt"
