@@ -106,6 +106,10 @@ METHOD_RUNS = {
     "set": ["method=set", "sparsity=0.9"],
     "snfs": ["method=snfs", "sparsity=0.9"],
     "lth": ["method=lth", "method.levels=1", "method.rewind_to=5it", "model.dropout=0.1"],
+    "itop": ["method=itop", "sparsity=0.9", "method.delta_t=9"],
+    "snip": ["method=snip", "sparsity=0.8"],
+    "grasp": ["method=grasp", "sparsity=0.8"],
+    "synflow": ["method=synflow", "sparsity=0.8", "method.iterations=5"],
 }
 
 
