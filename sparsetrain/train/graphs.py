@@ -29,11 +29,17 @@ class CaptureError(RuntimeError):
 
 
 class CudaGraph:
-    """``torch.cuda.CUDAGraph`` capture and replay, with warm-up calls on a side stream (as capture needs)."""
+    """``torch.cuda.CUDAGraph`` capture and replay, with warm-up calls on the side stream of the capture."""
 
-    def __init__(self) -> None:
-        self.stream = torch.cuda.Stream()
+    def __init__(self, stream: torch.cuda.Stream) -> None:
+        self.stream = stream
         self.graph: torch.cuda.CUDAGraph | None = None
+
+    @classmethod
+    def pair(cls) -> tuple[CudaGraph, CudaGraph]:
+        """Two graphs (a step's two parts) whose warm-up and captures share one side stream."""
+        stream = torch.cuda.Stream()
+        return cls(stream), cls(stream)
 
     def warm_up(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` eagerly on the side stream the capture will use."""
@@ -62,6 +68,10 @@ class RecordedGraph:
 
     def __init__(self) -> None:
         self.ops: list[tuple[Any, tuple, dict, list[torch.Tensor | None]]] = []
+
+    @classmethod
+    def pair(cls) -> tuple[RecordedGraph, RecordedGraph]:
+        return cls(), cls()
 
     def warm_up(self, fn: Callable[[], Any]) -> None:
         fn()

@@ -30,7 +30,7 @@ from .files import checkpoint_path
 from .metrics import MetricsLog, write_summary
 from .resume import read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
 from .rounds import run_rounds
-from .step import choose_path
+from .step import StepParts, TrainStep, choose_path
 from ..report.rounds import write_round_table
 from ..sparsity.flops import TrainingFlops, inference_flops, layer_flops
 from .trainer import Trainer, TrainerParts
@@ -84,18 +84,24 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     tensorboard = TensorBoardLog(run_dir / "tb", total_steps) if cfg.tensorboard and dist.is_main else None
     metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main, mirror=tensorboard)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    prepare = _channels_last if channels_last else _identity
+    autocast = _autocast(cfg.precision.value, device)
+    train_step = TrainStep(
+        StepParts(model=model, step_model=torch.compile(step_model) if cfg.compile else step_model,
+                  optimizer=optimizer, method=method, loss_fn=loss_fn, prepare=prepare, autocast=autocast, dist=dist),
+        step_path,
+    )
     parts = TrainerParts(
         config=config,
         run_dir=run_dir,
         model=model,
-        step_model=torch.compile(step_model) if cfg.compile else step_model,
         optimizer=optimizer,
         method=method,
         data=data,
-        loss_fn=loss_fn,
+        train_step=train_step,
         eval_loss_fn=nn.CrossEntropyLoss(),
-        prepare=_channels_last if channels_last else _identity,
-        autocast=_autocast(cfg.precision.value, device),
+        prepare=prepare,
+        autocast=autocast,
         schedule=cfg.schedule,
         total_steps=total_steps,
         eval_every=parse_interval("eval_every", cfg.eval_every),
@@ -103,7 +109,6 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         metrics=metrics,
         flops=TrainingFlops(*dense_flops),
         dist=dist,
-        step_path=step_path,
     )
     trainer = Trainer(parts)
     method.setup(

@@ -118,7 +118,7 @@ class TrainStep:
             self._eager_step(x, y, step, advance)
             return
         if self.graphs is None:
-            self.graphs = tuple(CudaGraph() if self.path == "cuda_graph" else RecordedGraph() for _ in range(2))
+            self.graphs = (CudaGraph if self.path == "cuda_graph" else RecordedGraph).pair()
         if self.warmups < WARMUP_STEPS:
             self.warmups += 1
             self.graphs[0].warm_up(lambda: self._eager_step(x, y, step, advance))

@@ -30,7 +30,7 @@ from .distributed import Distributed
 from .files import atomic_write, checkpoint_path
 from .metrics import MetricsLog, evaluate, write_summary
 from .schedule import lr_factor
-from .step import StepParts, TrainStep
+from .step import TrainStep
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,12 @@ class TrainerParts:
     config: dict  # resolved config, stored in every checkpoint
     run_dir: Path
     model: nn.Module
-    step_model: nn.Module  # the model or its torch.compile wrapper
     optimizer: torch.optim.Optimizer
     method: Method
     data: Any  # sparsetrain.data.Data
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    train_step: TrainStep  # one optimizer step, eager or from captured graphs
     eval_loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    prepare: Callable[[torch.Tensor], torch.Tensor]  # input layout (channels_last) for the model
+    prepare: Callable[[torch.Tensor], torch.Tensor]  # input layout (channels_last) for evaluation
     autocast: Callable[[], Any]
     schedule: Any  # the `schedule` config
     total_steps: int
@@ -70,7 +69,6 @@ class TrainerParts:
     metrics: MetricsLog
     flops: TrainingFlops  # training FLOPs of the run so far (RigL paper, Appendix H)
     dist: Distributed  # this process's rank; one process by default
-    step_path: str = "eager"  # sparsetrain.train.step.PATHS
 
 
 class Trainer:
@@ -79,12 +77,7 @@ class Trainer:
         self.pos = Position()
         self.steps_per_epoch = len(parts.data.train)
         self.epochs = math.ceil(parts.total_steps / self.steps_per_epoch)
-        self.train_step = TrainStep(
-            StepParts(model=parts.model, step_model=parts.step_model, optimizer=parts.optimizer,
-                      method=parts.method, loss_fn=parts.loss_fn, prepare=parts.prepare, autocast=parts.autocast,
-                      dist=parts.dist),
-            parts.step_path,
-        )
+        self.train_step = parts.train_step
         self.loss_count = 0
         self.results: list[dict] = []  # one entry per finished round
         self.round_result = self._empty_round_result()
