@@ -15,7 +15,7 @@ from sparsetrain.train import trainer as trainer_module
 from sparsetrain.train.checkpoint import load_checkpoint
 from sparsetrain.train.distributed import Distributed
 from sparsetrain.train.files import checkpoint_path
-from sparsetrain.train.graphs import CaptureError, RecordedGraph
+from sparsetrain.train.graphs import CaptureError, HostReads, RecordedGraph
 from sparsetrain.train.run import run
 from sparsetrain.train.step import choose_path
 from conftest import events_without_time
@@ -64,7 +64,9 @@ def test_replay_repeats_the_tensor_work_without_the_python():
     lambda t: t.sum().item(),
     lambda t: bool(t.sum() > 0),
     lambda t: t.nonzero(),
-], ids=["item", "bool", "nonzero"])
+    lambda t: t.tolist(),
+    lambda t: float(t.sum()),
+], ids=["item", "bool", "nonzero", "tolist", "float"])
 def test_a_host_read_inside_the_capture_is_refused(host_read):
     weight = torch.ones(4)
     with pytest.raises(CaptureError, match="host"):
@@ -221,3 +223,26 @@ def test_a_cuda_capture_that_fails_falls_back_to_eager_with_the_same_result(only
     a, b = (load_checkpoint(checkpoint_path(tmp_path / d), torch.device("cpu")) for d in ("eager", "fallback"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert events_without_time(tmp_path / "fallback") == events_without_time(tmp_path / "eager")
+
+
+@pytest.mark.parametrize("path", ["off", "on"])
+def test_plain_steps_read_nothing_on_the_host(path, compose_config, tmp_path, monkeypatch):
+    """The whole loop (data, step, bookkeeping) reads device values on the host only at logging points (epoch
+    ends with their evaluation, checkpoints) and on mask-update steps; every other step runs without a sync."""
+    trainers = []
+    init = trainer_module.Trainer.__init__
+
+    def remember(self, parts):
+        init(self, parts)
+        trainers.append(self)
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", remember)
+    reads = []
+    with HostReads(lambda name: reads.append((trainers[0].pos.step if trainers else None, name))):
+        summary = _train(compose_config, tmp_path, "method=rigl", "sparsity=0.9", "method.delta_t=7",
+                         "checkpoint_every=10it", f"step_graph={path}")
+    total, per_epoch = summary["steps"], summary["steps_per_epoch"]
+    updates = {s for s in range(0, round(0.75 * total) + 1, 7)}  # RigL's update steps (t_end = 75 %)
+    logging_points = {0, *range(per_epoch, total + 1, per_epoch), *range(10, total + 1, 10)}
+    at_steps = {step for step, _ in reads if step is not None}
+    assert at_steps and at_steps <= logging_points | updates, sorted(at_steps - logging_points - updates)

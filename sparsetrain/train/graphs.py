@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -24,8 +25,34 @@ HOST_READS = {aten._local_scalar_dense, aten.is_nonzero, aten.equal, aten.nonzer
               aten._unique2, aten.unique_dim, aten.unique_consecutive, aten.unique_dim_consecutive, aten.bincount}
 
 
+# Python-level reads of tensor values on the host (on CUDA each waits for the device); on a CPU tensor some of
+# them (.tolist(), .numpy()) dispatch no op, so they are watched at the Python level
+HOST_READ_METHODS = frozenset({torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.cpu,
+                               torch.Tensor.__bool__, torch.Tensor.__float__, torch.Tensor.__int__,
+                               torch.Tensor.__index__})
+
+
 class CaptureError(RuntimeError):
     """The function cannot be captured: it reads device values on the host."""
+
+
+class HostReads(TorchFunctionMode):
+    """Calls ``on_read(name)`` at every Python-level read of tensor values on the host (``.item()``,
+    ``.tolist()``, ``bool()``, ``float()``, ``.cpu()``, ...): a host-device synchronisation on CUDA."""
+
+    def __init__(self, on_read: Callable[[str], None]) -> None:
+        super().__init__()
+        self.on_read = on_read
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in HOST_READ_METHODS:
+            self.on_read(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def _refuse_host_read(name: str) -> None:
+    raise CaptureError(f"Tensor.{name} reads a device value on the host inside the captured step; "
+                       "move it out of the step")
 
 
 class CudaGraph:
@@ -79,7 +106,7 @@ class RecordedGraph:
     def capture(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` once, recording its ops; raises ``CaptureError`` at a host read of a device value."""
         recorder = _Recorder()
-        with recorder:
+        with HostReads(_refuse_host_read), recorder:
             fn()
         self.ops = recorder.ops
 
