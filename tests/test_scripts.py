@@ -21,7 +21,7 @@ def test_bench_quick_reports_every_method_path_and_update(tmp_path):
     (row,) = report["rows"]
     assert report["paths"] == ["off", "on"] and report["device"] in result.stdout
     timings = ["plain_eager_ms", "input_resident_ms", "input_dataloader_ms",
-               *(f"update_{u}_ms" for u in ("rigl", "set", "snfs", "gmp", "lth")),
+               *(f"update_{u}_ms" for u in ("rigl", "set", "snfs", "itop", "gmp", "lth")),
                *(f"{path}_{m}_ms" for path in ("off", "on")
                  for m in ("dense", "static", "gmp", "rigl", "set", "snfs", "itop"))]
     for key in timings:
