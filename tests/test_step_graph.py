@@ -174,13 +174,16 @@ def test_a_graph_run_killed_after_a_checkpoint_resumes_to_the_eager_result(compo
 
 
 class HostReading(MaskedMethod):
-    """A method whose every-step work reads a device value on the host: it cannot be captured."""
+    """A method that calls its steps plain but reads a device value on the host in them: they cannot be captured."""
 
     name = "host_reading"
 
     def after_optimizer_step(self, step):
         super().after_optimizer_step(step)
         self.norm = float(next(iter(self.targets.params.values())).detach().norm())
+
+    def is_plain_step(self, step):
+        return True
 
 
 def test_a_step_that_cannot_be_captured_stops_with_one_line(compose_config, tmp_path, monkeypatch):
@@ -246,3 +249,18 @@ def test_plain_steps_read_nothing_on_the_host(path, compose_config, tmp_path, mo
     logging_points = {0, *range(per_epoch, total + 1, per_epoch), *range(10, total + 1, 10)}
     at_steps = {step for step, _ in reads if step is not None}
     assert at_steps and at_steps <= logging_points | updates, sorted(at_steps - logging_points - updates)
+
+
+def test_a_method_overriding_a_hook_without_naming_plain_steps_is_never_replayed():
+    class Counting(MaskedMethod):
+        def after_optimizer_step(self, step):
+            super().after_optimizer_step(step)
+
+    class Declared(Counting):
+        def is_plain_step(self, step):
+            return step % 2 == 0
+
+    assert not Counting.is_plain_step(None, 4) and MaskedMethod.is_plain_step(None, 4)
+    assert Declared.is_plain_step(None, 4) and not Declared.is_plain_step(None, 3)
+    never = Counting.is_plain_step
+    assert all(cls.is_plain_step is not never for cls in methods.METHODS.values())  # every shipped method declares

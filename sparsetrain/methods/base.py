@@ -43,6 +43,14 @@ class Method:
     rounds: int = 1  # > 1 for methods that train several times (lottery-ticket levels, GaP cycles)
     table_name: str = "rounds"  # <name>.csv / .png: the per-round table of a multi-round method
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A class that overrides a step hook without saying which of its steps are plain has none: its hooks
+        may rely on running at every step, so the trainer never replays them from a graph."""
+        super().__init_subclass__(**kwargs)
+        overrides = {"before_optimizer_step", "after_optimizer_step"} & set(vars(cls))
+        if overrides and "is_plain_step" not in vars(cls):
+            cls.is_plain_step = _never_plain
+
     def __init__(self, cfg: Any, sparsity: float) -> None:
         self.cfg = cfg
         self.sparsity = sparsity
@@ -74,7 +82,8 @@ class Method:
         """Whether the hooks of step ``step`` do only the method's every-step work: the same device operations
         at every plain step, with no host read of a device value and no Python state that later steps depend
         on. The trainer may then replay the step from a captured graph, where the hooks ran once at capture.
-        Mask updates, pruning events and snapshots are not plain: they run eagerly."""
+        Mask updates, pruning events and snapshots are not plain: they run eagerly. A subclass that overrides
+        a step hook must override this too, or none of its steps is plain."""
         return True
 
     def schedule_factor(self, round_index: int, step: int, factor: float) -> float:
@@ -119,3 +128,7 @@ class Method:
     def load_state_dict(self, state: dict) -> None:
         if state:
             raise ValueError(f"method {self.name} has no state, got keys {sorted(state)}")
+
+
+def _never_plain(self: Method, step: int) -> bool:
+    return False

@@ -48,6 +48,9 @@ class MaskedMethod(Method):
     def after_optimizer_step(self, step: int) -> None:
         self.maskset.apply_(self.ctx.optimizer)
 
+    def is_plain_step(self, step: int) -> bool:
+        return True  # the hooks above: the same in-place masking at every step
+
     def set_masks(self, masks: dict[str, torch.Tensor]) -> None:
         """Install new masks and zero the weights, gradients and optimizer state they remove."""
         self.maskset.set(masks)
