@@ -79,7 +79,8 @@ class CudaGraph:
         """Capture ``fn`` and run it once (capturing alone runs no kernel)."""
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph, stream=self.stream):
+            # thread_local: other threads (DataLoader pinning, ...) may go on using CUDA during the capture
+            with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
                 fn()
         except RuntimeError as error:  # e.g. "operation not permitted when stream is capturing"
             raise CaptureError(" ".join(str(error).split())[:300]) from None
