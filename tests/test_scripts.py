@@ -26,4 +26,5 @@ def test_bench_quick_reports_every_method_path_and_update(tmp_path):
                  for m in ("dense", "static", "gmp", "rigl", "set", "snfs", "itop"))]
     for key in timings:
         assert row[key] > 0, key
+    assert all(row[f"update_{u}_ops"] > 0 for u in ("rigl", "set", "snfs", "itop", "gmp", "lth"))
     assert "runner step_graph=on" in result.stdout and "mask update alone" in result.stdout
