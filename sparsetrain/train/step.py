@@ -42,7 +42,7 @@ def choose_path(setting: str, device: torch.device, dist: Distributed, compiled:
     if blocker is not None:
         if setting == "on":
             raise ConfigError(f"step_graph=on cannot capture a step under {blocker}; use step_graph=auto")
-        return "eager", f"{blocker} runs eagerly"
+        return "eager", f"no step graph under {blocker}"
     if device.type == "cuda":
         return "cuda_graph", f"step_graph={setting} on CUDA"
     if setting == "on":
