@@ -296,16 +296,23 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     paths = args.paths or (["off", "auto"] if device.type == "cuda" else ["off"])
     cases = [case for case in (QUICK_CASES if args.quick else CASES) if not args.models or case[0] in args.models]
-    rows = [bench_case(case, device, args, paths) for case in cases]
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {device_name}; torch {torch.__version__}; milliseconds (median of {args.repeats}); "
-          "ratios in brackets")
-    print(table(rows, paths))
-    if args.json:
-        args.json.write_text(json.dumps({"device": device_name, "torch": str(torch.__version__), "paths": paths,
-                                         "rows": rows}, indent=2))
-
+          "ratios in brackets", flush=True)
+    rows = []
+    for case in cases:  # each case printed and saved as it ends: a run cut short keeps what it measured
+        try:
+            rows.append(bench_case(case, device, args, paths))
+            print(table(rows[-1:], paths), flush=True)
+        except Exception as error:  # one failing case must not lose the others on a borrowed GPU
+            rows.append({"model": case[0], "data": case[1], "error": " ".join(f"{type(error).__name__}: {error}".split())})
+            print(f"{case[0]} on {case[1]}-shaped data: failed: {rows[-1]['error'][:300]}", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"device": device_name, "torch": str(torch.__version__), "paths": paths,
+                                             "rows": rows}, indent=2))
+    if any("error" in row for row in rows):
+        raise SystemExit(1)
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (../shared/gpu/README.md; run ../shared/gpu/prepare.sh once here, carry .whl):
-#   bash scripts/gpu_check.sh [bench.py options, e.g. --models resnet20 lenet300_100 resnet50]
+#   bash scripts/gpu_check.sh                            # ResNet-20, LeNet-300-100, ResNet-50 (one 10-minute call)
+#   bash scripts/gpu_check.sh --models wrn22_2 resnet18  # the other cases (any bench.py options)
 # Runs the step-graph tests on CUDA (graph and eager paths train the same masks and weights) and the benchmark;
 # writes gpu.txt, cuda_tests.txt, bench.txt and bench.json under $OUT.
 set -uo pipefail
@@ -13,4 +14,5 @@ export PYTHONPATH=/tmp/site:/tmp/pkg
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 repo=$PWD  # pytest from elsewhere: python -m puts the working directory (the bare source tree) first on sys.path
 (cd /tmp && python3 -m pytest -q -p no:cacheprovider -c "$repo/pyproject.toml" "$repo/tests/test_step_graph.py" -k cuda) 2>&1 | tail -25 | tee "$OUT/cuda_tests.txt"
+[ $# -gt 0 ] || set -- --models resnet20 lenet300_100 resnet50  # about 5 minutes; the rest in a second call
 python3 scripts/bench.py --json "$OUT/bench.json" "$@" 2>&1 | grep -v "^\[" | tee "$OUT/bench.txt"
