@@ -242,3 +242,26 @@ def test_model_and_rng_untouched(name, train):
     with torch.no_grad():  # the caller's grad mode must not matter
         CALLS[name](net, params, batches)
     assert_same(before, snapshot(net))
+
+
+def test_keep_top_per_layer_with_ties_is_each_layer_alone():
+    """Layers are selected independently, ties at each layer's threshold going to its lowest positions, also
+    with counts of 0 and of the whole layer and with -inf (pruned) and +inf scores."""
+    generator = torch.Generator().manual_seed(3)
+    scores = {"a": torch.randint(0, 4, (6, 5), generator=generator).float(),
+              "b": torch.tensor([1.0, float("inf"), 1.0, float("-inf"), 1.0]),
+              "c": torch.randint(0, 3, (4, 3, 2, 2), generator=generator).float(),
+              "d": torch.ones(7)}
+    keep = {"a": 11, "b": 0, "c": 48, "d": 3}
+    masks = keep_top(scores, keep)
+    assert count(masks) == keep
+    for name, score in scores.items():
+        assert torch.equal(masks[name], keep_top({name: score}, {name: keep[name]})[name]), name
+    assert masks["d"].tolist() == [True, True, True, False, False, False, False]
+    flat_a, kept_a = scores["a"].flatten(), masks["a"].flatten()
+    cut = flat_a[kept_a].min()
+    assert flat_a[~kept_a].max() <= cut  # the largest kept ...
+    ties = (flat_a == cut).nonzero().squeeze(1)
+    kept_ties = kept_a[ties]
+    assert kept_ties.any() and not kept_ties.all()  # the cut falls inside a run of ties ...
+    assert not (kept_ties[:-1] < kept_ties[1:]).any()  # ... and the front of the run is kept
