@@ -48,7 +48,7 @@ def check_invariants(method, steps_done: int) -> None:
     target = expected_sparsity(method, steps_done)
     masks, params = method.masks(), method.targets.params
     zeros = {name: int((~mask).sum()) for name, mask in masks.items()}
-    if method.cfg.get("scope", "layerwise") == "layerwise" or target == 0.0:
+    if getattr(method.cfg, "scope", "layerwise") == "layerwise" or target == 0.0:
         assert zeros == method.layer_zeros(target), f"step {steps_done}"
     else:
         budgeted = method.targets.budgeted

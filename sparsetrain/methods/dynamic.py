@@ -44,7 +44,7 @@ class DynamicMethod(MaskedMethod):
         ]
         for ok, key, rule, example in checks:
             if not ok:
-                raise ConfigError(f"{key}={cfg[key.split('.', 1)[1]]!r} {rule}; e.g. {example}")
+                raise ConfigError(f"{key}={getattr(cfg, key.split('.', 1)[1])!r} {rule}; e.g. {example}")
         self.updates = 0
 
     # ---- what the siblings differ in ----------------------------------------------------------------------

@@ -21,7 +21,7 @@ class GMP(MaskedMethod):
                 f"sparsity={sparsity} is below method.initial_sparsity={cfg.initial_sparsity}; GMP prunes from "
                 "initial to final sparsity, e.g. sparsity=0.9 method.initial_sparsity=0"
             )
-        self.times = {key: parse_interval(f"method.{key}", cfg[key], allow_percent=True)
+        self.times = {key: parse_interval(f"method.{key}", getattr(cfg, key), allow_percent=True)
                       for key in ("start", "end", "frequency")}
         if self.times["frequency"].count == 0:
             raise ConfigError("method.frequency=0 must be positive; e.g. method.frequency=1ep")

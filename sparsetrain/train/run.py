@@ -102,7 +102,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         eval_loss_fn=nn.CrossEntropyLoss(),
         prepare=prepare,
         autocast=autocast,
-        schedule=cfg.schedule,
+        schedule=OmegaConf.to_object(cfg.schedule),  # a plain dataclass: read every step, DictConfig is slow
         total_steps=total_steps,
         eval_every=parse_interval("eval_every", cfg.eval_every),
         checkpoint_every=parse_interval("checkpoint_every", cfg.checkpoint_every),

@@ -62,7 +62,7 @@ class TrainerParts:
     eval_loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     prepare: Callable[[torch.Tensor], torch.Tensor]  # input layout (channels_last) for evaluation
     autocast: Callable[[], Any]
-    schedule: Any  # the `schedule` config
+    schedule: Any  # the `schedule` config as a ScheduleConfig
     total_steps: int
     eval_every: Interval
     checkpoint_every: Interval
