@@ -1,8 +1,8 @@
 """Step-time benchmark, in one process on the same model and data: a plain PyTorch loop (eager, and on CUDA the
-same step as one CUDA graph: the limit), the runner's step for every method on each step path (eager, and the
-captured step graph on CUDA), each mask update alone, and the input pipeline (device-resident batches vs a
-classic DataLoader with PIL transforms in worker processes); prints tables of milliseconds and ratios and
-writes JSON.
+same step as one CUDA graph: the limit; both sample and augment the batch on the device), the runner's step for
+every method on each step path (eager, and the captured step graph on CUDA), each mask update alone, and the
+input pipeline (device-resident batches vs a classic DataLoader with PIL transforms in worker processes); prints
+tables of milliseconds and ratios and writes JSON.
 
     python scripts/bench.py            # the models of the speed issue, on CUDA if present
     python scripts/bench.py --quick    # tiny shapes: a smoke run on CPU
@@ -34,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from sparsetrain.data import build_data
 from sparsetrain.data.synthetic import load_synthetic
+from sparsetrain.data.tensor_batches import random_crop_flip
 from sparsetrain.methods import RunContext, build_method
 from sparsetrain.models import build_model
 from sparsetrain.train.run import run
@@ -90,8 +91,10 @@ def compose_train(*overrides: str):
 
 def plain_loop_ms(model_name: str, shape: str, batch: int, optimizer_name: str, device: torch.device,
                   repeats: int) -> dict:
-    """A minimal eager loop (and, on CUDA, the same step captured as one CUDA graph): the limit to compare with.
-    PyTorch's default optimizer implementation (Adam marked capturable so that the graph can hold it)."""
+    """A minimal eager loop (and, on CUDA, the same step captured as one CUDA graph: the limit to compare with):
+    a batch sampled from uint8 images on the device, augmented as the runner does (where the data is), normalised,
+    forward, backward, optimizer step. PyTorch's default optimizer implementation (Adam marked capturable so
+    that the graph can hold it)."""
     classes, in_shape = in_shape_of(shape)
     model = build_model(model_name, in_shape, classes).to(device)
     cuda = device.type == "cuda"
@@ -99,14 +102,24 @@ def plain_loop_ms(model_name: str, shape: str, batch: int, optimizer_name: str, 
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if optimizer_name == "sgd" else \
         torch.optim.Adam(model.parameters(), lr=1e-3, capturable=cuda)
-    x = torch.randn(batch, *in_shape, device=device)
-    y = torch.randint(0, classes, (batch,), device=device)
+    resident = min(SHAPES[shape][3], 4096)
+    images = torch.randint(0, 256, (resident, *in_shape), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, classes, (resident,), device=device)
+    pad = in_shape[-1] // 8 if SHAPES[shape][4] else 0
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def step() -> None:
+        index = torch.randint(0, resident, (batch,), device=device)
+        x = images.index_select(0, index)
+        if pad:
+            offsets = torch.randint(0, 2 * pad + 1, (2, batch), device=device)
+            x = random_crop_flip(x, pad, offsets, torch.randint(0, 2, (batch,), device=device))
+        x = x.float().div_(255).sub_(0.5).div_(0.29)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
         optimizer.zero_grad(set_to_none=False)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda, cache_enabled=False):
-            loss = loss_fn(model(x).float(), y)
+            loss = loss_fn(model(x).float(), labels.index_select(0, index))
         loss.backward()
         optimizer.step()
 

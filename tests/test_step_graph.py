@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from sparsetrain import methods
 from sparsetrain.config import ConfigError, validate
@@ -17,7 +18,7 @@ from sparsetrain.train.distributed import Distributed
 from sparsetrain.train.files import checkpoint_path
 from sparsetrain.train.graphs import CaptureError, HostReads, RecordedGraph
 from sparsetrain.train.run import run
-from sparsetrain.train.step import choose_path
+from sparsetrain.train.step import WARMUP_STEPS, choose_path
 from conftest import events_without_time
 
 
@@ -99,6 +100,9 @@ def test_step_graph_on_with_compile_is_refused_before_running(compose_config):
 
 
 # ---- training through the graph ------------------------------------------------------------------------------
+# device-resident data with per-sample crop and flip: the batch is made inside the captured step
+AUGMENTED = ["dataset=synthetic", "dataset.image_size=8", "dataset.train_size=320", "dataset.test_size=64",
+             "model=conv2", "batch_size=32"]
 METHOD_RUNS = {
     "dense-adam": ["optimizer=adam", "optimizer.lr=0.003"],
     "static": ["method=static", "sparsity=0.8"],
@@ -112,6 +116,7 @@ METHOD_RUNS = {
     "snip": ["method=snip", "sparsity=0.8"],
     "grasp": ["method=grasp", "sparsity=0.8"],
     "synflow": ["method=synflow", "sparsity=0.8", "method.iterations=5"],
+    "rigl-augmented-conv": ["method=rigl", "sparsity=0.9", "method.delta_t=7", *AUGMENTED],
 }
 
 
@@ -264,3 +269,49 @@ def test_a_method_overriding_a_hook_without_naming_plain_steps_is_never_replayed
     assert Declared.is_plain_step(None, 4) and not Declared.is_plain_step(None, 3)
     never = Counting.is_plain_step
     assert all(cls.is_plain_step is not never for cls in methods.METHODS.values())  # every shipped method declares
+
+
+class _OpsOutsideGraphs(TorchDispatchMode):
+    """Counts the kernel-running ATen ops dispatched outside graph replays, per optimizer step: those of the step
+    and those run since the previous step ended (making the batch, when it is not in the graph)."""
+
+    def __init__(self):
+        super().__init__()
+        self.replaying = False
+        self.per_step: dict[int, int] = {}
+        self.step = None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not self.replaying and not func.is_view and self.step is not None:
+            self.per_step[self.step] = self.per_step.get(self.step, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_replayed_step_runs_only_its_plan_copy_and_learning_rate_outside_the_graphs(compose_config, tmp_path,
+                                                                                     monkeypatch):
+    """Gathering, augmenting and normalising the batch are inside the captured step: a plain step launches one
+    copy of the batch plan and one learning-rate write, then the two graphs."""
+    counter = _OpsOutsideGraphs()
+    replay, step = RecordedGraph.replay, trainer_module.Trainer._step
+
+    def counted_replay(self):
+        counter.replaying = True
+        try:
+            replay(self)
+        finally:
+            counter.replaying = False
+
+    def counted_step(self, plan):
+        counter.step = self.pos.step
+        step(self, plan)
+        counter.step = self.pos.step
+
+    monkeypatch.setattr(RecordedGraph, "replay", counted_replay)
+    monkeypatch.setattr(trainer_module.Trainer, "_step", counted_step)
+    with counter:
+        summary = _train(compose_config, tmp_path, "method=static", "sparsity=0.8", "step_graph=on",
+                         "eval_every=0", "checkpoint_every=0", *AUGMENTED)
+    within_epochs = [s for s in range(WARMUP_STEPS + 1, summary["steps"]) if s % summary["steps_per_epoch"]]
+    plain = [counter.per_step.get(s, 0) for s in within_epochs]
+    assert plain and max(plain) == 2, plain  # plan copy_, lr fill_ (making the batch was 22 ops outside)
+    assert counter.per_step[0] > 20  # an eager step runs the whole batch pipeline and the step

@@ -13,6 +13,7 @@ from .errors import DataError
 from ..seeds import derive_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+BatchPlan = tuple[torch.Tensor, ...]  # the tensors a batch is made from on the device (see TrainBatches.make)
 
 
 class TrainBatches(abc.ABC):
@@ -20,6 +21,11 @@ class TrainBatches(abc.ABC):
 
     The order of epoch ``e`` is ``torch.randperm(num_samples)`` drawn from a CPU generator seeded with
     ``derive_seed("shuffle", seed, e)``; batch ``i`` holds positions ``i*batch_size .. (i+1)*batch_size - 1`` of it.
+
+    A batch comes in two parts: its plan (fixed-shape tensors: sample positions and augmentation draws, or the
+    loaded batch itself) and ``make(plan)``, the device work that turns a plan into the batch, with no host read
+    and no randomness of its own. A captured training step copies each plan into static buffers and replays
+    ``make`` inside its graph.
     """
 
     def __init__(self, num_samples: int, batch_size: int, seed: int, dataset: str) -> None:
@@ -37,20 +43,27 @@ class TrainBatches(abc.ABC):
     def __len__(self) -> int:
         return self.num_samples // self.batch_size
 
-    def batch_positions(
-        self, epoch: int, start_batch: int, device: torch.device | None = None
-    ) -> Iterator[tuple[int, torch.Tensor]]:
-        """(batch index, int64 sample positions on ``device``) for batches ``start_batch ..`` of ``epoch``."""
+    def batch_positions(self, epoch: int, start_batch: int = 0) -> torch.Tensor:
+        """int64 (batches, batch_size): the sample positions of batches ``start_batch ..`` of ``epoch``, on the CPU."""
         if not 0 <= start_batch <= len(self):
             raise ValueError(f"start_batch={start_batch} is outside [0, {len(self)}]")
         generator = torch.Generator().manual_seed(derive_seed("shuffle", self.seed, epoch))
-        order = torch.randperm(self.num_samples, generator=generator).to(device)
-        for i in range(start_batch, len(self)):
-            yield i, order[i * self.batch_size : (i + 1) * self.batch_size]
+        order = torch.randperm(self.num_samples, generator=generator)
+        return order[: len(self) * self.batch_size].view(len(self), self.batch_size)[start_batch:]
 
-    @abc.abstractmethod
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         """Batches ``start_batch ..`` of ``epoch``: (x float32 normalised, y int64), both on the data device."""
+        for plan in self.plans(epoch, start_batch):
+            yield self.make(plan)
+
+    @abc.abstractmethod
+    def plans(self, epoch: int, start_batch: int = 0) -> Iterator[BatchPlan]:
+        """The plans of batches ``start_batch ..`` of ``epoch``, on the data device."""
+
+    def make(self, plan: BatchPlan) -> Batch:
+        """The batch of ``plan``; by default the plan is the batch."""
+        x, y = plan
+        return x, y
 
 
 class EvalBatches(abc.ABC):

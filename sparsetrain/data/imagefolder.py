@@ -81,8 +81,8 @@ class FolderTrainBatches(TrainBatches):
         self.num_workers = num_workers
         self.device = device
 
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
-        batches = [[(epoch, p) for p in index.tolist()] for _, index in self.batch_positions(epoch, start_batch)]
+    def plans(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        batches = [[(epoch, p) for p in index] for index in self.batch_positions(epoch, start_batch).tolist()]
         return _load(self.images, batches, self.num_workers, self.device)
 
 

@@ -88,7 +88,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     autocast = _autocast(cfg.precision.value, device)
     train_step = TrainStep(
         StepParts(model=model, step_model=torch.compile(step_model) if cfg.compile else step_model,
-                  optimizer=optimizer, method=method, loss_fn=loss_fn, prepare=prepare, autocast=autocast, dist=dist),
+                  optimizer=optimizer, method=method, loss_fn=loss_fn, make_batch=data.train.make, prepare=prepare,
+                  autocast=autocast, dist=dist),
         step_path,
     )
     parts = TrainerParts(

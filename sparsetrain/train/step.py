@@ -1,7 +1,8 @@
 """The training step: forward, backward, the method's hooks and the optimizer step; eager, or from a graph.
 
-On the graph path a step is two captured graphs, replayed with the batch copied into static buffers: forward and
-backward (the dense gradients stay in ``.grad``), then the update: the method's hooks around the optimizer step,
+On the graph path a step is two captured graphs, replayed with the batch's plan copied into static buffers:
+making the batch from its plan (gather, augmentation, normalisation), forward and backward (the dense gradients
+stay in ``.grad``), then the update: the method's hooks around the optimizer step,
 as they are on the method's plain steps (``Method.is_plain_step``: only the every-step mask work). Both are
 captured at the first plain step after ``WARMUP_STEPS`` eager ones. Any other step (a mask update, a pruning
 event, a snapshot) replays forward/backward and runs the update eagerly; it changes masks in place, so the
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
+from ..data.batches import Batch, BatchPlan
 from ..methods import Method
 from .distributed import Distributed
 from .graphs import CaptureError, CudaGraph, RecordedGraph
@@ -61,6 +63,7 @@ class StepParts:
     optimizer: torch.optim.Optimizer
     method: Method
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    make_batch: Callable[[BatchPlan], Batch]  # the training batches' ``make``: device work only
     prepare: Callable[[torch.Tensor], torch.Tensor]
     autocast: Callable[[], Any]
     dist: Distributed
@@ -83,7 +86,7 @@ class TrainStep:
         self.graphs: tuple[CudaGraph | RecordedGraph, CudaGraph | RecordedGraph | None] | None = None
         self.warmups = 0
         self.captured = False
-        self.static: tuple[torch.Tensor, torch.Tensor] | None = None  # the captured step's batch buffers
+        self.static: BatchPlan | None = None  # the captured step's plan buffers
 
     def prepare_optimizer(self) -> None:
         """Fused updates and a device-tensor learning rate in every param group (again after a state load)."""
@@ -110,23 +113,23 @@ class TrainStep:
                 group["lr"] = base * factor
         self.lr = self.base_lrs[0] * factor
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int, advance: Callable[[], None]) -> None:
-        """Train on (x, y) as step ``step`` of the round; ``advance`` moves the trainer's position, between the
-        optimizer step and the method's after-step hook (whose events carry the steps done)."""
+    def __call__(self, plan: BatchPlan, step: int, advance: Callable[[], None]) -> None:
+        """Train on the batch of ``plan`` as step ``step`` of the round; ``advance`` moves the trainer's position,
+        between the optimizer step and the method's after-step hook (whose events carry the steps done)."""
         plain = self.p.method.is_plain_step(step)
         if self.path == "eager" or (not self.captured and not plain):
-            self._eager_step(x, y, step, advance)
+            self._eager_step(plan, step, advance)
             return
         if self.graphs is None:
             self.graphs = (CudaGraph if self.path == "cuda_graph" else RecordedGraph).pair()
         if self.warmups < WARMUP_STEPS:
             self.warmups += 1
-            self.graphs[0].warm_up(lambda: self._eager_step(x, y, step, advance))
+            self.graphs[0].warm_up(lambda: self._eager_step(plan, step, advance))
             return
         if self.static is None:
-            self.static = (x.clone(), y.clone())
-        self.static[0].copy_(x)
-        self.static[1].copy_(y)
+            self.static = tuple(part.clone() for part in plan)
+        for buffer, part in zip(self.static, plan):
+            buffer.copy_(part)
         forward_backward, update = self.graphs
         if not self.captured:
             self._capture(step, advance)
@@ -142,11 +145,10 @@ class TrainStep:
         """Capture forward/backward and the plain update as two graphs, each run once as it is captured. On CUDA a
         part that cannot be captured runs eagerly for the rest of the run (a failed capture has run nothing); a
         recorded graph has run part of the step when it fails, so the run stops."""
-        static_x, static_y = self.static
         forward_backward, update = self.graphs
-        if not self._try_capture(forward_backward, lambda: self._forward_backward(static_x, static_y)):
+        if not self._try_capture(forward_backward, lambda: self._forward_backward(self.static)):
             self.path = "eager"
-            self._eager_step(static_x, static_y, step, advance)
+            self._eager_step(self.static, step, advance)
             return
         self.captured = True
         if not self._try_capture(update, lambda: self._update(step, lambda: None)):
@@ -168,14 +170,14 @@ class TrainStep:
             return False
         return True
 
-    def _eager_step(self, x: torch.Tensor, y: torch.Tensor, step: int, advance: Callable[[], None]) -> None:
-        self._forward_backward(x, y)
+    def _eager_step(self, plan: BatchPlan, step: int, advance: Callable[[], None]) -> None:
+        self._forward_backward(plan)
         self._update(step, advance)
 
-    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Loss and gradients of (x, y); the dense weight gradients are left in ``.grad`` for the method."""
+    def _forward_backward(self, plan: BatchPlan) -> None:
+        """Loss and gradients of the batch of ``plan``; the dense weight gradients are left in ``.grad``."""
         p = self.p
-        x, y = p.dist.shard(x), p.dist.shard(y)
+        x, y = (p.dist.shard(part) for part in p.make_batch(plan))
         with p.autocast():
             loss = p.loss_fn(p.step_model(p.prepare(x)).float(), y)
         p.optimizer.zero_grad(set_to_none=True)

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..config import ConfigError, Interval
+from ..data.batches import BatchPlan
 from ..methods import Method
 from ..sparsity.flops import TrainingFlops
 from ..sparsity.masks import format_report, mask_report, save_masks
@@ -119,8 +120,8 @@ class Trainer:
                 total=self.steps_per_epoch, initial=pos.batch, desc=self._bar_label(), leave=False,
                 disable=not sys.stdout.isatty(), dynamic_ncols=True,
             )
-            for x, y in train.epoch(pos.epoch, pos.batch):
-                self._step(x, y)
+            for plan in train.plans(pos.epoch, pos.batch):
+                self._step(plan)
                 bar.update(1)
                 if pos.step == self.p.total_steps:
                     break
@@ -155,11 +156,11 @@ class Trainer:
         if report is not None:
             log.info("masks at the start of round %d:\n%s", self.pos.round, format_report(report))
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _step(self, plan: BatchPlan) -> None:
         p, step = self.p, self.pos.step
         self.train_step.set_lr_factor(p.method.schedule_factor(self.pos.round, step, self.lr_factor(step)))
-        self.train_step(x, y, step, self._advance)
-        p.flops.add_steps(1, len(y) // p.dist.world_size, p.method.densities(),
+        self.train_step(plan, step, self._advance)
+        p.flops.add_steps(1, p.data.train.batch_size // p.dist.world_size, p.method.densities(),
                           dense_backward=p.method.dense_backward(step))
         self.loss_count += 1
 
