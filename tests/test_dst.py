@@ -691,6 +691,7 @@ def test_static_has_no_dynamics(compose_config, tmp_path):
 OPTIMIZERS = {
     "sgd": ["optimizer=sgd", "optimizer.momentum=0.9", "optimizer.weight_decay=5e-3", "optimizer.nesterov=true"],
     "adam": ["optimizer=adam", "optimizer.lr=3e-3", "optimizer.weight_decay=1e-3"],
+    "adamw": ["optimizer=adamw", "optimizer.lr=3e-3", "optimizer.weight_decay=0.05"],
 }
 
 

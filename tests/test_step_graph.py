@@ -3,7 +3,9 @@ same masks and weights as the eager step, for every method (CPU, fp32)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 
 import pytest
 import torch
@@ -16,7 +18,7 @@ from sparsetrain.train import trainer as trainer_module
 from sparsetrain.train.checkpoint import load_checkpoint
 from sparsetrain.train.distributed import Distributed
 from sparsetrain.train.files import checkpoint_path
-from sparsetrain.train.graphs import CaptureError, HostReads, RecordedGraph
+from sparsetrain.train.graphs import CaptureError, CudaGraph, HostReads, RecordedGraph
 from sparsetrain.train.run import run
 from sparsetrain.train.step import WARMUP_STEPS, choose_path
 from conftest import events_without_time
@@ -233,10 +235,36 @@ def test_a_cuda_capture_that_fails_falls_back_to_eager_with_the_same_result(only
     assert events_without_time(tmp_path / "fallback") == events_without_time(tmp_path / "eager")
 
 
+@contextlib.contextmanager
+def _cuda_synchronisations(on_sync, device: str):
+    """On CUDA, calls ``on_sync`` at every synchronising CUDA call too (``torch.cuda.set_sync_debug_mode``)."""
+    if device != "cuda":
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        show = warnings.showwarning
+
+        def watch(message, category, *args, **kwargs):
+            if "synchroniz" in str(message):
+                on_sync("a synchronising CUDA call")
+            else:
+                show(message, category, *args, **kwargs)
+
+        warnings.showwarning = watch
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("path", ["off", "on"])
-def test_plain_steps_read_nothing_on_the_host(path, compose_config, tmp_path, monkeypatch):
+def test_plain_steps_read_nothing_on_the_host(path, device, compose_config, tmp_path, monkeypatch):
     """The whole loop (data, step, bookkeeping) reads device values on the host only at logging points (epoch
-    ends with their evaluation, checkpoints) and on mask-update steps; every other step runs without a sync."""
+    ends with their evaluation, checkpoints) and on mask-update steps; every other step runs without a sync
+    (on CUDA also checked by CUDA's own sync watch; the capture step synchronises once)."""
     trainers = []
     init = trainer_module.Trainer.__init__
 
@@ -245,13 +273,25 @@ def test_plain_steps_read_nothing_on_the_host(path, compose_config, tmp_path, mo
         trainers.append(self)
 
     monkeypatch.setattr(trainer_module.Trainer, "__init__", remember)
+    capture, capture_steps = CudaGraph.capture, set()
+
+    def capture_at_step(self, fn):
+        capture_steps.add(trainers[0].pos.step)
+        capture(self, fn)
+
+    monkeypatch.setattr(CudaGraph, "capture", capture_at_step)
     reads = []
-    with HostReads(lambda name: reads.append((trainers[0].pos.step if trainers else None, name))):
+
+    def at(name):
+        reads.append((trainers[0].pos.step if trainers else None, name))
+
+    with HostReads(at), _cuda_synchronisations(at, device):
         summary = _train(compose_config, tmp_path, "method=rigl", "sparsity=0.9", "method.delta_t=7",
-                         "checkpoint_every=10it", f"step_graph={path}")
+                         "checkpoint_every=10it", f"step_graph={path}", device=device)
     total, per_epoch = summary["steps"], summary["steps_per_epoch"]
     updates = {s for s in range(0, round(0.75 * total) + 1, 7)}  # RigL's update steps (t_end = 75 %)
     logging_points = {0, *range(per_epoch, total + 1, per_epoch), *range(10, total + 1, 10)}
+    logging_points |= capture_steps  # torch.cuda.graph synchronises before it captures
     at_steps = {step for step, _ in reads if step is not None}
     assert at_steps and at_steps <= logging_points | updates, sorted(at_steps - logging_points - updates)
 

@@ -90,10 +90,7 @@ class DynamicMethod(MaskedMethod):
         return True
 
     def after_optimizer_step(self, step: int) -> None:
-        if self.cfg.reset_momentum:
-            super().after_optimizer_step(step)
-        else:
-            self.maskset.apply_()
+        super().after_optimizer_step(step)
         if self.is_update_step(step) and not self.cfg.skip_step_on_update:
             self.update(step, self.pending_scores)
         self.pending_scores = None
