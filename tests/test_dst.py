@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from sparsetrain import methods
 from sparsetrain.sparsity import dst
 from sparsetrain.sparsity.flat import FlatLayout
 from sparsetrain.sparsity.masks import load_masks
+from sparsetrain.methods import RunContext
 from sparsetrain.train.run import run
 
 SPARSITY = 0.9
@@ -115,7 +117,8 @@ def drop_grow_one(weight, mask, active, drop, grow, score, noise):
     """``dst.drop_grow`` on one layer, in the layer's shape; ``active`` (the mask's count) is checked."""
     assert int(mask.sum()) == active
     layout = FlatLayout([weight])
-    new, fresh = dst.drop_grow(layout, [weight], [mask], [drop], [grow], [score], None if noise is None else [noise])
+    new, fresh = dst.drop_grow(layout, [weight], [mask], [drop], [grow], [score],
+                               None if noise is None else layout.flat([noise]))
     return layout.views(new)[0], layout.views(fresh)[0]
 
 
@@ -202,17 +205,52 @@ def test_drop_grow_exact_counts_with_ties_and_no_noise():
     assert int(new_mask.sum()) == 36 and not new.any()
 
 
-def test_drop_grow_tie_noise_breaks_ties_and_is_seeded():
+def set_up(compose_config, *overrides, method="rigl", seed=0):
+    """A DST method set up on a two-layer MLP, outside the training loop."""
+    cfg = compose_config(f"method={method}", "sparsity=0.5", *overrides)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    built = methods.build_method(cfg.method, cfg.sparsity)
+    built.setup(RunContext(
+        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), train_batches=None, loss_fn=None,
+        in_shape=(8,), sparsity=cfg.sparsity, seed=seed, device=torch.device("cpu"), steps_per_epoch=10,
+        total_steps=100, lr_factor=lambda step: 1.0, run_dir=Path("."), log=lambda event: None,
+        fresh_weights=lambda seed: {}))
+    return built
+
+
+def layer_noise(method, step: int) -> dict[str, torch.Tensor] | None:
+    """The method's drop noise at ``step``, per layer."""
+    flat = method.drop_noise(step)
+    return None if flat is None else dict(zip(method.targets.params, method.layout.views(flat)))
+
+
+def test_drop_noise_is_one_seeded_draw_over_every_layer(compose_config):
+    method = set_up(compose_config, "method.tie_noise=1e-5", seed=3)
+    noise = method.drop_noise(7)
+    assert noise.shape == (8 * 16 + 16 * 4,)
+    assert torch.equal(noise, method.drop_noise(7))  # a function of (seed, step): no generator state carried
+    assert not torch.equal(noise, method.drop_noise(8))
+    assert not torch.equal(noise, set_up(compose_config, "method.tie_noise=1e-5", seed=4).drop_noise(7))
+    first, second = layer_noise(method, 7).values()
+    assert first.shape == (16, 8) and second.shape == (4, 16) and not torch.equal(first[:4], second[:, :8])
+    assert noise.std().item() == pytest.approx(1e-5, rel=0.15) and abs(noise.mean().item()) < 3e-6
+    assert set_up(compose_config, "method.tie_noise=0").drop_noise(7) is None
+
+
+def test_set_grow_scores_are_one_seeded_uniform_draw_over_every_layer(compose_config):
+    method = set_up(compose_config, method="set", seed=3)
+    scores = method.random_scores(5)
+    assert [s.shape for s in scores.values()] == [(16, 8), (4, 16)]
+    flat = method.layout.flat(list(scores.values()))
+    assert 0 <= flat.min() and flat.max() < 1 and len(flat.unique()) == len(flat)
+    assert torch.equal(flat, method.layout.flat(list(method.random_scores(5).values())))
+    assert not torch.equal(flat, method.layout.flat(list(method.random_scores(6).values())))
+
+
+def test_drop_grow_tie_noise_breaks_ties():
     weight, mask = torch.ones(8, 8), torch.ones(8, 8, dtype=torch.bool)
-    noise = dst.noise(weight, 1e-5, 3, 7, "fc.weight", "drop-noise")
-    assert torch.equal(noise, dst.noise(weight, 1e-5, 3, 7, "fc.weight", "drop-noise"))
-    for other in (dst.noise(weight, 1e-5, 4, 7, "fc.weight", "drop-noise"),
-                  dst.noise(weight, 1e-5, 3, 8, "fc.weight", "drop-noise"),
-                  dst.noise(weight, 1e-5, 3, 7, "fc2.weight", "drop-noise")):
-        assert not torch.equal(noise, other)
-    assert dst.noise(weight, 0.0, 3, 7, "fc.weight", "drop-noise") is None
-    big = dst.noise(torch.ones(100, 100), 1e-5, 0, 0, "x", "drop-noise")
-    assert big.std().item() == pytest.approx(1e-5, rel=0.05) and abs(big.mean().item()) < 5e-7
+    noise = torch.empty(8, 8).normal_(0.0, 1e-5, generator=torch.Generator().manual_seed(0))
     new_mask, _ = drop_grow_one(weight, mask, 64, 10, 0, torch.zeros(8, 8), noise)
     assert torch.equal(new_mask, top_among(weight + noise, mask, 54))  # the 10 smallest noise values dropped
 
@@ -415,8 +453,8 @@ def check_update(method, record, grows: dict[str, int] | None = None) -> int:
             continue
         drop = dst.drop_count(count, fraction, cfg.drop_rounding)
         grow = drop if grows is None else grows[name]
-        noise = dst.noise(weight, cfg.tie_noise, method.ctx.seed, step, name, "drop-noise")
-        score = weight.abs().float() + (0 if noise is None else noise)
+        noise = layer_noise(method, step)
+        score = weight.abs().float() + (0 if noise is None else noise[name])
         grow_score = before["scores"][name]
         kept = kept_witness(score, old, new, count - drop, grow_score)  # the largest |w| (+ tie noise)
         assert torch.equal(new & kept, kept), (step, name)

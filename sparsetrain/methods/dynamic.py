@@ -14,7 +14,7 @@ import torch
 
 from ..config import ConfigError
 from ..seeds import derive_seed
-from ..sparsity.dst import drop_count, drop_fraction, drop_grow, noise
+from ..sparsity.dst import drop_count, drop_fraction, drop_grow
 from ..sparsity.flat import FlatLayout
 from ..sparsity.masks import random_masks
 from .base import RunContext
@@ -65,6 +65,7 @@ class DynamicMethod(MaskedMethod):
         self.end_step = round(self.cfg.t_end * ctx.total_steps)
         self.layout = FlatLayout(list(self.targets.params.values()))
         self.fired = torch.zeros(self.layout.numel, dtype=torch.bool, device=ctx.device)
+        self.generator = torch.Generator(device=ctx.device)  # re-seeded for every draw: stateless randomness
 
     def start_round(self, round_index: int) -> None:
         masks = random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed, self.ctx.device)
@@ -113,11 +114,9 @@ class DynamicMethod(MaskedMethod):
         drops = {name: drop_count(counts[name], fraction, self.cfg.drop_rounding) for name in layers}
         grows = self.grow_counts(drops, {name: counts[name] - drops[name] for name in layers})
         params = self.targets.params
-        drop_noise = [noise(p, self.cfg.tie_noise, self.ctx.seed, step, name, "drop-noise")
-                      for name, p in params.items()] if self.cfg.tie_noise else None
         new_flat, fresh = drop_grow(self.layout, list(params.values()), list(masks.values()),
                                     [drops.get(name, 0) for name in masks], [grows.get(name, 0) for name in masks],
-                                    [scores[name] for name in masks], drop_noise)
+                                    [scores[name] for name in masks], self.drop_noise(step))
         self.fired |= new_flat
         self.maskset.set(dict(zip(masks, self.layout.views(new_flat))),
                          counts={**counts, **{n: counts[n] - drops[n] + grows[n] for n in layers}})
@@ -128,6 +127,21 @@ class DynamicMethod(MaskedMethod):
         self.ctx.log({"event": "mask_update", "drop_fraction": fraction, "dropped": sum(drops.values()),
                       "grown": sum(grows.values()), "churn": new_total / sum(counts.values()),
                       "itop_rate": fired_total / self.maskset.numel})
+
+    def drop_noise(self, step: int) -> torch.Tensor | None:
+        """N(0, tie_noise) for every position, flat in the layout's order (None when tie_noise is 0): one draw,
+        a function of (seed, step)."""
+        if not self.cfg.tie_noise:
+            return None
+        self.generator.manual_seed(derive_seed("drop-noise", self.ctx.seed, step))
+        flat = torch.empty(self.layout.numel, device=self.ctx.device)
+        return flat.normal_(0.0, self.cfg.tie_noise, generator=self.generator)
+
+    def random_scores(self, step: int) -> dict[str, torch.Tensor]:
+        """Uniform random grow scores (SET) for every layer, one draw: a function of (seed, step)."""
+        self.generator.manual_seed(derive_seed("grow", self.ctx.seed, step))
+        flat = torch.rand(self.layout.numel, generator=self.generator, device=self.ctx.device)
+        return dict(zip(self.targets.params, self.layout.views(flat)))
 
     def fired_masks(self) -> dict[str, torch.Tensor]:
         """Per layer, the positions ever active (views of the flat ``fired``)."""
@@ -158,11 +172,3 @@ def gradient_scores(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Te
     """|dense gradient of the current batch| (RigL); the weights' gradients are not yet masked here."""
     return dict(zip(params, torch._foreach_abs([p.grad for p in params.values()])))
 
-
-def random_scores(params: dict[str, torch.nn.Parameter], seed: int, step: int) -> dict[str, torch.Tensor]:
-    """Uniform random scores (SET), a function of (seed, step, layer)."""
-    scores = {}
-    for name, p in params.items():
-        generator = torch.Generator(device=p.device).manual_seed(derive_seed("grow", seed, step, name))
-        scores[name] = torch.rand(p.shape, generator=generator, device=p.device)
-    return scores

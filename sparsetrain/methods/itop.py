@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..config import ConfigError
-from .dynamic import DynamicMethod, gradient_scores, random_scores
+from .dynamic import DynamicMethod, gradient_scores
 
 
 class ITOP(DynamicMethod):
@@ -27,4 +27,4 @@ class ITOP(DynamicMethod):
     def grow_scores(self, step: int) -> dict[str, torch.Tensor]:
         if self.cfg.growth == "gradient":
             return gradient_scores(self.targets.params)
-        return random_scores(self.targets.params, self.ctx.seed, step)
+        return self.random_scores(step)

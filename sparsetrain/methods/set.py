@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from .dynamic import DynamicMethod, random_scores
+from .dynamic import DynamicMethod
 
 
 class SET(DynamicMethod):
     name = "set"
 
     def grow_scores(self, step: int) -> dict[str, torch.Tensor]:
-        return random_scores(self.targets.params, self.ctx.seed, step)
+        return self.random_scores(step)

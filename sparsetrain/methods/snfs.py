@@ -44,17 +44,18 @@ class SNFS(DynamicMethod):
         return True  # the momentum needs the dense gradient every step
 
     def grow_scores(self, step: int) -> dict[str, torch.Tensor]:
-        return {name: buffer.abs() for name, buffer in self.momentum.items()}
+        return dict(zip(self.momentum, torch._foreach_abs(list(self.momentum.values()))))
 
     def grow_counts(self, drops: dict[str, int], kept: dict[str, int]) -> dict[str, int]:
         if self.cfg.redistribute == "none":
             return drops
         masks = self.maskset.masks
-        means = torch.stack([
-            (self.momentum[name].abs() * masks[name]).sum() / max(kept[name] + drops[name], 1) for name in drops
-        ]).tolist()
+        # sum of |momentum| over each layer's active weights, all layers at once (L1 norms of the masked momenta)
+        active = torch._foreach_mul([self.momentum[name] for name in drops], [masks[name] for name in drops])
+        sums = torch.stack(torch._foreach_norm(active, 1)).tolist()
+        means = {name: total / max(kept[name] + drops[name], 1) for name, total in zip(drops, sums)}
         capacity = {name: masks[name].numel() - kept[name] for name in drops}
-        return redistribute(sum(drops.values()), dict(zip(drops, means)), capacity)
+        return redistribute(sum(drops.values()), means, capacity)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "momentum": {n: b.clone() for n, b in self.momentum.items()}}

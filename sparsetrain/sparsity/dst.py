@@ -13,7 +13,6 @@ import math
 
 import torch
 
-from ..seeds import derive_seed
 from .flat import FlatLayout
 
 
@@ -36,28 +35,20 @@ def drop_count(active: int, fraction: float, rounding: str) -> int:
     return min(active, math.ceil(raw) if rounding == "ceil" else math.floor(raw))
 
 
-def noise(like: torch.Tensor, scale: float, seed: int, step: int, name: str, purpose: str) -> torch.Tensor | None:
-    """Seeded N(0, scale) noise laid out like ``like`` (None when scale is 0): a function of (seed, step, layer)."""
-    if scale == 0.0:
-        return None
-    generator = torch.Generator(device=like.device).manual_seed(derive_seed(purpose, seed, step, name))
-    return torch.empty_like(like).normal_(0.0, scale, generator=generator)
-
-
 def drop_grow(layout: FlatLayout, weights: list[torch.Tensor], masks: list[torch.Tensor], drops: list[int],
               grows: list[int], grow_scores: list[torch.Tensor],
-              drop_noise: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+              drop_noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """New masks of every layer as one flat bool tensor (``layout``'s memory order), and the flat mask of the
     truly new connections.
 
-    Layer ``i``: drop the ``drops[i]`` smallest ``|w|`` (+ noise) among its active entries, then grow the
-    ``grows[i]`` highest ``grow_scores[i]`` among its entries not kept (dropped ones are eligible, and keep their
-    value if regrown). Elementwise work runs once over all layers; only the selections are per layer.
+    Layer ``i``: drop the ``drops[i]`` smallest ``|w|`` (+ ``drop_noise``, flat in the layout's order) among its
+    active entries, then grow the ``grows[i]`` highest ``grow_scores[i]`` among its entries not kept (dropped
+    ones are eligible, and keep their value if regrown). Elementwise work runs once over all layers; only the selections are per layer.
     """
     mask = layout.flat(masks)
     magnitude = layout.flat(torch._foreach_abs(weights)).float()
     if drop_noise is not None:
-        magnitude += layout.flat(drop_noise)
+        magnitude += drop_noise
     kept = mask.clone()
     kept[_layer_top(layout, torch.where(mask, magnitude, float("inf")), drops, largest=False)] = False
     score = torch.where(kept, float("-inf"), layout.flat(grow_scores).float())
