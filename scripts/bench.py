@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_module
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from sparsetrain.data import build_data
+from sparsetrain.diagnostics import kernel_ops
 from sparsetrain.data.synthetic import load_synthetic
 from sparsetrain.data.tensor_batches import random_crop_flip
 from sparsetrain.methods import RunContext, build_method
@@ -147,27 +147,6 @@ def runner_epoch_s(overrides: list[str], epochs: int) -> float:
         events = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     times = [event["time"] for event in events if event["event"] == "train"]
     return statistics.median(later - earlier for earlier, later in zip(times, times[1:]))
-
-
-class KernelOps(TorchDispatchMode):
-    """Counts the ATen ops that run a kernel (views and metadata-only ops left out): on a GPU each is a launch."""
-
-    METADATA = {"aten::detach", "aten::lift_fresh", "aten::scalar_tensor"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not func.is_view and func.namespace == "aten" and func._schema.name not in self.METADATA:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-def kernel_ops(fn) -> int:
-    with KernelOps() as counter:
-        fn()
-    return counter.count
 
 
 def mask_update_ms(model_name: str, shape: str, batch: int, device: torch.device, repeats: int) -> dict:

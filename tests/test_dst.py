@@ -21,7 +21,9 @@ from sparsetrain import methods
 from sparsetrain.sparsity import dst
 from sparsetrain.sparsity.flat import FlatLayout
 from sparsetrain.sparsity.masks import load_masks
+from sparsetrain.diagnostics import kernel_ops
 from sparsetrain.methods import RunContext
+from sparsetrain.models import build_model
 from sparsetrain.train.run import run
 
 SPARSITY = 0.9
@@ -205,15 +207,16 @@ def test_drop_grow_exact_counts_with_ties_and_no_noise():
     assert int(new_mask.sum()) == 36 and not new.any()
 
 
-def set_up(compose_config, *overrides, method="rigl", seed=0):
-    """A DST method set up on a two-layer MLP, outside the training loop."""
+def set_up(compose_config, *overrides, method="rigl", seed=0, model=None, in_shape=(8,)):
+    """A DST method set up outside the training loop, by default on a two-layer MLP."""
     cfg = compose_config(f"method={method}", "sparsity=0.5", *overrides)
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    model = model or torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     built = methods.build_method(cfg.method, cfg.sparsity)
     built.setup(RunContext(
-        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), train_batches=None, loss_fn=None,
-        in_shape=(8,), sparsity=cfg.sparsity, seed=seed, device=torch.device("cpu"), steps_per_epoch=10,
+        model=model, optimizer=optimizer, train_batches=None, loss_fn=None,
+        in_shape=in_shape, sparsity=cfg.sparsity, seed=seed, device=torch.device("cpu"), steps_per_epoch=10,
         total_steps=100, lr_factor=lambda step: 1.0, run_dir=Path("."), log=lambda event: None,
         fresh_weights=lambda seed: {}))
     return built
@@ -246,6 +249,21 @@ def test_set_grow_scores_are_one_seeded_uniform_draw_over_every_layer(compose_co
     assert 0 <= flat.min() and flat.max() < 1 and len(flat.unique()) == len(flat)
     assert torch.equal(flat, method.layout.flat(list(method.random_scores(5).values())))
     assert not torch.equal(flat, method.layout.flat(list(method.random_scores(6).values())))
+
+
+@pytest.mark.parametrize("name", ["rigl", "set", "snfs", "itop"])
+def test_a_mask_update_is_two_selections_per_layer_and_a_few_whole_model_ops(name, compose_config):
+    """On a GPU every kernel-running op is a launch: an update costs two ``topk`` per layer plus a fixed number
+    of ops over all layers (random draws included), not a handful per layer (ResNet-20: 20 masked layers)."""
+    model = build_model("resnet20", (3, 32, 32), 10)
+    method = set_up(compose_config, method=name, model=model, in_shape=(3, 32, 32))
+    method.start_round(0)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    method.ctx.optimizer.step()
+    method.update(0, method.grow_scores(0))  # the first update after new masks also counts them
+    ops = kernel_ops(lambda: method.update(1, method.grow_scores(1)))
+    assert len(method.targets.params) == 20 and ops <= 2 * 20 + 20, ops
 
 
 def test_drop_grow_tie_noise_breaks_ties():

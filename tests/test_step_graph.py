@@ -9,10 +9,10 @@ import warnings
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from sparsetrain import methods
 from sparsetrain.config import ConfigError, validate
+from sparsetrain.diagnostics import KernelOps
 from sparsetrain.methods.masked import MaskedMethod
 from sparsetrain.train import trainer as trainer_module
 from sparsetrain.train.checkpoint import load_checkpoint
@@ -311,40 +311,24 @@ def test_a_method_overriding_a_hook_without_naming_plain_steps_is_never_replayed
     assert all(cls.is_plain_step is not never for cls in methods.METHODS.values())  # every shipped method declares
 
 
-class _OpsOutsideGraphs(TorchDispatchMode):
-    """Counts the kernel-running ATen ops dispatched outside graph replays, per optimizer step: those of the step
-    and those run since the previous step ended (making the batch, when it is not in the graph)."""
-
-    def __init__(self):
-        super().__init__()
-        self.replaying = False
-        self.per_step: dict[int, int] = {}
-        self.step = None
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not self.replaying and not func.is_view and self.step is not None:
-            self.per_step[self.step] = self.per_step.get(self.step, 0) + 1
-        return func(*args, **(kwargs or {}))
-
-
 def test_a_replayed_step_runs_only_its_plan_copy_and_learning_rate_outside_the_graphs(compose_config, tmp_path,
                                                                                      monkeypatch):
     """Gathering, augmenting and normalising the batch are inside the captured step: a plain step launches one
     copy of the batch plan and one learning-rate write, then the two graphs."""
-    counter = _OpsOutsideGraphs()
+    counter = KernelOps()  # per step: the ops of the step, and those since the previous step ended
     replay, step = RecordedGraph.replay, trainer_module.Trainer._step
 
     def counted_replay(self):
-        counter.replaying = True
+        counter.paused = True
         try:
             replay(self)
         finally:
-            counter.replaying = False
+            counter.paused = False
 
     def counted_step(self, plan):
-        counter.step = self.pos.step
+        counter.key = self.pos.step
         step(self, plan)
-        counter.step = self.pos.step
+        counter.key = self.pos.step
 
     monkeypatch.setattr(RecordedGraph, "replay", counted_replay)
     monkeypatch.setattr(trainer_module.Trainer, "_step", counted_step)
@@ -352,6 +336,6 @@ def test_a_replayed_step_runs_only_its_plan_copy_and_learning_rate_outside_the_g
         summary = _train(compose_config, tmp_path, "method=static", "sparsity=0.8", "step_graph=on",
                          "eval_every=0", "checkpoint_every=0", *AUGMENTED)
     within_epochs = [s for s in range(WARMUP_STEPS + 1, summary["steps"]) if s % summary["steps_per_epoch"]]
-    plain = [counter.per_step.get(s, 0) for s in within_epochs]
+    plain = [counter.counts.get(s, 0) for s in within_epochs]
     assert plain and max(plain) == 2, plain  # plan copy_, lr fill_ (making the batch was 22 ops outside)
-    assert counter.per_step[0] > 20  # an eager step runs the whole batch pipeline and the step
+    assert counter.counts[0] > 20  # an eager step runs the whole batch pipeline and the step
