@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
+from PIL import Image
 
 
 def cli_command(*overrides: str) -> list[str]:
@@ -62,3 +64,14 @@ def events_without_time(run_dir: Path) -> list[dict]:
     """metrics.jsonl without the wall-time field, for comparing runs."""
     lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
+
+
+def write_image_folder(root: Path, classes=("ant", "bee", "cat"), n_train: int = 4, n_val: int = 2) -> None:
+    """An ImageFolder tree ``root/{train,val}/<class>/<i>.png`` of random 40 x 48 RGB images."""
+    rng = np.random.default_rng(2)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / c / f"{i}.png")

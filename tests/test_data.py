@@ -21,6 +21,7 @@ from PIL import Image
 from torchvision import datasets, transforms
 
 import sparsetrain.data.tensor_batches as tensor_batches
+from conftest import write_image_folder
 from sparsetrain.data import DATASET_NAMES, Data, DataError, build_data
 
 CPU = torch.device("cpu")
@@ -137,16 +138,6 @@ def coordinate_image() -> np.ndarray:
     """R = row + 1, G = column + 1, B = 0: a crop's offset and flip can be read off any output pixel."""
     grid = np.arange(1, 33, dtype=np.uint8)
     return np.stack([np.repeat(grid[:, None], 32, 1), np.repeat(grid[None, :], 32, 0), np.zeros((32, 32), np.uint8)])
-
-
-def write_image_folder(root: Path, classes=("ant", "bee", "cat"), n_train: int = 4, n_val: int = 2) -> None:
-    rng = np.random.default_rng(2)
-    for split, n in (("train", n_train), ("val", n_val)):
-        for c in classes:
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(root / split / c / f"{i}.png")
 
 
 # --- digits (the default, offline dataset) ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from sparsetrain.train.files import checkpoint_path
 from sparsetrain.train.graphs import CaptureError, CudaGraph, HostReads, RecordedGraph
 from sparsetrain.train.run import run
 from sparsetrain.train.step import WARMUP_STEPS, choose_path
-from conftest import events_without_time
+from conftest import events_without_time, write_image_folder
 
 
 # ---- the recorded graph ----------------------------------------------------------------------------------
@@ -144,7 +144,12 @@ def test_graph_and_eager_steps_train_the_same_masks_and_weights(name, device, co
     captures = [r for r in caplog.records if "training step captured" in r.getMessage()]
     rounds = len(eager.get("rounds", [None]))
     assert len(captures) == rounds  # once per round: mask updates change masks in place, no re-capture
-    a, b = (load_checkpoint(checkpoint_path(tmp_path / d), torch.device("cpu")) for d in ("eager", "graph"))
+    _assert_same_training(tmp_path / "eager", tmp_path / "graph", eager, graphed, device)
+
+
+def _assert_same_training(eager_dir, graph_dir, eager: dict, graphed: dict, device: str) -> None:
+    """The same final weights (bit for bit on CPU; fp32 within 1e-5 on CUDA) and masks; on CPU the same events."""
+    a, b = (load_checkpoint(checkpoint_path(d), torch.device("cpu")) for d in (eager_dir, graph_dir))
     tolerance = {"rtol": 0, "atol": 0} if device == "cpu" else {"rtol": 1e-5, "atol": 1e-6}
     for key in a["model"]:
         torch.testing.assert_close(b["model"][key], a["model"][key], **tolerance, msg=key)
@@ -152,8 +157,20 @@ def test_graph_and_eager_steps_train_the_same_masks_and_weights(name, device, co
         assert torch.equal(mask, b["method"]["masks"][key]), key
     assert graphed["flops"] == eager["flops"]
     if device == "cpu":
-        assert events_without_time(tmp_path / "graph") == events_without_time(tmp_path / "eager")
+        assert events_without_time(graph_dir) == events_without_time(eager_dir)
         assert graphed["final"] == eager["final"]
+
+
+def test_graph_and_eager_steps_train_the_same_on_batches_a_loader_made(compose_config, tmp_path, caplog):
+    """imagefolder: the plan is the batch its DataLoader decoded and augmented, copied into the step's buffers."""
+    write_image_folder(tmp_path / "images", n_train=8)
+    overrides = ["dataset=imagefolder", f"dataset.root={tmp_path / 'images'}", "dataset.image_size=16",
+                 "dataset.num_workers=0", "batch_size=6", "method=rigl", "sparsity=0.8", "method.delta_t=3"]
+    eager = _train(compose_config, tmp_path / "eager", "step_graph=off", *overrides)
+    with caplog.at_level(logging.INFO, logger="sparsetrain"):
+        graphed = _train(compose_config, tmp_path / "graph", "step_graph=on", *overrides)
+    assert [r for r in caplog.records if "training step captured" in r.getMessage()] and graphed["steps"] == 8
+    _assert_same_training(tmp_path / "eager", tmp_path / "graph", eager, graphed, "cpu")
 
 
 def test_a_graph_run_killed_after_a_checkpoint_resumes_to_the_eager_result(compose_config, tmp_path, monkeypatch):
