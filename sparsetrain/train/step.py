@@ -2,11 +2,11 @@
 
 On the graph path a step is two captured graphs, replayed with the batch's plan copied into static buffers:
 making the batch from its plan (gather, augmentation, normalisation), forward and backward (the dense gradients
-stay in ``.grad``), then the update: the method's hooks around the optimizer step,
-as they are on the method's plain steps (``Method.is_plain_step``: only the every-step mask work). Both are
-captured at the first plain step after ``WARMUP_STEPS`` eager ones. Any other step (a mask update, a pruning
-event, a snapshot) replays forward/backward and runs the update eagerly; it changes masks in place, so the
-graphs stay valid. A round's fresh optimizer state or a loaded checkpoint needs a new capture (``reset``).
+stay in ``.grad``), then the update: the method's hooks around the optimizer step, as they are on the method's
+plain steps (``Method.is_plain_step``: only the every-step mask work). Both are captured at the first plain step
+after ``WARMUP_STEPS`` eager ones. Any other step (a mask update, a pruning event, a snapshot) replays
+forward/backward and runs the update eagerly; it changes masks in place, so the graphs stay valid. A round's
+fresh optimizer state or a loaded checkpoint needs a new capture (``reset``).
 
 The optimizer is the fused implementation with the learning rate as a device tensor on both paths, so the
 graph can change the rate without a capture, and eager and replayed steps compute the same numbers.
