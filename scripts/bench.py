@@ -14,8 +14,9 @@ classes, pad-28 crop + flip; 25 batches an epoch).
 Runner steps are timed inside a run of a few epochs without evaluation or checkpoints: the median epoch after
 the first (which holds warm-up and graph capture) divided by its steps, so the mask updates that fall in an
 epoch are in it (RigL's every 100 steps, SET's and SNFS's at the epoch end); ITOP's 4000-step interval is longer
-than an epoch, so its row is the epoch figure plus its update alone / 4000. CUDA timings use CUDA events after warm-up, with bf16
-autocast and channels_last; medians over repeats.
+than an epoch, so its row is the epoch figure plus its update alone / 4000. With a graph path timed, the eager
+path times only dense by default on CUDA (``--eager-methods``): the eager-vs-graph contrast at a fraction of the
+time. CUDA timings use CUDA events after warm-up, with bf16 autocast and channels_last; medians over repeats.
 """
 
 from __future__ import annotations
@@ -242,14 +243,23 @@ def bench_case(case: tuple, device: torch.device, args: argparse.Namespace, path
               *(["precision=bf16"] if device.type == "cuda" else [])]
     steps_per_epoch = SHAPES[shape][3] // batch
     for path in paths:
-        for method in METHODS:
+        for method in timed_methods(path, paths, args.eager_methods):
             sparsity = "0.0" if method == "dense" else str(SPARSITY)
             epoch_s = runner_epoch_s([*common, f"method={method}", f"sparsity={sparsity}", f"step_graph={path}"],
                                      args.epochs)
             row[f"{path}_{method}_ms"] = epoch_s * 1e3 / steps_per_epoch
             row[f"{path}_{method}_epoch_s"] = epoch_s
-        row[f"{path}_itop_ms"] += row["update_itop_ms"] / compose_train("method=itop").method.delta_t
+        if f"{path}_itop_ms" in row:
+            row[f"{path}_itop_ms"] += row["update_itop_ms"] / compose_train("method=itop").method.delta_t
     return row
+
+
+def timed_methods(path: str, paths: list[str], eager_methods: list[str]) -> list[str]:
+    """The methods timed on ``path``: all of them, except on the eager path when a graph path is timed too
+    (there dense and ``eager_methods``)."""
+    if path != "off" or paths == ["off"]:
+        return METHODS
+    return [m for m in METHODS if m == "dense" or m in eager_methods]
 
 
 def table(rows: list[dict], paths: list[str]) -> str:
@@ -267,7 +277,8 @@ def table(rows: list[dict], paths: list[str]) -> str:
         for path in paths:
             dense = row[f"{path}_dense_ms"]
             cells = [f"dense {dense:.3f} [{dense / limit:.2f}x limit]"]
-            cells += [f"{m} {row[f'{path}_{m}_ms']:.3f} [{row[f'{path}_{m}_ms'] / dense:.3f}x]" for m in METHODS[1:]]
+            cells += [f"{m} {row[f'{path}_{m}_ms']:.3f} [{row[f'{path}_{m}_ms'] / dense:.3f}x]" for m in METHODS[1:]
+                      if f"{path}_{m}_ms" in row]
             lines.append(f"  runner step_graph={path}: " + ", ".join(cells))
             lines.append(f"    one training epoch, dense: {row[f'{path}_dense_epoch_s']:.2f} s")
         lines.append("  mask update alone (kernel ops): " + ", ".join(
@@ -278,16 +289,21 @@ def table(rows: list[dict], paths: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes (CPU smoke run)")
-    parser.add_argument("--models", nargs="*", help="only these models of the case list")
+    parser.add_argument("--models", nargs="*", help="only these models of the case list, in this order")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per runner timing (>= 3)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader workers")
     parser.add_argument("--paths", nargs="*", help="step_graph values to time (default: off, and auto on CUDA)")
+    parser.add_argument("--eager-methods", nargs="*", help="methods also timed on step_graph=off when a graph "
+                        "path is timed (default: dense on CUDA, the eager-vs-graph contrast; all on CPU)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.eager_methods is None:
+        args.eager_methods = ["dense"] if device.type == "cuda" else METHODS
     paths = args.paths or (["off", "auto"] if device.type == "cuda" else ["off"])
-    cases = [case for case in (QUICK_CASES if args.quick else CASES) if not args.models or case[0] in args.models]
+    known = QUICK_CASES if args.quick else CASES
+    cases = [case for name in args.models for case in known if case[0] == name] if args.models else known
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {device_name}; torch {torch.__version__}; milliseconds (median of {args.repeats}); "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (../shared/gpu/README.md; run ../shared/gpu/prepare.sh once here, carry .whl):
-#   bash scripts/gpu_check.sh                            # ResNet-20, LeNet-300-100, ResNet-50 (one 10-minute call)
-#   bash scripts/gpu_check.sh --models wrn22_2 resnet18  # the other cases (any bench.py options)
+#   bash scripts/gpu_check.sh                            # every case, most telling first (estimated 6 min)
+#   bash scripts/gpu_check.sh --models wrn22_2 resnet18  # some cases (any bench.py options)
 # Runs the step-graph tests on CUDA (graph and eager paths train the same masks and weights) and the benchmark;
 # writes gpu.txt, cuda_tests.txt, bench.txt and bench.json under $OUT.
 set -uo pipefail
@@ -14,5 +14,7 @@ export PYTHONPATH=/tmp/site:/tmp/pkg
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 repo=$PWD  # pytest from elsewhere: python -m puts the working directory (the bare source tree) first on sys.path
 (cd /tmp && python3 -m pytest -q -p no:cacheprovider -c "$repo/pyproject.toml" "$repo/tests/test_step_graph.py" -k cuda) 2>&1 | tail -25 | tee "$OUT/cuda_tests.txt"
-[ $# -gt 0 ] || set -- --models resnet20 lenet300_100 resnet50  # about 5 minutes; the rest in a second call
+# ResNet-20 (the epoch target), LeNet-300-100 (the tightest step), ResNet-50 (the RigL update), then the rest;
+# each case is saved as it ends, so a call cut short keeps the cases it finished
+[ $# -gt 0 ] || set -- --models resnet20 lenet300_100 resnet50 wrn22_2 resnet18
 python3 scripts/bench.py --json "$OUT/bench.json" "$@" 2>&1 | grep -v "^\[" | tee "$OUT/bench.txt"
