@@ -28,3 +28,5 @@ def test_bench_quick_reports_every_method_path_and_update(tmp_path):
         assert row[key] > 0, key
     assert all(row[f"update_{u}_ops"] > 0 for u in ("rigl", "set", "snfs", "itop", "gmp", "lth"))
     assert "runner step_graph=on" in result.stdout and "mask update alone" in result.stdout
+    # digits: 22 steps an epoch, so RigL's and ITOP's updates (every 100 / 4000 steps) are added over their interval
+    assert row["amortised"] == ["rigl", "itop"] and "rigl*" in result.stdout
