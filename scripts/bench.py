@@ -16,9 +16,10 @@ the first (which holds warm-up and graph capture) divided by its steps, so the m
 are in it (RigL's update every 100 steps, SET's and SNFS's at the epoch end, GMP's pruning event once an epoch).
 Where that would misstate them (an interval longer than the epoch, ITOP's 4000 steps; or a synthetic epoch
 shorter than the real one, the ImageNet-shaped case), the run keeps its events to step 0 and the row (marked *)
-is its every-step cost plus the event alone divided by its interval on the real dataset. With a graph path timed, the eager
-path times only dense by default on CUDA (``--eager-methods``): the eager-vs-graph contrast at a fraction of the
-time. CUDA timings use CUDA events after warm-up, with bf16 autocast and channels_last; medians over repeats.
+is its every-step cost plus the event alone divided by its interval on the real dataset. With a graph path
+timed, the eager path times only dense by default on CUDA (``--eager-methods``): the eager-vs-graph contrast at
+a fraction of the time. CUDA timings use CUDA events after warm-up, with bf16 autocast and channels_last;
+medians over repeats.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_module
 
+from sparsetrain.config import parse_interval
 from sparsetrain.data import build_data
-from sparsetrain.diagnostics import kernel_ops
 from sparsetrain.data.synthetic import load_synthetic
 from sparsetrain.data.tensor_batches import random_crop_flip
+from sparsetrain.diagnostics import kernel_ops
 from sparsetrain.methods import RunContext, build_method
 from sparsetrain.models import build_model
 from sparsetrain.train.run import run
@@ -51,7 +53,8 @@ SHAPES = {  # dataset=synthetic settings: channels, image size, classes, trainin
     "imagenet": (3, 224, 1000, 64 * 25, True), "digits": (1, 8, 10, 1437, False)}
 REAL_TRAIN = {"cifar10": 50_000, "mnist": 60_000, "imagenet": 1_281_167, "digits": 1437}  # the real training sets
 # mask events (a GMP pruning event, a DST update) only at step 0, so the timed epochs hold none
-EVENTS_AT_START_ONLY = {"gmp": ["method.end=0it"], **{m: ["method.t_end=1e-9"] for m in ("rigl", "set", "snfs", "itop")}}
+EVENTS_AT_START_ONLY = {"gmp": ["method.end=0it"],
+                        **{m: ["method.t_end=1e-9"] for m in ("rigl", "set", "snfs", "itop")}}
 METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop"]
 UPDATES = ["rigl", "set", "snfs", "itop", "gmp", "lth"]  # each alone: DST drop/grow, a GMP event, an LTH round
 SPARSITY = 0.9
@@ -265,12 +268,10 @@ def bench_case(case: tuple, device: torch.device, args: argparse.Namespace, path
 
 def event_interval(method: str, real_epoch_steps: int) -> int:
     """Steps between a method's mask events at its defaults, on the real dataset: DST ``delta_t`` or one epoch
-    (``update_at=epoch_end``), GMP ``frequency=1ep``."""
+    (``update_at=epoch_end``), GMP ``frequency`` (in epochs or steps)."""
     cfg = compose_train(f"method={method}").method
     if method == "gmp":
-        if cfg.frequency != "1ep":
-            raise ValueError(f"GMP's default frequency changed to {cfg.frequency}: update event_interval")
-        return real_epoch_steps
+        return parse_interval("method.frequency", cfg.frequency).steps(real_epoch_steps, total_steps=0)
     return real_epoch_steps if cfg.update_at == "epoch_end" else cfg.delta_t
 
 
@@ -337,7 +338,8 @@ def main() -> None:
             rows.append(bench_case(case, device, args, paths))
             print(table(rows[-1:], paths), flush=True)
         except Exception as error:  # one failing case must not lose the others on a borrowed GPU
-            rows.append({"model": case[0], "data": case[1], "error": " ".join(f"{type(error).__name__}: {error}".split())})
+            message = " ".join(f"{type(error).__name__}: {error}".split())
+            rows.append({"model": case[0], "data": case[1], "error": message})
             print(f"{case[0]} on {case[1]}-shaped data: failed: {rows[-1]['error'][:300]}", flush=True)
         if args.json:
             args.json.write_text(json.dumps({"device": device_name, "torch": str(torch.__version__), "paths": paths,

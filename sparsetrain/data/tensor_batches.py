@@ -80,11 +80,11 @@ class TensorTrainBatches(TrainBatches):
         return torch.cat([offsets, flips]).transpose(0, 1)
 
     def make(self, plan: BatchPlan) -> Batch:
-        (plan,) = plan
-        index = plan[0]
+        (draws,) = plan  # positions; row offsets, column offsets and flips with augmentation
+        index = draws[0]
         images = self.data.images.index_select(0, index)
         if self.crop_pad:
-            images = random_crop_flip(images, self.crop_pad, plan[1:3], plan[3])
+            images = random_crop_flip(images, self.crop_pad, draws[1:3], draws[3])
         return self.data.normalise(images), self.data.labels.index_select(0, index)
 
 

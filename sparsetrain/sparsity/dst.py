@@ -43,7 +43,8 @@ def drop_grow(layout: FlatLayout, weights: list[torch.Tensor], masks: list[torch
 
     Layer ``i``: drop the ``drops[i]`` smallest ``|w|`` (+ ``drop_noise``, flat in the layout's order) among its
     active entries, then grow the ``grows[i]`` highest ``grow_scores[i]`` among its entries not kept (dropped
-    ones are eligible, and keep their value if regrown). Elementwise work runs once over all layers; only the selections are per layer.
+    ones are eligible, and keep their value if regrown). Elementwise work runs once over all layers; only the
+    selections are per layer.
     """
     mask = layout.flat(masks)
     magnitude = layout.flat(torch._foreach_abs(weights)).float()

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import ConfigError, Interval
+from ..config import ConfigError, Interval, ScheduleConfig
 from ..data.batches import BatchPlan
 from ..methods import Method
 from ..sparsity.flops import TrainingFlops
@@ -63,7 +63,7 @@ class TrainerParts:
     eval_loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     prepare: Callable[[torch.Tensor], torch.Tensor]  # input layout (channels_last) for evaluation
     autocast: Callable[[], Any]
-    schedule: Any  # the `schedule` config as a ScheduleConfig
+    schedule: ScheduleConfig  # a plain dataclass, not a DictConfig: read at every step
     total_steps: int
     eval_every: Interval
     checkpoint_every: Interval
