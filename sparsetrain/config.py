@@ -182,12 +182,14 @@ class DynamicConfig(MaskedConfig):
     tie_noise: float = 1e-5  # std of the seeded noise added to drop scores; 0: ties broken by position
     update_at: str = "step"  # step (every delta_t steps) | epoch_end (at the last step of every epoch)
     drop_rounding: str = "floor"  # floor (RigL) | ceil (SET/ITOP) of fraction x active
+    first_update: str = "start"  # start (step 0, RigL TF) | after_delta_t (after delta_t steps: ITOP, sparse_learning)
 
 
 @dataclass
 class SNFSConfig(DynamicConfig):
     momentum: float = 0.9
     redistribute: str = "momentum"  # momentum | none
+    momentum_source: str = "optimizer"  # optimizer (sparse_learning: dense optimizer momentum) | own (RigL TF baseline)
 
 
 @dataclass

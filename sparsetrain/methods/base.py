@@ -96,7 +96,7 @@ class Method:
         return self.ctx.lr_factor(self.ctx.total_steps - self.ctx.steps_per_epoch)
 
     def on_epoch_end(self, epoch: int) -> None:
-        """After the last step of epoch ``epoch`` (1-based)."""
+        """After the last step of epoch ``epoch`` (1-based) and that epoch's evaluation."""
 
     def end_round(self, round_index: int) -> None:
         """After the round's final evaluation: prune, rewind, regrow for the next round."""

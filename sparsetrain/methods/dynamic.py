@@ -1,6 +1,11 @@
 """``DynamicMethod``: dynamic sparse training. A random initial mask with exact per-layer counts from the
 distribution, then every ``delta_t`` steps (or at each epoch end) until ``t_end`` of training: drop the
 smallest active weights and grow as many connections by the method's grow score (``sparsity/dst.py``).
+No update follows the round's last optimizer step (the evaluated and saved model is the trained one), and an
+epoch-end update runs after that epoch's evaluation, as in the references. ``first_update`` sets the phase of
+step-scheduled updates: ``start`` (at step 0, then every ``delta_t``: RigL's TF code starts ``last_update`` at
+-delta_t) or ``after_delta_t`` (after every ``delta_t`` optimizer steps: sparse_learning and ITOP increment
+their step counter before testing it).
 
 Every semantic choice is a config value (see ``configs/method/rigl.yaml``). The in-time over-parameterisation
 rate R_s (fraction of prunable weights ever active; Liu et al. 2021) and the churn are logged at every update.
@@ -21,9 +26,12 @@ from .base import RunContext
 from .masked import MaskedMethod
 
 DECAYS = ("cosine", "linear", "constant")
+FIRST_UPDATES = ("start", "after_delta_t")
 
 
 class DynamicMethod(MaskedMethod):
+    scores_need_gradient = True  # grow scores read the step's dense gradient: taken before it is masked
+
     def __init__(self, cfg: Any, sparsity: float) -> None:
         super().__init__(cfg, sparsity)
         checks = [
@@ -41,16 +49,25 @@ class DynamicMethod(MaskedMethod):
              "method.drop_rounding=floor"),
             (cfg.tie_noise >= 0.0, "method.tie_noise", "must be >= 0 (0: ties broken by position)",
              "method.tie_noise=1e-5"),
+            (cfg.first_update in FIRST_UPDATES, "method.first_update", "must be start or after_delta_t",
+             "method.first_update=start"),
         ]
         for ok, key, rule, example in checks:
             if not ok:
                 raise ConfigError(f"{key}={getattr(cfg, key.split('.', 1)[1])!r} {rule}; e.g. {example}")
         self.updates = 0
+        self.pending: tuple[int, dict[str, torch.Tensor] | None] | None = None  # a due update: (step, scores)
 
     # ---- what the siblings differ in ----------------------------------------------------------------------
     def grow_scores(self, step: int) -> dict[str, torch.Tensor]:
         """Score of every position; the highest non-kept ones are grown. Called before gradients are masked."""
         raise NotImplementedError
+
+    def drop_counts(self, counts: dict[str, int], fraction: float) -> dict[str, int]:
+        """Connections to drop per taking-part layer; by default every layer not full drops ``fraction``."""
+        numel = {name: mask.numel() for name, mask in self.maskset.masks.items()}
+        return {name: drop_count(count, fraction, self.cfg.drop_rounding)
+                for name, count in counts.items() if count < numel[name]}
 
     def grow_counts(self, drops: dict[str, int], kept: dict[str, int]) -> dict[str, int]:
         """Connections to grow per layer; by default exactly what each layer dropped."""
@@ -73,28 +90,47 @@ class DynamicMethod(MaskedMethod):
         self.fired = self.layout.flat(list(self.maskset.masks.values()))  # flat: every position ever active
 
     def is_update_step(self, step: int) -> bool:
-        if step > self.end_step:
+        """Whether step ``step`` (0-based) is followed by a mask update: on schedule, not after ``t_end``, and
+        never after the round's last optimizer step."""
+        if step > self.end_step or step >= self.ctx.total_steps - 1:
             return False
         if self.cfg.update_at == "epoch_end":
             return (step + 1) % self.ctx.steps_per_epoch == 0
+        if self.cfg.first_update == "after_delta_t":
+            return (step + 1) % self.cfg.delta_t == 0
         return step % self.cfg.delta_t == 0
 
     def before_optimizer_step(self, step: int) -> bool:
         due = self.is_update_step(step)
         self.observe(step)
-        scores = self.grow_scores(step) if due else None
-        self.maskset.mask_grads_()
-        if due and self.cfg.skip_step_on_update:
-            self.update(step, scores)
+        scores = self.grow_scores(step) if due and self.scores_need_gradient else None
+        self.mask_gradients()
+        if not due:
+            return True
+        if self.cfg.update_at == "step" and self.cfg.skip_step_on_update:
+            self.update(step, scores if scores is not None else self.grow_scores(step))
             return False
-        self.pending_scores = scores
-        return True
+        self.pending = (step, scores)
+        return not self.cfg.skip_step_on_update
 
     def after_optimizer_step(self, step: int) -> None:
         super().after_optimizer_step(step)
-        if self.is_update_step(step) and not self.cfg.skip_step_on_update:
-            self.update(step, self.pending_scores)
-        self.pending_scores = None
+        if self.pending is not None and self.cfg.update_at == "step":
+            self.run_pending()
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """An epoch-end update, after the trainer evaluated the epoch."""
+        if self.pending is not None:
+            self.run_pending()
+
+    def run_pending(self) -> None:
+        step, scores = self.pending
+        self.pending = None
+        self.update(step, scores if scores is not None else self.grow_scores(step))
+
+    def mask_gradients(self) -> None:
+        """Zero the gradients of pruned weights before the optimizer step."""
+        self.maskset.mask_grads_()
 
     def is_plain_step(self, step: int) -> bool:
         return not self.is_update_step(step)
@@ -108,10 +144,10 @@ class DynamicMethod(MaskedMethod):
         fraction = drop_fraction(step, alpha=self.cfg.alpha, alpha_min=self.cfg.alpha_min, decay=self.cfg.decay,
                                  end_step=self.end_step)
         counts, masks = self.maskset.counts(), self.maskset.masks
-        layers = [name for name, count in counts.items() if count < masks[name].numel()]  # full layers stay
-        if not layers:
+        drops = self.drop_counts(counts, fraction)
+        if not drops:
             return
-        drops = {name: drop_count(counts[name], fraction, self.cfg.drop_rounding) for name in layers}
+        layers = list(drops)
         grows = self.grow_counts(drops, {name: counts[name] - drops[name] for name in layers})
         params = self.targets.params
         new_flat, fresh = drop_grow(self.layout, list(params.values()), list(masks.values()),
@@ -159,13 +195,14 @@ class DynamicMethod(MaskedMethod):
 
     def state_dict(self) -> dict:
         fired = {name: view.clone() for name, view in self.fired_masks().items()}
-        return {**super().state_dict(), "fired": fired, "updates": self.updates}
+        return {**super().state_dict(), "fired": fired, "updates": self.updates, "pending": self.pending}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         for name, view in self.fired_masks().items():
             view.copy_(state["fired"][name])
         self.updates = state["updates"]
+        self.pending = state["pending"]
 
 
 def gradient_scores(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:

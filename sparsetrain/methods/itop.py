@@ -24,6 +24,10 @@ class ITOP(DynamicMethod):
         if cfg.growth not in ("gradient", "random"):
             raise ConfigError(f"method.growth={cfg.growth!r} must be gradient or random; e.g. method.growth=random")
 
+    @property
+    def scores_need_gradient(self) -> bool:
+        return self.cfg.growth == "gradient"
+
     def grow_scores(self, step: int) -> dict[str, torch.Tensor]:
         if self.cfg.growth == "gradient":
             return gradient_scores(self.targets.params)

@@ -13,6 +13,7 @@ from .dynamic import DynamicMethod
 
 class SET(DynamicMethod):
     name = "set"
+    scores_need_gradient = False  # a seeded draw, a function of (seed, step)
 
     def grow_scores(self, step: int) -> dict[str, torch.Tensor]:
         return self.random_scores(step)

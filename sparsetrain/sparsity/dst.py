@@ -71,31 +71,34 @@ def _layer_top(layout: FlatLayout, flat: torch.Tensor, counts: list[int], larges
     return torch.cat(picks)
 
 
-def redistribute(total: int, weights: dict[str, float], capacity: dict[str, int]) -> dict[str, int]:
-    """Split ``total`` regrowth over layers in proportion to ``weights`` (SNFS: mean |momentum| of the active
-    weights), never above a layer's ``capacity`` (its free positions), keeping the exact total (largest
-    remainder rounding; what a full layer cannot take goes to the others). Layers whose proportional share
-    exceeds their capacity are filled first, then the rest is rounded once; ties go to the earlier layer."""
-    share = {name: 0 for name in weights}
-    remaining = total
-    open_layers = [name for name in weights if capacity[name] > 0]  # a list: the result never depends on hashing
-    while True:
-        norm = sum(weights[name] for name in open_layers)
-        raw = {name: remaining * (weights[name] / norm if norm > 0 else 1 / len(open_layers)) for name in open_layers}
-        full = [name for name in open_layers if raw[name] >= capacity[name]]
-        if not full:
+def redistribute(total: int, shares: dict[str, float], capacity: dict[str, int]) -> dict[str, int]:
+    """Split ``total`` regrowth over layers as sparse_learning's ``calc_growth_redistribution``, with an exact total.
+
+    Layer ``l`` asks for ``shares[l] x total`` (SNFS: its share of the summed mean |momentum|), capped at 0.99 of
+    its free room ``capacity[l]``; what capped layers cannot take is spread evenly over all layers, the capped ones
+    included (which are capped again), until nothing is left over (at most 1000 rounds, as the reference). The
+    real-valued result is rounded once to integers summing to ``total`` (largest remainder, never above a layer's
+    capacity; ties go to the earlier layer), where the reference's ceil/floor let the total drift."""
+    names = list(shares)  # a list: the result never depends on hashing
+    if total > sum(capacity[name] for name in names):
+        raise ValueError(f"cannot regrow {total} connections: the layers have room for {sum(capacity.values())}")
+    wanted = {name: shares[name] * total for name in names}
+    spread = 0.0
+    for _ in range(1000):
+        residual = 0.0
+        for name in names:
+            value, cap = wanted[name] + spread, 0.99 * capacity[name]
+            wanted[name] = min(value, cap)
+            residual += max(value - cap, 0.0)
+        spread = residual / len(names)
+        if residual <= 0.0:
             break
-        for name in full:
-            share[name] = capacity[name]
-            remaining -= capacity[name]
-        open_layers = [name for name in open_layers if name not in full]
-        if not open_layers:
-            break
-    if remaining and not open_layers:
-        raise ValueError(f"cannot regrow {remaining} more connections: every layer is full")
-    floors = {name: math.floor(value) for name, value in raw.items() if name in open_layers}
-    leftover = remaining - sum(floors.values())
-    for name in sorted(open_layers, key=lambda n: raw[n] - floors[n], reverse=True)[:leftover]:
-        floors[name] += 1
-    share.update(floors)
-    return share
+    counts = {name: min(math.floor(wanted[name]), capacity[name]) for name in names}
+    order = sorted(names, key=lambda n: wanted[n] - math.floor(wanted[n]), reverse=True)
+    while sum(counts.values()) < total:
+        for name in order:
+            if sum(counts.values()) == total:
+                break
+            if counts[name] < capacity[name]:
+                counts[name] += 1
+    return counts

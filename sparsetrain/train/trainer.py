@@ -174,7 +174,6 @@ class Trainer:
 
     def _end_epoch(self, final: bool) -> None:
         pos = self.pos
-        self.p.method.on_epoch_end(pos.epoch)
         loss_sum = self.train_step.loss_sum
         train_loss = float(self.p.dist.mean(loss_sum)) / max(self.loss_count, 1)
         self.log_event({"event": "train", "loss": train_loss, "lr": self.train_step.lr})
@@ -187,6 +186,7 @@ class Trainer:
             )
         if final or self.p.eval_every.due(step=pos.step, epoch_end=pos.epoch):
             self._evaluate(final=final)
+        self.p.method.on_epoch_end(pos.epoch)  # after the evaluation: an epoch-end mask update follows it
         if not final and self.p.checkpoint_every.due(step=pos.step, epoch_end=pos.epoch):
             self.save()
 
