@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sparsetrain import methods
+from sparsetrain.config import ConfigError
 from sparsetrain.sparsity.dst import drop_count
 from sparsetrain.sparsity.masks import load_masks
 from sparsetrain.train.run import run
@@ -125,3 +126,41 @@ def test_bad_lth_options(compose_config):
         methods.build_method(compose_config("method=lth", "sparsity=0.5").method, 0.5)
     with pytest.raises(ValueError, match="method.masks_from"):
         methods.build_method(compose_config("method=lth", "method.control=random_reinit").method, 0.0)
+
+
+def test_controls_train_from_the_ticket_runs_rewind_point(compose_config, tmp_path, monkeypatch):
+    """OpenLTH's branches: each pruned level of a control trains from the ticket run's start step k, and
+    random_mask starts from that run's theta_k (random_reinit from a fresh initialisation)."""
+    _run(compose_config, tmp_path / "ticket", "method.levels=1", "method.rewind_to=7it")
+    theta_k = torch.load(tmp_path / "ticket" / "checkpoints" / "last.pt", weights_only=True)["method"]["theta_k"]
+    seen = {}
+
+    class Probe(methods.METHODS["lth"]):
+        def start_round(self, round_index):
+            super().start_round(round_index)
+            seen[(self.cfg.control, round_index)] = {
+                "weights": {n: p.detach().clone() for n, p in self.ctx.model.named_parameters()},
+                "masks": {n: m.clone() for n, m in self.maskset.masks.items()}}
+
+        def before_optimizer_step(self, step):
+            seen.setdefault((self.cfg.control, self.round, "first_step"), step)
+            return super().before_optimizer_step(step)
+
+    monkeypatch.setitem(methods.METHODS, "lth", Probe)
+    for control in ("random_reinit", "random_mask"):
+        _run(compose_config, tmp_path / control, "method.levels=1", "method.rewind_to=7it",
+             f"method.control={control}", f"method.masks_from={tmp_path / 'ticket'}")
+        assert seen[(control, 0, "first_step")] == 0 and seen[(control, 1, "first_step")] == 7
+        start = seen[(control, 1)]
+        for name, mask in start["masks"].items():
+            expected = theta_k[name] * mask
+            assert torch.equal(start["weights"][name], expected) == (control == "random_mask"), (control, name)
+        assert torch.equal(start["weights"]["1.bias"], theta_k["1.bias"]) == (control == "random_mask")
+
+
+def test_a_control_trained_differently_from_its_ticket_run_is_refused(compose_config, tmp_path):
+    _run(compose_config, tmp_path / "ticket", "method.levels=1")
+    with pytest.raises(ConfigError, match=r"trained differently: optimizer.lr=0.05 \(ticket run: 0.1\), steps=40"):
+        _run(compose_config, tmp_path / "control", "method.levels=1", "method.control=random_reinit",
+             f"method.masks_from={tmp_path / 'ticket'}", "steps=40", "optimizer.lr=0.05")
+    assert not (tmp_path / "control" / "checkpoints").exists()

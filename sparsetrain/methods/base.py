@@ -8,7 +8,7 @@ applied in place by the method (gradients in ``before_optimizer_step``; weights 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,6 +34,7 @@ class RunContext:
     fresh_weights: Callable[[int], dict]  # a new initialisation of the model (state_dict) from a seed
     run_dir: Path
     log: Callable[[dict], None]  # append an event (stamped with round, epoch, step, time) to metrics.jsonl
+    config: dict = field(default_factory=dict)  # the run's resolved config (e.g. to compare with a source run)
 
 
 class Method:

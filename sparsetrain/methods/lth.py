@@ -8,8 +8,10 @@ in ``layer_rates``, e.g. the output layer at half rate; or one global ranking wi
 data order as the dense run), ``rewind=lr`` keeps the trained weights and replays the schedule from k
 (learning-rate rewinding), ``rewind=finetune`` keeps them and trains at the schedule's last-epoch rate.
 
-Controls, from a finished lottery run (``masks_from``): ``random_reinit`` trains each level's mask from a fresh
-initialisation, ``random_mask`` trains random masks with each level's per-layer counts from theta_0.
+Controls, from a finished lottery run (``masks_from``), as OpenLTH's branches: ``random_reinit`` trains each
+level's mask from a fresh initialisation, ``random_mask`` trains random masks with each level's per-layer counts
+from that run's theta_k; both train every pruned level from the ticket run's start step k. A control must train
+as its ticket run did (``CONTROL_KEYS``), or it is refused.
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ from ..sparsity.dst import drop_count
 from ..sparsity.masks import load_checked_masks, random_masks
 from ..sparsity.saliency import keep_top
 from ..sparsity.targets import match_layers, parse_layer_value
+from ..train.checkpoint import load_checkpoint
+from ..train.files import checkpoint_path
+from ..train.resume import flatten, read_run_record
 from .base import RunContext
 from .masked import MaskedMethod
 
 REWINDS = ("weights", "lr", "finetune")
+# what a control must share with its ticket run: the training length, batch, optimizer, schedule and rewind point
+CONTROL_KEYS = ("steps", "epochs", "batch_size", "optimizer", "schedule", "method.rewind_to", "method.rewind")
 CONTROLS = ("none", "random_reinit", "random_mask")
 
 
@@ -55,12 +62,15 @@ class LTH(MaskedMethod):
                 raise ConfigError(f"{key}{rule}; e.g. {example}")
         self.rewind_time = parse_interval("method.rewind_to", cfg.rewind_to)
         self.source_masks = _round_masks(cfg.masks_from) if cfg.control != "none" else []
+        self.source_dir = Path(cfg.masks_from).expanduser() if self.source_masks else None
         self.rounds = len(self.source_masks) if self.source_masks else cfg.levels + 1
         self.round = 0
         self.theta_k: dict[str, torch.Tensor] | None = None
 
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
+        if self.source_dir is not None:
+            _refuse_other_training(read_run_record(self.source_dir)["config"], ctx.config, self.cfg.masks_from)
         self.rewind_step = self.rewind_time.steps(ctx.steps_per_epoch, ctx.total_steps)
         if self.rewind_step >= ctx.total_steps:
             raise ConfigError(f"method.rewind_to={self.cfg.rewind_to} is not before the end of training "
@@ -72,7 +82,7 @@ class LTH(MaskedMethod):
 
     # ---- rounds ------------------------------------------------------------------------------------------
     def round_start_step(self, round_index: int) -> int:
-        rewound = round_index > 0 and self.cfg.control == "none" and self.cfg.rewind != "finetune"
+        rewound = round_index > 0 and self.cfg.rewind != "finetune"
         return self.rewind_step if rewound else 0
 
     def start_round(self, round_index: int) -> None:
@@ -124,10 +134,11 @@ class LTH(MaskedMethod):
 
     def _start_control_round(self, round_index: int) -> None:
         masks = load_checked_masks(self.source_masks[round_index], self.targets.params, "method.masks_from")
-        if self.cfg.control == "random_mask":  # the run's own theta_0, random positions with the level's counts
+        if self.cfg.control == "random_mask":  # the ticket run's theta_k, random positions with the level's counts
             zeros = {name: int((~mask).sum()) for name, mask in masks.items()}
             masks = random_masks(self.targets.shapes, zeros, self.ctx.seed + round_index, self.ctx.device)
-            self.ctx.model.load_state_dict(self.ctx.fresh_weights(self.ctx.seed))
+            ticket = load_checkpoint(checkpoint_path(self.source_dir), self.ctx.device)
+            self.ctx.model.load_state_dict(ticket["method"]["theta_k"])
         else:  # the level's mask, a new initialisation for every level
             self.ctx.model.load_state_dict(self.ctx.fresh_weights(self.ctx.seed + 1_000_003 * (round_index + 1)))
         self.set_masks(masks)
@@ -142,6 +153,18 @@ class LTH(MaskedMethod):
         super().load_state_dict(state)
         self.round = state["round"]
         self.theta_k = state["theta_k"] or None
+
+
+def _refuse_other_training(source: dict, current: dict, masks_from: str) -> None:
+    """ConfigError naming the keys in which a control's training differs from its ticket run's."""
+    old, new = flatten(source), flatten(current)
+    keys = sorted(k for k in old.keys() | new.keys()
+                  if any(k == key or k.startswith(key + ".") for key in CONTROL_KEYS) and old.get(k) != new.get(k))
+    if keys:
+        shown = ", ".join(f"{k}={new.get(k)!r} (ticket run: {old.get(k)!r})" for k in keys)
+        example = " ".join(f"{k}={old.get(k)}" for k in keys[:2])
+        raise ConfigError(f"method.masks_from={masks_from!r} was trained differently: {shown}; a control trains as "
+                          f"its ticket run, e.g. {example}")
 
 
 def _round_masks(text: str) -> list[Path]:
