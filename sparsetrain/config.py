@@ -116,6 +116,7 @@ class MaskedConfig(MethodConfig):
 @dataclass
 class StaticConfig(MaskedConfig):
     mask_from: Optional[str] = None  # a masks .safetensors file or a run directory (its masks/final.safetensors)
+    uniform_dense_first: bool = True  # distribution=uniform keeps the first layer dense (RigL paper and code)
 
 
 @dataclass
@@ -183,6 +184,7 @@ class DynamicConfig(MaskedConfig):
     update_at: str = "step"  # step (every delta_t steps) | epoch_end (at the last step of every epoch)
     drop_rounding: str = "floor"  # floor (RigL) | ceil (SET/ITOP) of fraction x active
     first_update: str = "start"  # start (step 0, RigL TF) | after_delta_t (after delta_t steps: ITOP, sparse_learning)
+    uniform_dense_first: bool = True  # distribution=uniform keeps the first layer dense (RigL paper and code)
 
 
 @dataclass

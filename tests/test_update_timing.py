@@ -83,3 +83,18 @@ def test_the_update_phase_follows_each_reference(method, first, compose_config, 
     run(cfg, tmp_path, overrides)
     skipped = method == "rigl"  # the update replaces step t: stamped t; otherwise it follows step t: t + 1
     assert [e["step"] - (0 if skipped else 1) for e in events(tmp_path, "mask_update")] == first
+
+
+@pytest.mark.parametrize("method, first_dense", [("rigl", True), ("set", True), ("static", True),
+                                                  ("snfs", False), ("itop", False)])
+def test_uniform_keeps_the_first_layer_dense_in_the_rigl_family(method, first_dense, compose_config, tmp_path):
+    """RigL paper and code: uniform sparsity leaves the first layer dense; sparse_learning (SNFS) and ITOP mask
+    every layer. summary.json says which layers the `sparsity` is spread over."""
+    overrides = [f"method={method}", *BASE, "steps=2", "eval_every=0", "method.distribution=uniform"]
+    masks = run(compose_config(*overrides), tmp_path, overrides)["masks"]
+    densities = {name: layer["density"] for name, layer in masks["layers"].items()}
+    assert (densities["1.weight"] == 1.0) == first_dense
+    assert masks["budget_layers"] == (["3.weight", "5.weight"] if first_dense else ["1.weight", "3.weight", "5.weight"])
+    assert masks["fixed_layers"] == ({"1.weight": 1.0} if first_dense else {})
+    assert masks["budget_sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert all(densities[name] == pytest.approx(0.1, abs=1e-3) for name in masks["budget_layers"])

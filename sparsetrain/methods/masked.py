@@ -39,7 +39,10 @@ class MaskedMethod(Method):
 
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
-        self.targets = select_targets(ctx.model, list(self.cfg.dense_layers), list(self.cfg.layer_density))
+        dense = list(self.cfg.dense_layers)
+        if self.cfg.distribution == "uniform" and getattr(self.cfg, "uniform_dense_first", False):
+            dense.append("first")  # the RigL paper and code: uniform sparsity keeps the first layer dense
+        self.targets = select_targets(ctx.model, dense, list(self.cfg.layer_density))
         self.maskset = MaskSet(self.targets.params)
 
     # ---- the mask mechanics of every step --------------------------------------------------------------

@@ -153,6 +153,8 @@ def mask_report(masks: dict[str, torch.Tensor], densities: dict[str, float], fix
     return {
         "sparsity": 1.0 - sum(active.values()) / sum(numel.values()),
         "budget_sparsity": 1.0 - sum(active[n] for n in budgeted) / sum(numel[n] for n in budgeted),
+        "budget_layers": budgeted,  # the layers the configured `sparsity` is spread over
+        "fixed_layers": {name: fixed[name] for name in masks if name in fixed},  # outside it, at fixed densities
         "layers": {
             name: {"shape": list(mask.shape), "numel": numel[name], "density": densities[name],
                    "fixed": name in fixed}
@@ -165,8 +167,9 @@ def format_report(report: dict) -> str:
     """The per-layer density table printed at the start of a round."""
     rows = [f"{'layer':<40} {'shape':<20} {'numel':>10} {'density':>8}"]
     for name, layer in report["layers"].items():
-        mark = " (fixed)" if layer["fixed"] else ""
+        mark = " (fixed: not in the sparsity budget)" if layer["fixed"] else ""
         rows.append(f"{name:<40} {str(tuple(layer['shape'])):<20} {layer['numel']:>10} {layer['density']:>8.4f}{mark}")
     rows.append(f"sparsity {report['sparsity']:.4f} over all masked layers, "
-                f"{report['budget_sparsity']:.4f} over the budgeted ones")
+                f"{report['budget_sparsity']:.4f} over the {len(report['budget_layers'])} budgeted ones "
+                "(those `sparsity` counts)")
     return "\n".join(rows)
