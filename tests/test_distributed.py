@@ -44,6 +44,9 @@ def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path):
     for name, value in single["model"].items():
         torch.testing.assert_close(ddp["model"][name], value, rtol=1e-4, atol=1e-5)
     assert torch.equal(ddp["method"]["masks"]["3.weight"], single["method"]["masks"]["3.weight"])
+    # training FLOPs count the global batch (every rank's share), not rank 0's
+    flops = [json.loads((tmp_path / d / "summary.json").read_text())["flops"]["training"] for d in ("ddp", "single")]
+    assert flops[0] == flops[1]
 
 
 def test_killed_distributed_run_resumes_to_the_same_result(tmp_path):

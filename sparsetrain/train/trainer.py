@@ -160,7 +160,7 @@ class Trainer:
         p, step = self.p, self.pos.step
         self.train_step.set_lr_factor(p.method.schedule_factor(self.pos.round, step, self.lr_factor(step)))
         self.train_step(plan, step, self._advance)
-        p.flops.add_steps(1, p.data.train.batch_size // p.dist.world_size, p.method.densities(),
+        p.flops.add_steps(1, p.data.train.batch_size, p.method.densities(),  # the global batch, every rank's share
                           dense_backward=p.method.dense_backward(step))
         self.loss_count += 1
 
