@@ -149,6 +149,7 @@ class SaliencyConfig(PrunedConfig):
 @dataclass
 class GraSPConfig(SaliencyConfig):
     temperature: float = 200.0
+    samples_per_class: int = 10  # class-balanced scoring sample, as the reference (0: num_batches batches)
 
 
 @dataclass

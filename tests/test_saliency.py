@@ -265,3 +265,38 @@ def test_keep_top_per_layer_with_ties_is_each_layer_alone():
     kept_ties = kept_a[ties]
     assert kept_ties.any() and not kept_ties.all()  # the cut falls inside a run of ties ...
     assert not (kept_ties[:-1] < kept_ties[1:]).any()  # ... and the front of the run is kept
+
+
+def test_grasp_scores_a_class_balanced_sample_in_two_halves(compose_config, tmp_path, monkeypatch):
+    """As the reference's GraSP_fetch_data: samples_per_class of every class (10 by default), in the first
+    epoch's order, split into two halves."""
+    from sparsetrain import methods
+    from sparsetrain.train.run import run
+
+    seen = []
+
+    class Probe(methods.METHODS["grasp"]):
+        def scoring_batches(self):
+            batches = super().scoring_batches()
+            x, y = (torch.cat(part) for part in zip(*self.ctx.train_batches.epoch(0)))
+            ranks = torch.tensor([int((y[:i] == label).sum()) for i, label in enumerate(y.tolist())])
+            seen.append((batches, x[ranks < 10], y[ranks < 10]))  # the first 10 of every class, in order
+            return batches
+
+    monkeypatch.setitem(methods.METHODS, "grasp", Probe)
+    overrides = ["method=grasp", "sparsity=0.9", "device=cpu", "steps=1", "eval_every=0"]
+    run(compose_config(*overrides), tmp_path, overrides)
+    ((first, second), x, y), = seen
+    labels = torch.cat([first[1], second[1]])
+    assert len(first[1]) == len(second[1]) == 50
+    assert torch.equal(torch.bincount(labels, minlength=10), torch.full((10,), 10))
+    assert torch.equal(labels, y) and torch.equal(torch.cat([first[0], second[0]]), x)
+
+
+def test_grasp_samples_per_class_beyond_the_data_is_a_config_error(compose_config, tmp_path):
+    from sparsetrain.config import ConfigError
+    from sparsetrain.train.run import run
+
+    overrides = ["method=grasp", "sparsity=0.9", "device=cpu", "steps=1", "method.samples_per_class=500"]
+    with pytest.raises(ConfigError, match=r"method.samples_per_class=500 needs .* e.g. method.samples_per_class=1"):
+        run(compose_config(*overrides), tmp_path, overrides)

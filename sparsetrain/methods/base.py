@@ -35,6 +35,7 @@ class RunContext:
     run_dir: Path
     log: Callable[[dict], None]  # append an event (stamped with round, epoch, step, time) to metrics.jsonl
     config: dict = field(default_factory=dict)  # the run's resolved config (e.g. to compare with a source run)
+    num_classes: int = 0  # of the dataset (e.g. for class-balanced scoring data)
 
 
 class Method:

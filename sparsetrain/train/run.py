@@ -119,6 +119,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
             seed=cfg.seed, device=device, steps_per_epoch=len(data.train), total_steps=total_steps,
             lr_factor=trainer.lr_factor, run_dir=run_dir, log=trainer.log_event,
             fresh_weights=functools.partial(_fresh_weights, cfg.model, data), config=config,
+            num_classes=data.num_classes,
         )
     )
     if resuming:
