@@ -44,6 +44,7 @@ class ModelConfig:
     width: Optional[int] = None
     dropout: float = 0.0
     stem: str = "auto"
+    init: str = "paper"  # paper (the model's own) | kaiming_normal | glorot_normal | pytorch (module defaults)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class SGDConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
+    exempt_bias_norm: bool = False  # true: no weight decay on biases and normalisation parameters
 
 
 @dataclass
@@ -79,6 +81,7 @@ class AdamConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     weight_decay: float = 0.0
+    exempt_bias_norm: bool = False  # true: no weight decay on biases and normalisation parameters
 
 
 @dataclass

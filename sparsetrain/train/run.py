@@ -13,7 +13,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -22,12 +21,14 @@ from ..config import ConfigError, parse_interval
 from ..data import Data, build_data
 from ..methods import Method, RunContext, build_method
 from ..models import build_model
+from ..models.init import apply_init
 from ..seeds import derive_seed
 from .checkpoint import load_checkpoint
 from .distributed import Distributed, init_distributed
 from .tensorboard import TensorBoardLog
 from .files import checkpoint_path
 from .metrics import MetricsLog, write_summary
+from .optimizer import build_optimizer
 from .resume import read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
 from .rounds import run_rounds
 from .step import StepParts, TrainStep, choose_path
@@ -76,7 +77,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         torch.manual_seed(derive_seed("rank", cfg.seed, dist.rank))
     step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if dist.enabled else model
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    optimizer = build_optimizer(cfg.optimizer, model)
     method = _user_error(build_method, cfg.method, cfg.sparsity)
     total_steps = cfg.steps or cfg.epochs * len(data.train)
     step_path, why = choose_path(cfg.step_graph.value, device, dist, cfg.compile, optimizer)
@@ -222,8 +223,10 @@ def _fresh_weights(model_cfg: DictConfig, data: Data, seed: int) -> dict:
 
 
 def _build_model(model_cfg: DictConfig, data: Data) -> nn.Module:
-    return build_model(model_cfg.name, data.in_shape, data.num_classes, depth=model_cfg.depth,
-                       width=model_cfg.width, dropout=model_cfg.dropout, stem=model_cfg.stem)
+    model = build_model(model_cfg.name, data.in_shape, data.num_classes, depth=model_cfg.depth,
+                        width=model_cfg.width, dropout=model_cfg.dropout, stem=model_cfg.stem)
+    apply_init(model, model_cfg.init)
+    return model
 
 
 def _user_error(build: Callable, *args: Any, **kwargs: Any) -> Any:

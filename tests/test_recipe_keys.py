@@ -1,0 +1,70 @@
+"""Recipe knobs a peer comparison needs: the initialisation scheme (``model.init``) and weight decay off for
+biases and normalisation parameters (``optimizer.exempt_bias_norm``)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sparsetrain.config import ConfigError
+from sparsetrain.models import build_model
+from sparsetrain.models.init import apply_init
+from sparsetrain.train.optimizer import build_optimizer
+from sparsetrain.train.run import run
+
+
+def linears(model):
+    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+@pytest.mark.parametrize("scheme", ["kaiming_normal", "glorot_normal", "pytorch"])
+def test_model_init_schemes(scheme):
+    torch.manual_seed(0)
+    model = build_model("lenet300_100", (1, 28, 28), 10)
+    apply_init(model, scheme)
+    layer = linears(model)[0]  # 784 -> 300
+    fan_in, fan_out = layer.in_features, layer.out_features
+    std = layer.weight.std().item()
+    if scheme == "kaiming_normal":
+        assert std == pytest.approx(math.sqrt(2 / fan_in), rel=0.02)
+        assert torch.all(layer.bias == 0)
+    elif scheme == "glorot_normal":
+        assert std == pytest.approx(math.sqrt(2 / (fan_in + fan_out)), rel=0.02)
+        assert torch.all(layer.bias == 0)
+    else:  # kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)), biases too
+        bound = 1 / math.sqrt(fan_in)
+        assert layer.weight.abs().max() <= bound and std == pytest.approx(bound / math.sqrt(3), rel=0.02)
+        assert layer.bias.abs().max() <= bound and (layer.bias != 0).all()
+
+
+def test_model_init_key_reaches_the_run(compose_config, tmp_path):
+    overrides = ["method=dense", "device=cpu", "steps=1", "eval_every=0", "model.init=glorot_normal", "seed=3"]
+    run(compose_config(*overrides), tmp_path / "glorot", overrides)
+    paper = ["method=dense", "device=cpu", "steps=1", "eval_every=0", "seed=3"]
+    run(compose_config(*paper), tmp_path / "paper", paper)
+    glorot, own = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True)["model"]
+                   for d in ("glorot", "paper"))
+    assert not torch.equal(glorot["1.weight"], own["1.weight"])
+    with pytest.raises(ConfigError, match="model.init='he' is not an initialisation"):
+        bad = ["method=dense", "device=cpu", "steps=1", "model.init=he"]
+        run(compose_config(*bad), tmp_path / "bad", bad)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_weight_decay_exemption_for_biases_and_norms(optimizer, compose_config):
+    model = build_model("resnet20", (3, 32, 32), 10)
+    cfg = compose_config(f"optimizer={optimizer}", "optimizer.exempt_bias_norm=true").optimizer
+    groups = build_optimizer(cfg, model).param_groups
+    decay = cfg.weight_decay
+    assert [g["weight_decay"] for g in groups] == [decay, 0.0] and decay > 0
+    exempt = {id(p) for p in groups[1]["params"]}
+    for name, module in model.named_modules():
+        for pname, param in module.named_parameters(recurse=False):
+            no_decay = isinstance(module, nn.BatchNorm2d) or pname == "bias"
+            assert (id(param) in exempt) == no_decay, f"{name}.{pname}"
+    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert [id(p) for p in groups[0]["params"]] == [id(w) for w in weights]  # every conv/linear weight decays
+    assert len(build_optimizer(compose_config(f"optimizer={optimizer}").optimizer, model).param_groups) == 1
