@@ -45,6 +45,7 @@ class ModelConfig:
     dropout: float = 0.0
     stem: str = "auto"
     init: str = "paper"  # paper (the model's own) | kaiming_normal | glorot_normal | pytorch (module defaults)
+    shortcut: str = "auto"  # CIFAR ResNets: auto (= pad, option A) | pad | projection (1x1 conv + BN, OpenLTH)
 
 
 @dataclass

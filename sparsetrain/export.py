@@ -117,7 +117,7 @@ def _check_loads(pruned: dict, masks: dict, model_cfg: dict, in_shape: tuple[int
     """Load ``pruned`` strictly into a stock model prepared with ``prune.custom_from_mask``."""
     model = build_model(model_cfg["name"], in_shape, num_classes, depth=model_cfg.get("depth"),
                         width=model_cfg.get("width"), dropout=model_cfg.get("dropout", 0.0),
-                        stem=model_cfg.get("stem", "auto"))
+                        stem=model_cfg.get("stem", "auto"), shortcut=model_cfg.get("shortcut", "auto"))
     try:
         for name, mask in masks.items():
             module, _, param = name.rpartition(".")

@@ -68,3 +68,20 @@ def test_weight_decay_exemption_for_biases_and_norms(optimizer, compose_config):
     weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert [id(p) for p in groups[0]["params"]] == [id(w) for w in weights]  # every conv/linear weight decays
     assert len(build_optimizer(compose_config(f"optimizer={optimizer}").optimizer, model).param_groups) == 1
+
+
+def test_cifar_resnet_shortcut_key_and_the_openlth_preset(compose_config):
+    """OpenLTH's cifar_resnet_20 has 1x1-convolution shortcuts (pruned); the paper's option A has none."""
+    pad = build_model("resnet20", (3, 32, 32), 10)
+    proj = build_model("resnet20", (3, 32, 32), 10, shortcut="projection")
+    convs = {name: m for name, m in proj.named_modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)}
+    assert [tuple(m.weight.shape) for m in convs.values()] == [(32, 16, 1, 1), (64, 32, 1, 1)]
+    assert not any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) for m in pad.modules())
+    assert sum(p.numel() for p in proj.parameters()) - sum(p.numel() for p in pad.parameters()) == \
+        16 * 32 + 2 * 32 + 32 * 64 + 2 * 64  # two 1x1 convs and their BN
+    cfg = compose_config("+experiment=lth_resnet20_cifar10")
+    assert cfg.model.shortcut == "projection"
+    with pytest.raises(ValueError, match="model.shortcut is not used by model lenet300_100"):
+        build_model("lenet300_100", (1, 28, 28), 10, shortcut="projection")
+    with pytest.raises(ValueError, match="model.shortcut='b' is not a shortcut"):
+        build_model("resnet20", (3, 32, 32), 10, shortcut="b")

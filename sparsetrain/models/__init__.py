@@ -19,7 +19,7 @@ __all__ = ["MODEL_NAMES", "build_model"]
 @dataclass(frozen=True)
 class _Spec:
     build: Callable[..., nn.Module]  # build(in_shape, num_classes, **{option: value for option in options})
-    options: frozenset[str] = frozenset()  # subset of depth, width, dropout, stem
+    options: frozenset[str] = frozenset()  # subset of depth, width, dropout, stem, shortcut
     min_size: int = 1  # smallest input height/width in pixels
 
 
@@ -29,7 +29,7 @@ _MODELS: dict[str, _Spec] = {
     **{name: _Spec(partial(convnets.ConvNet, plan), frozenset({"dropout"}), min_size=2 ** plan.count("M"))
        for name, plan in convnets.PLANS.items()},
     **{name: _Spec(partial(vgg.VGG, plan), min_size=2 ** plan.count("M")) for name, plan in vgg.PLANS.items()},
-    **{f"resnet{depth}": _Spec(partial(cifar_resnet, depth)) for depth in (20, 32, 56)},
+    **{f"resnet{depth}": _Spec(partial(cifar_resnet, depth), frozenset({"shortcut"})) for depth in (20, 32, 56)},
     **{f"resnet{depth}": _Spec(partial(resnet, depth), frozenset({"stem"})) for depth in (18, 34, 50)},
     "wrn": _Spec(wide_resnet, frozenset({"depth", "width", "dropout"})),
 }
@@ -38,7 +38,7 @@ MODEL_NAMES: tuple[str, ...] = tuple(sorted(_MODELS))
 
 def build_model(name: str, in_shape: tuple[int, int, int], num_classes: int, *,
                 depth: int | None = None, width: int | None = None,
-                dropout: float = 0.0, stem: str = "auto") -> nn.Module:
+                dropout: float = 0.0, stem: str = "auto", shortcut: str = "auto") -> nn.Module:
     """Build model ``name`` for inputs of shape (channels, height, width) and ``num_classes`` outputs.
 
     Raises ValueError naming the offending config key for unknown models, options the model
@@ -51,8 +51,8 @@ def build_model(name: str, in_shape: tuple[int, int, int], num_classes: int, *,
         raise ValueError(f"model.stem={stem!r} is not a stem; choose one of: {', '.join(STEMS)}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"model.dropout={dropout!r} must be in [0, 1)")
-    given = {"depth": depth, "width": width, "dropout": dropout, "stem": stem}
-    unset = {"depth": None, "width": None, "dropout": 0.0, "stem": "auto"}
+    given = {"depth": depth, "width": width, "dropout": dropout, "stem": stem, "shortcut": shortcut}
+    unset = {"depth": None, "width": None, "dropout": 0.0, "stem": "auto", "shortcut": "auto"}
     for key, value in given.items():
         if key not in spec.options and value != unset[key]:
             raise ValueError(f"model.{key} is not used by model {name}")

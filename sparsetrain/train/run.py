@@ -224,7 +224,8 @@ def _fresh_weights(model_cfg: DictConfig, data: Data, seed: int) -> dict:
 
 def _build_model(model_cfg: DictConfig, data: Data) -> nn.Module:
     model = build_model(model_cfg.name, data.in_shape, data.num_classes, depth=model_cfg.depth,
-                        width=model_cfg.width, dropout=model_cfg.dropout, stem=model_cfg.stem)
+                        width=model_cfg.width, dropout=model_cfg.dropout, stem=model_cfg.stem,
+                        shortcut=model_cfg.shortcut)
     apply_init(model, model_cfg.init)
     return model
 
