@@ -30,3 +30,44 @@ def test_bench_quick_reports_every_method_path_and_update(tmp_path):
     assert "runner step_graph=on" in result.stdout and "mask update alone" in result.stdout
     # digits: 22 steps an epoch, so RigL's and ITOP's updates (every 100 / 4000 steps) are added over their interval
     assert row["amortised"] == ["rigl", "itop"] and "rigl*" in result.stdout
+
+
+def load_reproduce_dst():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce_dst", SCRIPTS / "reproduce_dst.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reproduce_dst_table_puts_ours_next_to_the_published_numbers(tmp_path):
+    script = load_reproduce_dst()
+    table = script.TABLES["cifar10_wrn22_2"]
+    for row, top1 in (("RigL (ERK)", 0.9312), ("SNFS (ERK)", 0.5)):
+        run_dir = script.run_dir(tmp_path, row, 0.8)
+        run_dir.mkdir(parents=True)
+        (run_dir / "summary.json").write_text(json.dumps({"final": {"test": {"top1": top1}}}))
+    text = script.format_table(table, tmp_path, (0.5, 0.8))
+    lines = text.splitlines()
+    assert "| method | S = 0.5 | S = 0.8 |" in lines
+    assert "| RigL (ERK) | - / 94.2 | 93.12 / 93.6 |" in lines
+    assert "| SNFS (ERK) | - / - | 50.00 / 92.8 |" in lines
+    assert "| Static (ERK) | - / 94.1 | - / 92.9 |" in lines
+    cmd = script.command(table, "SNFS (ERK)", 0.8, tmp_path, ["epochs=1"])
+    assert cmd[-5:] == ["+experiment=snfs_wrn22_2_cifar10", "sparsity=0.8",
+                        f"hydra.run.dir={tmp_path / 'snfs_erk_s0.8'}", "resume=auto", "epochs=1"]
+    itop = script.TABLES["itop_cifar"]
+    run_dir = script.run_dir(tmp_path, "SET-ITOP", 0.98)
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text(json.dumps({"final": {"test": {"top1": 0.7}}, "dynamics": {"itop_rate": 0.61}}))
+    assert "| SET-ITOP | 70.00 (R_s 0.61) / - |" in script.format_table(itop, tmp_path, (0.98,)).splitlines()
+
+
+def test_reproduce_dst_presets_compose(compose_config):
+    script = load_reproduce_dst()
+    for table in script.TABLES.values():
+        for preset, *overrides in table.rows.values():
+            cfg = compose_config(f"+experiment={preset}", *overrides)
+            assert cfg.method.name in ("rigl", "set", "snfs", "static", "itop")
