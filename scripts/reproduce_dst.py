@@ -101,15 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="directory of the runs, one per cell")
     parser.add_argument("--sparsities", type=float, nargs="+", help="a subset of the table's columns")
     parser.add_argument("--print-only", action="store_true", help="print the table of the runs already done")
-    parser.add_argument("overrides", nargs="*", help="after --: overrides for every run (e.g. a reduced setting)")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, overrides = parser.parse_args(argv[:split]), argv[split + 1:]  # after --: overrides for every run
     table = TABLES[args.table]
     sparsities = tuple(args.sparsities) if args.sparsities else table.sparsities
     failed = []
     if not args.print_only:
         for row in table.rows:
             for sparsity in sparsities:
-                cmd = command(table, row, sparsity, args.out, args.overrides)
+                cmd = command(table, row, sparsity, args.out, overrides)
                 print("$", " ".join(cmd), flush=True)
                 if subprocess.run(cmd).returncode != 0:
                     failed.append(f"{row} at {sparsity:g}")

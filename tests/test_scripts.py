@@ -65,6 +65,17 @@ def test_reproduce_dst_table_puts_ours_next_to_the_published_numbers(tmp_path):
     assert "| SET-ITOP | 70.00 (R_s 0.61) / - |" in script.format_table(itop, tmp_path, (0.98,)).splitlines()
 
 
+def test_reproduce_dst_command_line(tmp_path, capsys, monkeypatch):
+    """Overrides after -- reach every run; --print-only runs nothing and prints the table."""
+    script = load_reproduce_dst()
+    calls = []
+    monkeypatch.setattr(script.subprocess, "run", lambda cmd: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    assert script.main(["cifar10_wrn22_2", "--out", str(tmp_path), "--sparsities", "0.9", "--", "steps=6"]) == 0
+    assert len(calls) == 4 and all(cmd[-1] == "steps=6" and "sparsity=0.9" in cmd for cmd in calls)
+    assert script.main(["imagenet_resnet50", "--out", str(tmp_path), "--print-only"]) == 0 and len(calls) == 4
+    assert "| RigL | - / 74.6 | - / 72.0 |" in capsys.readouterr().out.splitlines()
+
+
 def test_reproduce_dst_presets_compose(compose_config):
     script = load_reproduce_dst()
     for table in script.TABLES.values():
