@@ -39,7 +39,9 @@ class MaskedMethod(Method):
 
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
-        self.targets = select_targets(ctx.model, list(self.cfg.dense_layers), list(self.cfg.layer_density))
+        cfg = self.cfg
+        self.targets = select_targets(ctx.model, list(cfg.dense_layers), list(cfg.layer_density),
+                                      modules=list(cfg.modules), include=list(cfg.include), exclude=list(cfg.exclude))
         self.maskset = MaskSet(self.targets.params)
 
     # ---- the mask mechanics of every step --------------------------------------------------------------

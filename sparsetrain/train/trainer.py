@@ -149,7 +149,11 @@ class Trainer:
         """Realised per-layer and global sparsity of the method's masks (None for a dense model)."""
         method = self.p.method
         masks = method.masks()
-        return None if masks is None else mask_report(masks, method.densities(), method.fixed_layers())
+        if masks is None:
+            return None
+        unmasked = {name: list(p.shape) for name, p in self.p.model.named_parameters()
+                    if p.dim() > 1 and name not in masks}
+        return mask_report(masks, method.densities(), method.fixed_layers(), unmasked)
 
     def describe_masks(self) -> None:
         report = self.mask_report()
