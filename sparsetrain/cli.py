@@ -60,9 +60,11 @@ def check(cfg: DictConfig) -> None:
     """Every check that needs no data or model: value ranges, then the method's options."""
     validate(cfg)
     from .methods import build_method
+    from .models import check_model_config
 
     try:
         build_method(cfg.method, cfg.sparsity)
+        check_model_config(OmegaConf.to_container(cfg.model, resolve=True))
     except ValueError as error:
         raise ConfigError(str(error)) from None
 

@@ -47,6 +47,18 @@ class ModelConfig:
 
 
 @dataclass
+class TorchvisionModelConfig(ModelConfig):
+    source: str = "torchvision"  # model.name: any torchvision classification model; random init, no download
+
+
+@dataclass
+class CustomModelConfig(ModelConfig):
+    source: str = "custom"
+    name: str = "custom"
+    _target_: str = MISSING  # import path of a factory returning an nn.Module; added keys (+model.x=1) reach it
+
+
+@dataclass
 class DatasetConfig:
     name: str = MISSING
     root: str = "data"
@@ -230,6 +242,8 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="base_train", node=TrainConfig)
     store.store(group="model", name="base_model", node=ModelConfig)
+    store.store(group="model", name="base_torchvision_model", node=TorchvisionModelConfig)
+    store.store(group="model", name="base_custom_model", node=CustomModelConfig)
     store.store(group="dataset", name="base_dataset", node=DatasetConfig)
     store.store(group="optimizer", name="base_sgd", node=SGDConfig)
     store.store(group="optimizer", name="base_adam", node=AdamConfig)

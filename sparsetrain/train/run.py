@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import ConfigError, parse_interval
 from ..data import Data, build_data
 from ..methods import Method, RunContext, build_method
-from ..models import build_model
+from ..models import build_configured_model
 from ..seeds import derive_seed
 from .checkpoint import load_checkpoint
 from .distributed import Distributed, init_distributed
@@ -221,8 +221,7 @@ def _fresh_weights(model_cfg: DictConfig, data: Data, seed: int) -> dict:
 
 
 def _build_model(model_cfg: DictConfig, data: Data) -> nn.Module:
-    return build_model(model_cfg.name, data.in_shape, data.num_classes, depth=model_cfg.depth,
-                       width=model_cfg.width, dropout=model_cfg.dropout, stem=model_cfg.stem)
+    return build_configured_model(OmegaConf.to_container(model_cfg, resolve=True), data.in_shape, data.num_classes)
 
 
 def _user_error(build: Callable, *args: Any, **kwargs: Any) -> Any:
