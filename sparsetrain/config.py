@@ -74,6 +74,31 @@ class DatasetConfig:
 
 
 @dataclass
+class ImageFolderConfig(DatasetConfig):
+    train_dir: str = "train"  # dataset.root/<train_dir>/<class>/*.jpg
+    test_dir: str = "val"  # the test split (ImageNet's val/)
+
+
+@dataclass
+class UserDatasetConfig(DatasetConfig):
+    resident_mb: int = 1024  # a training set whose inputs fit stays on the device; larger: DataLoader workers
+
+
+@dataclass
+class CustomDatasetConfig(UserDatasetConfig):
+    name: str = "custom"
+    _target_: str = MISSING  # import path of a factory returning (train, test[, val]) Datasets; added keys reach it
+
+
+@dataclass
+class TensorFilesConfig(UserDatasetConfig):
+    name: str = "tensors"
+    train_file: Optional[str] = None  # .npz (arrays x, y) or .pt ({"x": ..., "y": ...})
+    test_file: Optional[str] = None
+    val_file: Optional[str] = None  # optional; else dataset.val_size holds out part of train
+
+
+@dataclass
 class SGDConfig:
     _target_: str = "torch.optim.SGD"
     _partial_: bool = True
@@ -245,6 +270,9 @@ def register_configs() -> None:
     store.store(group="model", name="base_torchvision_model", node=TorchvisionModelConfig)
     store.store(group="model", name="base_custom_model", node=CustomModelConfig)
     store.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    store.store(group="dataset", name="base_imagefolder", node=ImageFolderConfig)
+    store.store(group="dataset", name="base_custom_dataset", node=CustomDatasetConfig)
+    store.store(group="dataset", name="base_tensor_files", node=TensorFilesConfig)
     store.store(group="optimizer", name="base_sgd", node=SGDConfig)
     store.store(group="optimizer", name="base_adam", node=AdamConfig)
     store.store(group="optimizer", name="base_adamw", node=AdamWConfig)

@@ -107,7 +107,7 @@ def build_imagefolder(cfg: Any, *, batch_size: int, eval_batch_size: int, device
     size = cfg.image_size
     if size < 1:
         raise DataError(f"dataset.image_size={size} must be a positive integer; e.g. dataset.image_size=224")
-    train_folder, test_folder = _folder(root, "train"), _folder(root, "val")
+    train_folder, test_folder = _folder(root, cfg.train_dir), _folder(root, cfg.test_dir)
     if test_folder.classes != train_folder.classes:
         missing = sorted(set(train_folder.classes) ^ set(test_folder.classes))
         raise DataError(
