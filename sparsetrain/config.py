@@ -236,6 +236,22 @@ class ITOPConfig(DynamicConfig):
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation from a frozen teacher (sparsetrain/tasks/distill.py); off without a teacher."""
+
+    teacher: Optional[str] = None  # a finished run directory: its model and final weights
+    teacher_target: Optional[str] = None  # or the import path of a factory returning the teacher (weights loaded)
+    temperature: float = 2.0
+    hardness: float = 1.0  # weight of the distillation loss; 1 - hardness for the task's own loss
+
+
+@dataclass
+class TaskConfig:
+    name: str = "image_classification"
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -260,6 +276,7 @@ class TrainConfig:
     eval_every: str = "1ep"
     checkpoint_every: str = "1ep"
     tensorboard: bool = False  # also log every metric to <run dir>/tb (needs the tb extra)
+    task: TaskConfig = field(default_factory=TaskConfig)  # loss, metrics, "best"; distillation
 
 
 def register_configs() -> None:
