@@ -76,8 +76,8 @@ def build_configured_model(cfg: Any, in_shape: tuple[int, ...], num_classes: int
         return build_custom(cfg, in_shape, num_classes)
     if source == "torchvision":
         return build_torchvision(cfg, in_shape, num_classes)
-    return build_model(cfg["name"], in_shape, num_classes, depth=cfg["depth"], width=cfg["width"],
-                       dropout=cfg["dropout"], stem=cfg["stem"])
+    return build_model(cfg["name"], in_shape, num_classes, depth=cfg.get("depth"), width=cfg.get("width"),
+                       dropout=cfg.get("dropout", 0.0), stem=cfg.get("stem", "auto"))
 
 
 def check_model_config(cfg: Any) -> None:
