@@ -26,6 +26,7 @@ MODULE_TYPES: dict[str, tuple[type[nn.Module], ...]] = {
     "embedding": (nn.Embedding,),
 }
 DEFAULT_MODULES = ("linear", "conv")
+SELECTABLE_MODULES = tuple({cls for types in MODULE_TYPES.values() for cls in types})
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def prunable_parameters(model: nn.Module, modules: Sequence[str] = DEFAULT_MODUL
         weight = getattr(module, "weight", None)
         if isinstance(module, types) and isinstance(weight, nn.Parameter) and \
                 all(weight is not seen for seen in params.values()):
-            params[f"{module_name}.weight" if module_name else "weight"] = weight
+            params[weight_name(module_name)] = weight
     if include:
         chosen = {name for pattern in include for name in match_layers(params, pattern, "method.include")}
         params = {name: p for name, p in params.items() if name in chosen}
@@ -72,6 +73,11 @@ def prunable_parameters(model: nn.Module, modules: Sequence[str] = DEFAULT_MODUL
     if not params:
         raise ConfigError("method.exclude leaves no prunable weight; exclude fewer layers, e.g. method.exclude=[last]")
     return params
+
+
+def weight_name(module_name: str) -> str:
+    """The parameter name of a module's weight (``"weight"`` for the root module)."""
+    return f"{module_name}.weight" if module_name else "weight"
 
 
 def select_targets(model: nn.Module, dense_layers: list[str], layer_density: list[str], *,
