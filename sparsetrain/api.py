@@ -18,9 +18,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from .cli import CONFIG_MODULE, CONFIG_NAME, preflight
 from .config import ConfigError
-
-CONFIG_MODULE = "sparsetrain.configs"
 
 
 class Sparsifier:
@@ -127,22 +126,19 @@ def train(overrides: Sequence[str] = ()) -> dict:
     The run directory is ``hydra.run.dir`` (default ``outputs/<date>/<time>``); ``resume=<dir>`` works as on the
     command line. Seeds and torch's determinism settings are set for the run and stay set afterwards.
     """
-    from .cli import CONFIG_NAME, check, preflight
     from .train.run import run
 
     overrides = list(overrides)
-    extra = preflight(overrides, multirun=False)
+    extra = preflight(overrides, multirun=False)  # every check of the command line
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name=CONFIG_NAME, overrides=overrides + extra, return_hydra_config=True)
     run_dir = Path(cfg.hydra.run.dir)
     job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
-    check(job)
     return run(job, run_dir, overrides)
 
 
 def _method_config(name: str, options: dict[str, Any]) -> Any:
     """The method's config as the runner composes it (schema + YAML defaults), with ``options`` merged in."""
-    from .cli import CONFIG_NAME
     from .methods import METHODS
 
     if name not in METHODS:

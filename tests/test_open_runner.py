@@ -224,8 +224,8 @@ def test_distillation_loss():
 
 def test_distillation_from_a_run_directory(tmp_path):
     sparsetrain.train(["steps=20", f"hydra.run.dir={tmp_path / 'teacher'}"])
-    summary = sparsetrain.train(["steps=20", "method=static", "sparsity=0.9", f"task.distill.teacher={tmp_path / 'teacher'}",
-                                 f"hydra.run.dir={tmp_path / 'student'}"])
+    summary = sparsetrain.train(["steps=20", "method=static", "sparsity=0.9",
+                                 f"task.distill.teacher={tmp_path / 'teacher'}", f"hydra.run.dir={tmp_path / 'student'}"])
     plain = sparsetrain.train(["steps=20", "method=static", "sparsity=0.9", f"hydra.run.dir={tmp_path / 'plain'}"])
     assert summary["final"] != plain["final"]  # the teacher changed the loss
     with pytest.raises(ConfigError, match="task.distill.teacher='nosuch' is not a run directory"):

@@ -84,7 +84,8 @@ def custom_splits(cfg: Any) -> Splits:
     if isinstance(result, Sequence) and len(result) in (2, 3) and all(isinstance(d, Dataset) for d in result):
         return Splits(result[0], result[1], result[2] if len(result) == 3 else None, source)
     raise DataError(f"{source} returned a {type(result).__name__}; return (train, test) or (train, test, val) "
-                    f"torch.utils.data.Dataset objects, or a dict with those keys; e.g. dataset._target_={CUSTOM_EXAMPLE}")
+                    "torch.utils.data.Dataset objects, or a dict with those keys; "
+                    f"e.g. dataset._target_={CUSTOM_EXAMPLE}")
 
 
 def tensor_file_splits(cfg: Any) -> Splits:
