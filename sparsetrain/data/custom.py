@@ -126,7 +126,7 @@ def build_from_splits(splits: Splits, cfg: Any, *, batch_size: int, eval_batch_s
 
         loading = {"num_workers": cfg.num_workers, "device": device}
         batches = dict(
-            train=FolderTrainBatches(SeededItems(train, seed), batch_size=batch_size, **loading),
+            train=FolderTrainBatches(SeededItems(train, seed), batch_size=batch_size, dataset=cfg.name, **loading),
             val=None if val is None else FolderEvalBatches(val, batch_size=eval_batch_size, **loading),
             test=FolderEvalBatches(splits.test, batch_size=eval_batch_size, **loading),
         )

@@ -75,8 +75,9 @@ def _load(dataset: Dataset, batches: Iterable[list], num_workers: int, device: t
 class FolderTrainBatches(TrainBatches):
     """Shuffled training batches decoded and augmented by DataLoader workers."""
 
-    def __init__(self, images: _SeededImages, *, batch_size: int, num_workers: int, device: torch.device) -> None:
-        super().__init__(len(images), batch_size, images.seed, "imagefolder")
+    def __init__(self, images: _SeededImages, *, batch_size: int, num_workers: int, device: torch.device,
+                 dataset: str = "imagefolder") -> None:
+        super().__init__(len(images), batch_size, images.seed, dataset)
         self.images = images
         self.num_workers = num_workers
         self.device = device
