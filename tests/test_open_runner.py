@@ -230,3 +230,24 @@ def test_distillation_from_a_run_directory(tmp_path):
     assert summary["final"] != plain["final"]  # the teacher changed the loss
     with pytest.raises(ConfigError, match="task.distill.teacher='nosuch' is not a run directory"):
         sparsetrain.train(["steps=2", "task.distill.teacher=nosuch", f"hydra.run.dir={tmp_path / 'bad'}"])
+
+
+def test_custom_data_resident_or_through_workers_gives_the_same_batches():
+    from omegaconf import OmegaConf
+
+    from sparsetrain.config import CustomDatasetConfig
+    from sparsetrain.data import build_data
+
+    def batches(resident_mb: int, start: int = 0) -> list:
+        cfg = OmegaConf.merge(OmegaConf.structured(CustomDatasetConfig),
+                              {"_target_": "user_code.digits", "resident_mb": resident_mb, "num_workers": 0,
+                               "val_size": 100})
+        data = build_data(cfg, batch_size=50, eval_batch_size=64, device=torch.device("cpu"), seed=3)
+        assert data.in_shape == (1, 8, 8) and data.num_classes == 10 and data.val.num_samples == 100
+        return list(data.train.epoch(1, start_batch=start))
+
+    resident, loaded, resumed = batches(1024), batches(0), batches(0, start=5)
+    assert len(resident) == len(loaded) == (1438 - 100) // 50
+    for (x, y), (x2, y2) in zip(resident, loaded):
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(loaded[5:], resumed))
