@@ -233,7 +233,7 @@ def test_distillation_from_a_run_directory(tmp_path):
 
 
 def test_custom_data_resident_or_through_workers_gives_the_same_batches():
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
 
     from sparsetrain.config import CustomDatasetConfig
     from sparsetrain.data import build_data
@@ -242,12 +242,14 @@ def test_custom_data_resident_or_through_workers_gives_the_same_batches():
         cfg = OmegaConf.merge(OmegaConf.structured(CustomDatasetConfig),
                               {"_target_": "user_code.digits", "resident_mb": resident_mb, "num_workers": 0,
                                "val_size": 100})
+        with open_dict(cfg):
+            cfg.limit = 500  # a key the user added: passed to the factory
         data = build_data(cfg, batch_size=50, eval_batch_size=64, device=torch.device("cpu"), seed=3)
         assert data.in_shape == (1, 8, 8) and data.num_classes == 10 and data.val.num_samples == 100
         return list(data.train.epoch(1, start_batch=start))
 
     resident, loaded, resumed = batches(1024), batches(0), batches(0, start=5)
-    assert len(resident) == len(loaded) == (1438 - 100) // 50
+    assert len(resident) == len(loaded) == (400 - 100) // 50
     for (x, y), (x2, y2) in zip(resident, loaded):
         assert torch.equal(x, x2) and torch.equal(y, y2)
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(loaded[5:], resumed))
+    assert len(resumed) == 1 and torch.equal(loaded[5][0], resumed[0][0])
