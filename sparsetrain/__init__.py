@@ -1,3 +1,17 @@
-"""sparsetrain: an experiment runner for sparse neural-network training."""
+"""sparsetrain: an experiment runner for sparse neural-network training.
+
+``sparsetrain.sparsify(model, optimizer, method="rigl", sparsity=0.9, total_steps=T)`` sparsifies a model in
+one's own training loop; ``sparsetrain.train(overrides=[...])`` runs a configured run in-process.
+"""
 
 __version__ = "0.1.0"
+__all__ = ["Sparsifier", "sparsify", "train"]
+
+
+def __getattr__(name: str):
+    """The API on first use: importing ``sparsetrain`` (the command's preflight) stays free of torch."""
+    if name in __all__:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'sparsetrain' has no attribute {name!r}")

@@ -59,10 +59,16 @@ def _app(cfg: DictConfig) -> dict:
 def check(cfg: DictConfig) -> None:
     """Every check that needs no data or model: value ranges, then the method's options."""
     validate(cfg)
+    from .data.custom import check_dataset_config
     from .methods import build_method
+    from .models import check_model_config
+    from .tasks import check_task
 
     try:
         build_method(cfg.method, cfg.sparsity)
+        check_model_config(OmegaConf.to_container(cfg.model, resolve=True))
+        check_dataset_config(cfg.dataset)
+        check_task(cfg.task)
     except ValueError as error:
         raise ConfigError(str(error)) from None
 

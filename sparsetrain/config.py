@@ -49,6 +49,18 @@ class ModelConfig:
 
 
 @dataclass
+class TorchvisionModelConfig(ModelConfig):
+    source: str = "torchvision"  # model.name: any torchvision classification model; random init, no download
+
+
+@dataclass
+class CustomModelConfig(ModelConfig):
+    source: str = "custom"
+    name: str = "custom"
+    _target_: str = MISSING  # import path of a factory returning an nn.Module; added keys (+model.x=1) reach it
+
+
+@dataclass
 class DatasetConfig:
     name: str = MISSING
     root: str = "data"
@@ -61,6 +73,31 @@ class DatasetConfig:
     num_classes: int = 10  # synthetic
     train_size: int = 50000  # synthetic
     test_size: int = 10000  # synthetic
+
+
+@dataclass
+class ImageFolderConfig(DatasetConfig):
+    train_dir: str = "train"  # dataset.root/<train_dir>/<class>/*.jpg
+    test_dir: str = "val"  # the test split (ImageNet's val/)
+
+
+@dataclass
+class UserDatasetConfig(DatasetConfig):
+    resident_mb: int = 1024  # a training set whose inputs fit stays on the device; larger: DataLoader workers
+
+
+@dataclass
+class CustomDatasetConfig(UserDatasetConfig):
+    name: str = "custom"
+    _target_: str = MISSING  # import path of a factory returning (train, test[, val]) Datasets; added keys reach it
+
+
+@dataclass
+class TensorFilesConfig(UserDatasetConfig):
+    name: str = "tensors"
+    train_file: Optional[str] = None  # .npz (arrays x, y) or .pt ({"x": ..., "y": ...})
+    test_file: Optional[str] = None
+    val_file: Optional[str] = None  # optional; else dataset.val_size holds out part of train
 
 
 @dataclass
@@ -115,6 +152,9 @@ class MaskedConfig(MethodConfig):
     erk_power: float = 1.0
     dense_layers: list[str] = field(default_factory=list)  # names, fnmatch patterns, or first / last
     layer_density: list[str] = field(default_factory=list)  # "pattern:density" entries, fixed densities
+    modules: list[str] = field(default_factory=lambda: ["linear", "conv"])  # prunable module types (+ embedding)
+    include: list[str] = field(default_factory=list)  # only these prunable weights (fnmatch, re:regex, first, last)
+    exclude: list[str] = field(default_factory=list)  # never these
 
 
 @dataclass
@@ -205,6 +245,22 @@ class ITOPConfig(DynamicConfig):
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation from a frozen teacher (sparsetrain/tasks/distill.py); off without a teacher."""
+
+    teacher: Optional[str] = None  # a finished run directory: its model and final weights
+    teacher_target: Optional[str] = None  # or the import path of a factory returning the teacher (weights loaded)
+    temperature: float = 2.0
+    hardness: float = 1.0  # weight of the distillation loss; 1 - hardness for the task's own loss
+
+
+@dataclass
+class TaskConfig:
+    name: str = "image_classification"
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -229,6 +285,7 @@ class TrainConfig:
     eval_every: str = "1ep"
     checkpoint_every: str = "1ep"
     tensorboard: bool = False  # also log every metric to <run dir>/tb (needs the tb extra)
+    task: TaskConfig = field(default_factory=TaskConfig)  # loss, metrics, "best"; distillation
 
 
 def register_configs() -> None:
@@ -236,7 +293,12 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="base_train", node=TrainConfig)
     store.store(group="model", name="base_model", node=ModelConfig)
+    store.store(group="model", name="base_torchvision_model", node=TorchvisionModelConfig)
+    store.store(group="model", name="base_custom_model", node=CustomModelConfig)
     store.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    store.store(group="dataset", name="base_imagefolder", node=ImageFolderConfig)
+    store.store(group="dataset", name="base_custom_dataset", node=CustomDatasetConfig)
+    store.store(group="dataset", name="base_tensor_files", node=TensorFilesConfig)
     store.store(group="optimizer", name="base_sgd", node=SGDConfig)
     store.store(group="optimizer", name="base_adam", node=AdamConfig)
     store.store(group="optimizer", name="base_adamw", node=AdamWConfig)

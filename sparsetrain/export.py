@@ -7,7 +7,7 @@ Outputs (in ``RUN_DIR/export/`` unless ``--out`` is given):
 * ``pruned_state_dict.pt`` (sparse runs only): every masked ``X.weight`` replaced by ``X.weight_orig`` and
   ``X.weight_mask`` (the mask in the weight's dtype). Load it into stock PyTorch with::
 
-      model = build_model(...)
+      model = build_model(...)  # e.g. torchvision.models.resnet50(num_classes=...) for ImageNet-stem ResNets
       for name, mask in masks.items():
           prune.custom_from_mask(model.get_submodule(name.rsplit(".", 1)[0]), "weight", mask)
       model.load_state_dict(torch.load("pruned_state_dict.pt"))
@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch.nn.utils import prune
 
-from .models import build_model
+from .models import build_configured_model
 from .train.files import atomic_write, checkpoint_path
 
 SAFETENSORS_NAME = "model.safetensors"
@@ -115,9 +115,10 @@ def _prune_format(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tenso
 def _check_loads(pruned: dict, masks: dict, model_cfg: dict, in_shape: tuple[int, int, int],
                  num_classes: int) -> None:
     """Load ``pruned`` strictly into a stock model prepared with ``prune.custom_from_mask``."""
-    model = build_model(model_cfg["name"], in_shape, num_classes, depth=model_cfg.get("depth"),
-                        width=model_cfg.get("width"), dropout=model_cfg.get("dropout", 0.0),
-                        stem=model_cfg.get("stem", "auto"), shortcut=model_cfg.get("shortcut", "auto"))
+    try:
+        model = build_configured_model(model_cfg, in_shape, num_classes)
+    except ValueError as error:  # e.g. a custom model's factory that no longer imports
+        raise ExportError(f"cannot rebuild the run's model ({error}); {EXAMPLE}") from None
     try:
         for name, mask in masks.items():
             module, _, param = name.rpartition(".")

@@ -30,7 +30,8 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 def config(name: str = "digits", **overrides) -> SimpleNamespace:
-    options = dict(name=name, root="", download=False, val_size=0, augment=True, num_workers=0, image_size=32)
+    options = dict(name=name, root="", download=False, val_size=0, augment=True, num_workers=0, image_size=32,
+                   train_dir="train", test_dir="val")
     return SimpleNamespace(**(options | overrides))
 
 

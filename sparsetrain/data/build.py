@@ -7,13 +7,14 @@ from typing import Any
 import torch
 
 from .batches import Data
+from .custom import build_from_splits, custom_splits, tensor_file_splits
 from .errors import DataError
 from .splits import holdout
 from .tensor_batches import ImageTensors, TensorEvalBatches, TensorTrainBatches
 from .synthetic import load_synthetic
 from .vision import TENSOR_DATASETS, load_tensor_source
 
-DATASET_NAMES = tuple(sorted((*TENSOR_DATASETS, "imagefolder", "synthetic")))
+DATASET_NAMES = tuple(sorted((*TENSOR_DATASETS, "custom", "imagefolder", "synthetic", "tensors")))
 
 
 def build_data(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch.device, seed: int) -> Data:
@@ -30,6 +31,10 @@ def build_data(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
         from .imagefolder import build_imagefolder  # torchvision's transforms are slow to import
 
         return build_imagefolder(cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, device=device, seed=seed)
+    if cfg.name in ("custom", "tensors"):
+        splits = custom_splits(cfg) if cfg.name == "custom" else tensor_file_splits(cfg)
+        return build_from_splits(splits, cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, device=device,
+                                 seed=seed)
     source = load_synthetic(cfg) if cfg.name == "synthetic" else load_tensor_source(cfg)
     mean = torch.tensor(source.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     std = torch.tensor(source.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)

@@ -75,8 +75,9 @@ def _load(dataset: Dataset, batches: Iterable[list], num_workers: int, device: t
 class FolderTrainBatches(TrainBatches):
     """Shuffled training batches decoded and augmented by DataLoader workers."""
 
-    def __init__(self, images: _SeededImages, *, batch_size: int, num_workers: int, device: torch.device) -> None:
-        super().__init__(len(images), batch_size, images.seed, "imagefolder")
+    def __init__(self, images: _SeededImages, *, batch_size: int, num_workers: int, device: torch.device,
+                 dataset: str = "imagefolder") -> None:
+        super().__init__(len(images), batch_size, images.seed, dataset)
         self.images = images
         self.num_workers = num_workers
         self.device = device
@@ -107,7 +108,7 @@ def build_imagefolder(cfg: Any, *, batch_size: int, eval_batch_size: int, device
     size = cfg.image_size
     if size < 1:
         raise DataError(f"dataset.image_size={size} must be a positive integer; e.g. dataset.image_size=224")
-    train_folder, test_folder = _folder(root, "train"), _folder(root, "val")
+    train_folder, test_folder = _folder(root, cfg.train_dir), _folder(root, cfg.test_dir)
     if test_folder.classes != train_folder.classes:
         missing = sorted(set(train_folder.classes) ^ set(test_folder.classes))
         raise DataError(

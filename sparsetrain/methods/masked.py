@@ -39,10 +39,12 @@ class MaskedMethod(Method):
 
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
-        dense = list(self.cfg.dense_layers)
-        if self.cfg.distribution == "uniform" and getattr(self.cfg, "uniform_dense_first", False):
+        cfg = self.cfg
+        dense = list(cfg.dense_layers)
+        if cfg.distribution == "uniform" and getattr(cfg, "uniform_dense_first", False):
             dense.append("first")  # the RigL paper and code: uniform sparsity keeps the first layer dense
-        self.targets = select_targets(ctx.model, dense, list(self.cfg.layer_density))
+        self.targets = select_targets(ctx.model, dense, list(cfg.layer_density),
+                                      modules=list(cfg.modules), include=list(cfg.include), exclude=list(cfg.exclude))
         self.maskset = MaskSet(self.targets.params)
 
     # ---- the mask mechanics of every step --------------------------------------------------------------

@@ -1,19 +1,22 @@
 """Model zoo: ``build_model`` constructs a network by name for a dataset's input shape and classes."""
 
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from functools import partial
 
 from torch import nn
 
 from . import convnets, vgg
+from .init import apply_init
+from .external import build_custom, build_torchvision, check_custom, check_torchvision
 from .lenet import LeNet5
 from .mlp import LeNet300100
 from .resnet import STEMS, resnet
 from .resnet_cifar import cifar_resnet
 from .wrn import wide_resnet
 
-__all__ = ["MODEL_NAMES", "build_model"]
+__all__ = ["MODEL_NAMES", "build_configured_model", "build_model", "check_model_config"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,28 @@ def build_model(name: str, in_shape: tuple[int, int, int], num_classes: int, *,
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     return spec.build(tuple(in_shape), num_classes, **{key: given[key] for key in spec.options})
+
+
+def build_configured_model(cfg: Any, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The model of a ``model`` config: from the zoo, ``source: torchvision`` (by name) or ``source: custom``
+    (``_target_``), initialised by ``model.init``; ValueError naming the key for a bad one."""
+    source = cfg.get("source", "zoo")
+    if source == "custom":
+        model = build_custom(cfg, in_shape, num_classes)
+    elif source == "torchvision":
+        model = build_torchvision(cfg, in_shape, num_classes)
+    else:
+        model = build_model(cfg["name"], in_shape, num_classes, depth=cfg.get("depth"), width=cfg.get("width"),
+                            dropout=cfg.get("dropout", 0.0), stem=cfg.get("stem", "auto"),
+                            shortcut=cfg.get("shortcut", "auto"))
+    apply_init(model, cfg.get("init", "paper"))
+    return model
+
+
+def check_model_config(cfg: Any) -> None:
+    """The checks that need no data: a custom factory resolves, a torchvision name exists."""
+    source = cfg.get("source", "zoo")
+    if source == "custom":
+        check_custom(cfg)
+    elif source == "torchvision":
+        check_torchvision(cfg["name"])

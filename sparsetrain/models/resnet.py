@@ -95,23 +95,33 @@ IMAGENET_DEPTHS: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
 }
 
 
-def resnet(depth: int, in_shape: tuple[int, int, int], num_classes: int, stem: str = "auto") -> ResNet:
+def resnet(depth: int, in_shape: tuple[int, int, int], num_classes: int, stem: str = "auto") -> nn.Module:
     """ResNet-18/34/50 (He et al. 2016, "Deep Residual Learning for Image Recognition").
 
     ``stem``: "imagenet" = 7x7/2 conv + 3x3/2 max pool; "cifar" = 3x3/1 conv, no pool;
-    "auto" = cifar for inputs up to 64 px high, else imagenet. Projection shortcuts, Kaiming
+    "auto" = cifar for inputs up to 64 px high, else imagenet. The ImageNet-stem networks are torchvision's
+    (``torchvision.models.resnet<depth>``, so their weights load there by name). Projection shortcuts, Kaiming
     normal (fan_out) conv init, BN weight 1 / bias 0, as torchvision.
     """
     block, depths = IMAGENET_DEPTHS[depth]
     channels, height, _ = in_shape
     if stem == "auto":
         stem = "cifar" if height <= 64 else "imagenet"
-    if stem == "cifar":
-        stem_layers = [conv3x3(channels, 64), nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
-    else:
-        stem_layers = [nn.Conv2d(channels, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1)]
+    if stem == "imagenet":
+        return _torchvision_resnet(depth, channels, num_classes)
+    stem_layers = [conv3x3(channels, 64), nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
     stages, features = residual_stages(block, 64, (64, 128, 256, 512), depths)
     model = ResNet(nn.Sequential(*stem_layers), nn.Sequential(*stages), features, num_classes)
+    kaiming_normal_(model, mode="fan_out")
+    return model
+
+
+def _torchvision_resnet(depth: int, channels: int, num_classes: int) -> nn.Module:
+    """torchvision's ResNet (7x7/2 stem, stride on the 3x3 conv), ``channels`` input channels, the zoo's init."""
+    from torchvision.models import get_model  # slow to import
+
+    model = get_model(f"resnet{depth}", weights=None, num_classes=num_classes)
+    if channels != 3:
+        model.conv1 = nn.Conv2d(channels, 64, 7, stride=2, padding=3, bias=False)
     kaiming_normal_(model, mode="fan_out")
     return model

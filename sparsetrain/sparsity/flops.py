@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .targets import SELECTABLE_MODULES, weight_name
+
 
 def layer_flops(model: nn.Module, in_shape: tuple[int, int, int]) -> tuple[int, dict[str, int]]:
     """Dense forward FLOPs of one example (a multiply-add counts 2): the total, and per Conv2d/Linear layer.
@@ -32,9 +34,9 @@ def layer_flops(model: nn.Module, in_shape: tuple[int, int, int]) -> tuple[int, 
     counts = counter.get_flop_counts()  # keyed "<root class>.<module fqn>"; a leaf's entry is its own count
     root = type(model).__name__
     per_layer = {
-        f"{name}.weight": int(sum(counts.get(f"{root}.{name}", {}).values()))
+        weight_name(name): int(sum(counts.get(f"{root}.{name}" if name else root, {}).values()))
         for name, module in model.named_modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear))
+        if isinstance(module, SELECTABLE_MODULES)
     }
     return int(counter.get_total_flops()), per_layer
 

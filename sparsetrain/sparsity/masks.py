@@ -144,9 +144,11 @@ def load_masks(path: Path) -> dict[str, torch.Tensor]:
     return {name: tensor.bool() for name, tensor in load_file(str(path)).items()}
 
 
-def mask_report(masks: dict[str, torch.Tensor], densities: dict[str, float], fixed: dict[str, float]) -> dict:
+def mask_report(masks: dict[str, torch.Tensor], densities: dict[str, float], fixed: dict[str, float],
+                unmasked: dict[str, list[int]] | None = None) -> dict:
     """Realised sparsity over all masked layers and over the budgeted ones (those without a fixed density), and
-    per layer: shape, entries, density, and whether its density is fixed."""
+    per layer: shape, entries, density, and whether its density is fixed; ``unmasked``: the shapes of the weight
+    matrices and kernels left out of the prunable selection (shown in the table, not counted)."""
     numel = {name: mask.numel() for name, mask in masks.items()}
     active = {name: densities[name] * numel[name] for name in masks}
     budgeted = [name for name in masks if name not in fixed] or list(masks)
@@ -160,6 +162,7 @@ def mask_report(masks: dict[str, torch.Tensor], densities: dict[str, float], fix
                    "fixed": name in fixed}
             for name, mask in masks.items()
         },
+        "unmasked": dict(unmasked or {}),
     }
 
 
@@ -169,6 +172,8 @@ def format_report(report: dict) -> str:
     for name, layer in report["layers"].items():
         mark = " (fixed: not in the sparsity budget)" if layer["fixed"] else ""
         rows.append(f"{name:<40} {str(tuple(layer['shape'])):<20} {layer['numel']:>10} {layer['density']:>8.4f}{mark}")
+    for name, shape in report.get("unmasked", {}).items():
+        rows.append(f"{name:<40} {str(tuple(shape)):<20} {math.prod(shape):>10} {1.0:>8.4f} (not prunable)")
     rows.append(f"sparsity {report['sparsity']:.4f} over all masked layers, "
                 f"{report['budget_sparsity']:.4f} over the {len(report['budget_layers'])} budgeted ones "
                 "(those `sparsity` counts)")

@@ -1,14 +1,11 @@
-"""metrics.jsonl (one JSON object per event), evaluation, and summary.json."""
+"""metrics.jsonl (one JSON object per event) and summary.json."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
-import torch
-from torch import nn
+from typing import Callable
 
 from .files import atomic_write
 
@@ -47,36 +44,6 @@ class MetricsLog:
 def read_events(path: Path) -> list[dict]:
     with Path(path).open() as handle:
         return [json.loads(line) for line in handle if line.strip()]
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    num_classes: int,
-    prepare: Callable[[torch.Tensor], torch.Tensor],
-    autocast: Callable[[], Any],
-) -> dict:
-    """Mean loss, top-1 and (with more than 5 classes) top-5 accuracy over all batches."""
-    was_training = model.training
-    model.eval()
-    totals, count = None, 0
-    for x, y in batches:
-        with autocast():
-            logits = model(prepare(x)).float()
-        hits = logits.topk(min(5, num_classes), dim=1).indices.eq(y.unsqueeze(1))
-        stats = torch.stack(
-            (loss_fn(logits, y).double() * len(y), hits[:, 0].sum().double(), hits.any(dim=1).sum().double())
-        )
-        totals = stats if totals is None else totals + stats
-        count += len(y)
-    model.train(was_training)
-    loss_sum, correct1, correct5 = totals.tolist()
-    result = {"loss": loss_sum / count, "top1": correct1 / count}
-    if num_classes > 5:
-        result["top5"] = correct5 / count
-    return result
 
 
 def write_summary(path: Path, summary: dict) -> None:

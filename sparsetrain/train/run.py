@@ -20,8 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import ConfigError, parse_interval
 from ..data import Data, build_data
 from ..methods import Method, RunContext, build_method
-from ..models import build_model
-from ..models.init import apply_init
+from ..models import build_configured_model
 from ..seeds import derive_seed
 from .checkpoint import load_checkpoint
 from .distributed import Distributed, init_distributed
@@ -34,7 +33,9 @@ from .rounds import run_rounds
 from .step import StepParts, TrainStep, choose_path
 from ..report.rounds import write_round_table
 from ..sparsity.flops import TrainingFlops, inference_flops, layer_flops
+from .teacher import load_teacher
 from .trainer import Trainer, TrainerParts
+from ..tasks import build_task
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +85,17 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     log.info("training step: %s (%s)", step_path.replace("_", " "), why)
     tensorboard = TensorBoardLog(run_dir / "tb", total_steps) if cfg.tensorboard and dist.is_main else None
     metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main, mirror=tensorboard)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     prepare = _channels_last if channels_last else _identity
     autocast = _autocast(cfg.precision.value, device)
+    teacher = _user_error(load_teacher, cfg.task.distill, data.in_shape, data.num_classes, device)
+    if teacher is not None and channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    task = _user_error(build_task, cfg.task, label_smoothing=cfg.label_smoothing, num_classes=data.num_classes,
+                       prepare=prepare, teacher=teacher)
     train_step = TrainStep(
         StepParts(model=model, step_model=torch.compile(step_model) if cfg.compile else step_model,
-                  optimizer=optimizer, method=method, loss_fn=loss_fn, make_batch=data.train.make, prepare=prepare,
-                  autocast=autocast, dist=dist),
+                  optimizer=optimizer, method=method, task=task, make_batch=data.train.make, autocast=autocast,
+                  dist=dist),
         step_path,
     )
     parts = TrainerParts(
@@ -101,8 +106,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         method=method,
         data=data,
         train_step=train_step,
-        eval_loss_fn=nn.CrossEntropyLoss(),
-        prepare=prepare,
+        task=task,
         autocast=autocast,
         schedule=OmegaConf.to_object(cfg.schedule),  # a plain dataclass: read every step, DictConfig is slow
         total_steps=total_steps,
@@ -115,7 +119,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     trainer = Trainer(parts)
     method.setup(
         RunContext(
-            model=model, optimizer=optimizer, train_batches=data.train, loss_fn=loss_fn, in_shape=data.in_shape,
+            model=model, optimizer=optimizer, train_batches=data.train, loss_fn=task.criterion, in_shape=data.in_shape,
             sparsity=cfg.sparsity,
             seed=cfg.seed, device=device, steps_per_epoch=len(data.train), total_steps=total_steps,
             lr_factor=trainer.lr_factor, run_dir=run_dir, log=trainer.log_event,
@@ -142,8 +146,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     if method.rounds > 1:
         summary["round_table"] = write_round_table(run_dir, method.table_name, trainer.results)
     write_summary(summary_path, summary)
-    final_test = summary["final"]["test"]["top1"]
-    log.info("done: test top1 %.4f, %s", final_test, run_dir / "summary.json")
+    log.info("done: test %s, %s", task.describe(summary["final"]["test"]), run_dir / "summary.json")
     return summary
 
 
@@ -223,11 +226,7 @@ def _fresh_weights(model_cfg: DictConfig, data: Data, seed: int) -> dict:
 
 
 def _build_model(model_cfg: DictConfig, data: Data) -> nn.Module:
-    model = build_model(model_cfg.name, data.in_shape, data.num_classes, depth=model_cfg.depth,
-                        width=model_cfg.width, dropout=model_cfg.dropout, stem=model_cfg.stem,
-                        shortcut=model_cfg.shortcut)
-    apply_init(model, model_cfg.init)
-    return model
+    return build_configured_model(OmegaConf.to_container(model_cfg, resolve=True), data.in_shape, data.num_classes)
 
 
 def _user_error(build: Callable, *args: Any, **kwargs: Any) -> Any:

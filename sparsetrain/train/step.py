@@ -24,6 +24,7 @@ from torch import nn
 from ..config import ConfigError
 from ..data.batches import Batch, BatchPlan
 from ..methods import Method
+from ..tasks import Task
 from .distributed import Distributed
 from .graphs import CaptureError, CudaGraph, RecordedGraph
 
@@ -62,9 +63,8 @@ class StepParts:
     step_model: nn.Module  # the model, its DDP or torch.compile wrapper
     optimizer: torch.optim.Optimizer
     method: Method
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    task: Task  # feeds the made batch to the model and computes the training loss
     make_batch: Callable[[BatchPlan], Batch]  # the training batches' ``make``: device work only
-    prepare: Callable[[torch.Tensor], torch.Tensor]
     autocast: Callable[[], Any]
     dist: Distributed
 
@@ -177,9 +177,9 @@ class TrainStep:
     def _forward_backward(self, plan: BatchPlan) -> None:
         """Loss and gradients of the batch of ``plan``; the dense weight gradients are left in ``.grad``."""
         p = self.p
-        x, y = (p.dist.shard(part) for part in p.make_batch(plan))
+        batch = tuple(p.dist.shard(part) for part in p.make_batch(plan))
         with p.autocast():
-            loss = p.loss_fn(p.step_model(p.prepare(x)).float(), y)
+            loss = p.task.train_loss(p.step_model, batch)
         p.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.loss_sum.add_(loss.detach())

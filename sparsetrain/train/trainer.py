@@ -26,10 +26,11 @@ from ..data.batches import BatchPlan
 from ..methods import Method
 from ..sparsity.flops import TrainingFlops
 from ..sparsity.masks import format_report, mask_report, save_masks
+from ..tasks import Task
 from .checkpoint import capture_rng, restore_rng, save_checkpoint
 from .distributed import Distributed
 from .files import atomic_write, checkpoint_path
-from .metrics import MetricsLog, evaluate, write_summary
+from .metrics import MetricsLog, write_summary
 from .schedule import lr_factor
 from .step import TrainStep
 
@@ -60,8 +61,7 @@ class TrainerParts:
     method: Method
     data: Any  # sparsetrain.data.Data
     train_step: TrainStep  # one optimizer step, eager or from captured graphs
-    eval_loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    prepare: Callable[[torch.Tensor], torch.Tensor]  # input layout (channels_last) for evaluation
+    task: Task  # evaluation metrics and which one is "best"
     autocast: Callable[[], Any]
     schedule: ScheduleConfig  # a plain dataclass, not a DictConfig: read at every step
     total_steps: int
@@ -149,7 +149,11 @@ class Trainer:
         """Realised per-layer and global sparsity of the method's masks (None for a dense model)."""
         method = self.p.method
         masks = method.masks()
-        return None if masks is None else mask_report(masks, method.densities(), method.fixed_layers())
+        if masks is None:
+            return None
+        unmasked = {name: list(p.shape) for name, p in self.p.model.named_parameters()
+                    if p.dim() > 1 and name not in masks}
+        return mask_report(masks, method.densities(), method.fixed_layers(), unmasked)
 
     def describe_masks(self) -> None:
         report = self.mask_report()
@@ -197,14 +201,12 @@ class Trainer:
         for split, batches in (("val", data.val), ("test", data.test)):
             if batches is None:
                 continue
-            scores = evaluate(
-                self.p.model, batches, self.p.eval_loss_fn, data.num_classes, self.p.prepare, self.p.autocast
-            )
+            scores = self.p.task.evaluate(self.p.model, batches, self.p.autocast)
             self.log_event({"event": "eval", "split": split, **scores})
-            described.append(f"{split} loss {scores['loss']:.4f} top1 {scores['top1']:.4f}")
+            described.append(f"{split} {self.p.task.describe(scores)}")
             stamp = {"step": self.pos.step, "epoch": self.pos.epoch}
             best = result["best"].get(split)
-            if best is None or scores["top1"] > best["top1"]:
+            if best is None or self.p.task.better(scores, best):
                 result["best"][split] = {**scores, **stamp}
             if split == "val" and (result["early_stop"] is None or scores["loss"] < result["early_stop"]["loss"]):
                 result["early_stop"] = {**scores, **stamp}

@@ -1,0 +1,49 @@
+"""User factories named by an import path (``_target_``): locate them, and call them with what they accept."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Callable
+
+
+def locate(key: str, path: str, example: str) -> Callable[..., Any]:
+    """The callable at import path ``path`` (``package.module.name``, or a nested attribute); ValueError (one line
+    naming ``key``) if it does not resolve."""
+    try:
+        target = _import(str(path))
+    except Exception as error:  # ImportError, AttributeError, or whatever the user's module raises on import
+        cause = " ".join(f"{type(error).__name__}: {error}".split())
+        raise ValueError(f"{key}={path!r} does not resolve ({cause}); e.g. {key}={example}") from None
+    if not callable(target):
+        raise ValueError(f"{key}={path!r} is a {type(target).__name__}, not a callable; e.g. {key}={example}")
+    return target
+
+
+def call_with(factory: Callable[..., Any], offered: dict[str, Any], options: dict[str, Any]) -> Any:
+    """``factory(**options, **the offered arguments its signature takes)`` (all of them if it takes ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature: offer nothing
+        parameters = []
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    names = {p.name for p in parameters}
+    chosen = {key: value for key, value in offered.items() if takes_any or key in names}
+    return factory(**options, **chosen)
+
+
+def _import(path: str) -> Any:
+    """The object at ``path``: the longest importable module prefix, then attributes."""
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:split])
+        try:
+            target = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name is not None and module_name.startswith(error.name):
+                continue  # this prefix is not a module: try a shorter one
+            raise
+        for attribute in parts[split:]:
+            target = getattr(target, attribute)
+        return target
+    raise ModuleNotFoundError(f"no module named {parts[0]!r} (the path is package.module.callable)")

@@ -1,0 +1,42 @@
+"""Tasks: how a batch reaches the model, the loss, the metrics and which one is "best" (see ``base.Task``)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .base import Task
+from .classification import ImageClassification
+from .distill import Distillation
+
+TASKS = ("image_classification",)
+
+
+def check_task(cfg: Any) -> None:
+    """ValueError (one line) for an unknown task or distillation values out of range."""
+    if cfg.name not in TASKS:
+        raise ValueError(f"task.name={cfg.name!r} is not a task; choose one of: {', '.join(TASKS)} "
+                         "(e.g. task.name=image_classification)")
+    if cfg.distill.temperature <= 0:
+        raise ValueError(f"task.distill.temperature={cfg.distill.temperature} must be positive; "
+                         "e.g. task.distill.temperature=2.0")
+    if not 0.0 <= cfg.distill.hardness <= 1.0:
+        raise ValueError(f"task.distill.hardness={cfg.distill.hardness} must be in [0, 1]; "
+                         "e.g. task.distill.hardness=1.0")
+    if cfg.distill.teacher is not None and cfg.distill.teacher_target is not None:
+        raise ValueError("task.distill.teacher and task.distill.teacher_target are both set; give one, "
+                         "e.g. task.distill.teacher=outputs/dense_run")
+
+
+def build_task(cfg: Any, *, label_smoothing: float, num_classes: int, prepare: Callable[[torch.Tensor], torch.Tensor],
+               teacher: nn.Module | None = None) -> Task:
+    """The task of config ``task``, distilling from ``teacher`` when there is one; ValueError for a bad config."""
+    check_task(cfg)
+    distillation = None if teacher is None else Distillation(teacher, cfg.distill.temperature, cfg.distill.hardness)
+    return ImageClassification(num_classes, label_smoothing=label_smoothing, prepare=prepare,
+                               distillation=distillation)
+
+
+__all__ = ["TASKS", "Task", "build_task", "check_task"]
