@@ -196,6 +196,18 @@ class ITOPConfig(DynamicConfig):
 
 
 @dataclass
+class ACDCConfig(PrunedConfig):
+    """AC/DC phase lengths in epochs (see sparsetrain/sparsity/phases.py); defaults: the ImageNet schedule."""
+
+    scope: str = "global"
+    warmup_epochs: int = 10  # dense warm-up
+    compressed_epochs: int = 5  # each compressed phase of a cycle
+    decompressed_epochs: int = 5  # each decompressed phase of a cycle
+    final_epochs: int = 15  # the final compressed phase
+    reset_momentum: bool = True  # zero the optimizer buffers of the prunable weights at each decompression
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -235,7 +247,8 @@ def register_configs() -> None:
     store.store(group="method", name="base_method", node=MethodConfig)
     for name, node in (("static", StaticConfig), ("gmp", GMPConfig), ("oneshot", OneShotConfig),
                        ("snip", SaliencyConfig), ("grasp", GraSPConfig), ("synflow", SynFlowConfig),
-                       ("lth", LTHConfig), ("rigl", DynamicConfig), ("set", DynamicConfig), ("snfs", SNFSConfig), ("itop", ITOPConfig)):
+                       ("lth", LTHConfig), ("rigl", DynamicConfig), ("set", DynamicConfig), ("snfs", SNFSConfig), ("itop", ITOPConfig),
+                       ("acdc", ACDCConfig)):
         store.store(group="method", name=f"base_{name}", node=node)
 
 

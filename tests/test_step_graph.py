@@ -118,6 +118,7 @@ METHOD_RUNS = {
     "snip": ["method=snip", "sparsity=0.8"],
     "grasp": ["method=grasp", "sparsity=0.8"],
     "synflow": ["method=synflow", "sparsity=0.8", "method.iterations=5"],
+    "acdc": ["method=acdc", "sparsity=0.9", "method.warmup_epochs=0", "method.final_epochs=1"],
     "rigl-augmented-conv": ["method=rigl", "sparsity=0.9", "method.delta_t=7", *AUGMENTED],
 }
 

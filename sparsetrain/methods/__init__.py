@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from .acdc import ACDC
 from .base import Method, RunContext
 from .dense import Dense
 from .gmp import GMP
@@ -22,7 +23,7 @@ from .static import Static
 from .synflow import SynFlow
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Dense, Static, GMP, OneShot, SNIP, GraSP, SynFlow, LTH, RigL, SET, SNFS, ITOP)
+    cls.name: cls for cls in (Dense, Static, GMP, OneShot, SNIP, GraSP, SynFlow, LTH, RigL, SET, SNFS, ITOP, ACDC)
 }
 
 
