@@ -96,6 +96,8 @@ class ScheduleConfig:
     milestones: list[float] = field(default_factory=list)
     gamma: float = 0.1
     final_lr_fraction: float = 0.0
+    cycle_epochs: float = 0.0  # cyclic_linear: epochs per cycle (the pruning interval for LR rewinding)
+    cycle_start: float = 0.0  # cyclic_linear: epoch the cycles start at; before it, one linear decay
 
 
 @dataclass
@@ -288,7 +290,7 @@ def parse_interval(key: str, text: str, allow_percent: bool = False) -> Interval
     return Interval(int(match.group(1)), match.group(2) or "ep")
 
 
-SCHEDULES = ("constant", "cosine", "linear", "multistep")
+SCHEDULES = ("constant", "cosine", "linear", "multistep", "cyclic_linear")
 
 
 def validate(cfg: Any) -> None:
@@ -310,6 +312,9 @@ def validate(cfg: Any) -> None:
          "must be increasing epochs", "schedule.milestones=[80,120]"),
         (cfg.schedule.name != "multistep" or len(cfg.schedule.milestones) > 0, "schedule.milestones",
          "needs at least one epoch with schedule=multistep", "schedule.milestones=[80,120]"),
+        (cfg.schedule.name != "cyclic_linear" or cfg.schedule.cycle_epochs > 0, "schedule.cycle_epochs",
+         "must be positive with schedule=cyclic_linear", "schedule.cycle_epochs=4"),
+        (cfg.schedule.cycle_start >= 0, "schedule.cycle_start", "must be >= 0", "schedule.cycle_start=2"),
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout", "must be in [0, 1)", "model.dropout=0.3"),
         (cfg.dataset.image_size >= 8, "dataset.image_size", "must be >= 8", "dataset.image_size=32"),
         (cfg.dataset.channels >= 1, "dataset.channels", "must be >= 1", "dataset.channels=3"),
