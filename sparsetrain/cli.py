@@ -65,6 +65,10 @@ def check(cfg: DictConfig) -> None:
         build_method(cfg.method, cfg.sparsity)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if cfg.init_from is not None:
+        from .train.init_from import init_source
+
+        init_source(cfg.init_from)
 
 
 def main() -> None:

@@ -234,6 +234,7 @@ class TrainConfig:
     eval_every: str = "1ep"
     checkpoint_every: str = "1ep"
     tensorboard: bool = False  # also log every metric to <run dir>/tb (needs the tb extra)
+    init_from: Optional[str] = None  # start from trained weights (and masks): checkpoint, run dir or safetensors
 
 
 def register_configs() -> None:

@@ -34,6 +34,7 @@ class RunContext:
     fresh_weights: Callable[[int], dict]  # a new initialisation of the model (state_dict) from a seed
     run_dir: Path
     log: Callable[[dict], None]  # append an event (stamped with round, epoch, step, time) to metrics.jsonl
+    init_masks: dict[str, torch.Tensor] | None = None  # masks of a sparse `init_from` source: the starting masks
 
 
 class Method:

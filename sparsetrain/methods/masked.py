@@ -15,7 +15,7 @@ import torch
 
 from ..config import ConfigError
 from ..sparsity.distribution import DISTRIBUTIONS, exact_zeros, layer_densities, zeros_per_layer
-from ..sparsity.masks import MaskSet
+from ..sparsity.masks import MaskSet, check_masks
 from ..sparsity.saliency import keep_top
 from ..sparsity.targets import Targets, select_targets
 from .base import Method, RunContext
@@ -41,6 +41,9 @@ class MaskedMethod(Method):
         super().setup(ctx)
         self.targets = select_targets(ctx.model, list(self.cfg.dense_layers), list(self.cfg.layer_density))
         self.maskset = MaskSet(self.targets.params)
+        if ctx.init_masks is not None:  # a sparse init_from source: its masks are the starting masks
+            check_masks(ctx.init_masks, self.targets.params, "init_from")
+            self.set_masks(ctx.init_masks)
 
     # ---- the mask mechanics of every step --------------------------------------------------------------
     def before_optimizer_step(self, step: int) -> bool:

@@ -27,6 +27,7 @@ from .checkpoint import load_checkpoint
 from .distributed import Distributed, init_distributed
 from .tensorboard import TensorBoardLog
 from .files import checkpoint_path
+from .init_from import load_init
 from .metrics import MetricsLog, write_summary
 from .resume import read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
 from .rounds import run_rounds
@@ -68,6 +69,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         cfg.dataset, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size, device=device, seed=cfg.seed
     )
     model = _user_error(_build_model, cfg.model, data).to(device)
+    init_masks = load_init(cfg.init_from, model, device) if cfg.init_from and not resuming else None
     dense_flops = layer_flops(model, data.in_shape)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
@@ -118,7 +120,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
             sparsity=cfg.sparsity,
             seed=cfg.seed, device=device, steps_per_epoch=len(data.train), total_steps=total_steps,
             lr_factor=trainer.lr_factor, run_dir=run_dir, log=trainer.log_event,
-            fresh_weights=functools.partial(_fresh_weights, cfg.model, data),
+            fresh_weights=functools.partial(_fresh_weights, cfg.model, data), init_masks=init_masks,
         )
     )
     if resuming:
