@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -132,6 +132,7 @@ class GMPConfig(PrunedConfig):
     start: str = "0ep"  # first pruning event: epochs (2ep), steps (500it) or percent of training (10%)
     end: str = "75%"  # last pruning event, at which `sparsity` is reached
     frequency: str = "1ep"  # interval between pruning events
+    STRETCHED: ClassVar[tuple[str, ...]] = ("start", "end")  # times train_multiplier stretches
 
 
 @dataclass
@@ -235,6 +236,7 @@ class TrainConfig:
     checkpoint_every: str = "1ep"
     tensorboard: bool = False  # also log every metric to <run dir>/tb (needs the tb extra)
     init_from: Optional[str] = None  # start from trained weights (and masks): checkpoint, run dir or safetensors
+    train_multiplier: float = 1.0  # extended training: stretches the length and every schedule point
 
 
 def register_configs() -> None:
@@ -299,6 +301,7 @@ def validate(cfg: Any) -> None:
     checks = [
         (0.0 <= cfg.sparsity < 1.0, "sparsity", "must be in [0, 1) (the fraction of zeros)", "sparsity=0.9"),
         (cfg.epochs >= 1, "epochs", "must be a positive integer", "epochs=10"),
+        (cfg.train_multiplier > 0, "train_multiplier", "must be positive", "train_multiplier=2"),
         (cfg.steps is None or cfg.steps >= 1, "steps", "must be a positive integer or null", "steps=50000"),
         (cfg.batch_size >= 1, "batch_size", "must be a positive integer", "batch_size=128"),
         (cfg.eval_batch_size >= 1, "eval_batch_size", "must be a positive integer", "eval_batch_size=1000"),

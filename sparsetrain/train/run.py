@@ -26,6 +26,7 @@ from ..seeds import derive_seed
 from .checkpoint import load_checkpoint
 from .distributed import Distributed, init_distributed
 from .tensorboard import TensorBoardLog
+from .extend import extend
 from .files import checkpoint_path
 from .init_from import load_init
 from .metrics import MetricsLog, write_summary
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     """Train (or resume) the run in ``run_dir`` and return its summary (also written to summary.json)."""
     run_dir = Path(run_dir)
+    cfg = extend(cfg)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     if cfg.resume is None:
         refuse_to_overwrite(run_dir)
