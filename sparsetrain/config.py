@@ -211,6 +211,19 @@ class ACDCConfig(PrunedConfig):
 
 
 @dataclass
+class GaPConfig(PrunedConfig):
+    """Scheduled grow-and-prune (see sparsetrain/methods/gap.py); each GaP step trains the run's length."""
+
+    distribution: str = "uniform"  # uniform (the authors' per-layer "irregular") | erk (non-uniform)
+    mode: str = "cyclic"  # cyclic (C-GaP)
+    num_partitions: int = 3  # k contiguous groups of layers balanced by parameter count ...
+    partitions: list[str] = field(default_factory=list)  # ... or one entry per partition: "pattern|pattern"
+    rounds: int = 2  # cycles over all partitions
+    finetune: str = "400%"  # final fine-tuning: epochs, steps or percent of a GaP step (the authors: 40 of 10)
+    STRETCHED: ClassVar[tuple[str, ...]] = ("finetune",)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -253,7 +266,7 @@ def register_configs() -> None:
     for name, node in (("static", StaticConfig), ("gmp", GMPConfig), ("oneshot", OneShotConfig),
                        ("snip", SaliencyConfig), ("grasp", GraSPConfig), ("synflow", SynFlowConfig),
                        ("lth", LTHConfig), ("rigl", DynamicConfig), ("set", DynamicConfig), ("snfs", SNFSConfig), ("itop", ITOPConfig),
-                       ("acdc", ACDCConfig)):
+                       ("acdc", ACDCConfig), ("gap", GaPConfig)):
         store.store(group="method", name=f"base_{name}", node=node)
 
 

@@ -66,6 +66,10 @@ class Method:
         to iteration k start later rounds at k."""
         return 0
 
+    def round_steps(self, round_index: int) -> int:
+        """Optimizer steps of round ``round_index``; GaP's final fine-tuning is longer than its steps."""
+        return self.ctx.total_steps
+
     def start_round(self, round_index: int) -> None:
         """Before the round's first step (not called again when a run resumes inside the round)."""
 

@@ -5,9 +5,15 @@ then a final compressed phase over the last ``final`` epochs. Cycles fill the sp
 phase; when the span is not a whole number of cycles, the last decompressed phase runs on to the final phase (the
 authors' ImageNet configs: compress at 10, 20, …, 70, restore at 15, …, 65 and 75, final compression at 85 of 100;
 their ep200 configs keep the phase lengths and add cycles).
+
+``cyclic_gap``: C-GaP (Ma et al. 2022). The trainings of a cyclic grow-and-prune run as
+``(prune partition, grow partition, length)``; ``balanced_partitions`` cuts the ordered layers into k contiguous
+groups of about equal parameter count.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 DENSE_WARMUP, COMPRESSED, DECOMPRESSED = "dense_warmup", "compressed", "decompressed"
 
@@ -23,3 +29,38 @@ def acdc_phase(epoch: int, *, epochs: int, warmup: int, compressed: int, decompr
     cycles = (final_start - warmup) // cycle
     index, offset = divmod(epoch - warmup, cycle)
     return COMPRESSED if index < cycles and offset < compressed else DECOMPRESSED
+
+
+class GapStep(NamedTuple):
+    prune: int | None  # the partition pruned to the target before this training (None: none)
+    grow: int | None  # the partition grown to dense before it (None: none); it stays dense through the training
+    length: int  # the training's length, in the unit given (epochs or steps)
+
+
+def cyclic_gap(partitions: int, rounds: int, step_length: int, finetune_length: int) -> list[GapStep]:
+    """Every training of C-GaP: partition 0 dense first; then ``rounds`` cycles in which step i prunes the dense
+    partition i and grows partition i + 1 (mod k); then the last dense partition is pruned and the all-sparse
+    model fine-tuned."""
+    k = partitions
+    steps = [GapStep(None, 0, step_length)]
+    steps += [GapStep((j - 1) % k, j % k, step_length) for j in range(1, k * rounds + 1)]
+    return [*steps, GapStep((k * rounds) % k, None, finetune_length)]
+
+
+def balanced_partitions(sizes: list[int], k: int) -> list[list[int]]:
+    """Indices of ``sizes`` (in order) cut into ``k`` non-empty contiguous groups of about equal total: group j
+    ends at the layer boundary nearest to ``(j + 1)·total / k``."""
+    if not 1 <= k <= len(sizes):
+        raise ValueError(f"method.num_partitions={k} must be between 1 and the {len(sizes)} prunable layers; "
+                         f"e.g. method.num_partitions={min(3, len(sizes))}")
+    total, cuts, running = sum(sizes), [], 0
+    cumulative = [running := running + size for size in sizes]
+    start = 0
+    for j in range(1, k):
+        target = j * total / k
+        lowest, highest = start + 1, len(sizes) - (k - j)  # leave at least one layer for every later group
+        end = min(range(lowest, highest + 1), key=lambda e: abs(cumulative[e - 1] - target))
+        cuts.append(end)
+        start = end
+    bounds = [0, *cuts, len(sizes)]
+    return [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
