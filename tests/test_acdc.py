@@ -9,6 +9,7 @@ import torch
 
 from conftest import crashing, events_without_time
 from sparsetrain import methods
+from sparsetrain.config import validate
 from sparsetrain.sparsity.distribution import exact_zeros
 from sparsetrain.sparsity.phases import acdc_phase
 from sparsetrain.train.run import run
@@ -120,3 +121,16 @@ def test_crash_and_resume_inside_a_phase_is_bit_identical(crash_after, compose_c
     a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "crashed"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert events_without_time(tmp_path / "reference") == events_without_time(tmp_path / "crashed")
+
+
+@pytest.mark.parametrize("preset, compress_at", [
+    ("acdc_resnet50_imagenet", [10, 20, 30, 40, 50, 60, 70, 85]),
+    ("acdc_resnet20_cifar10", [10, 50, 90, 130, 170]),
+])
+def test_presets_hold_the_authors_schedules(preset, compress_at, compose_config):
+    cfg = compose_config(f"+experiment={preset}")
+    validate(cfg)
+    m = cfg.method
+    phases = [acdc_phase(e, epochs=cfg.epochs, warmup=m.warmup_epochs, compressed=m.compressed_epochs,
+                         decompressed=m.decompressed_epochs, final=m.final_epochs) for e in range(cfg.epochs)]
+    assert _starts(phases, "compressed") == compress_at and m.scope == "global"

@@ -9,7 +9,7 @@ import torch
 
 from conftest import crashing, events_without_time
 from sparsetrain import methods
-from sparsetrain.config import ConfigError
+from sparsetrain.config import ConfigError, validate
 from sparsetrain.sparsity.phases import balanced_partitions, cyclic_gap
 from sparsetrain.train.run import run
 
@@ -112,3 +112,10 @@ def test_crash_and_resume_inside_a_gap_step_is_bit_identical(crash_after, compos
     a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "crashed"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert events_without_time(tmp_path / "reference") == events_without_time(tmp_path / "crashed")
+
+
+def test_cifar_preset_is_a_valid_gap_run(compose_config):
+    cfg = compose_config("+experiment=gap_resnet20_cifar10")
+    validate(cfg)
+    method = methods.build_method(cfg.method, cfg.sparsity)
+    assert (method.k, method.rounds, cfg.epochs, cfg.method.finetune) == (4, 4 * 2 + 2, 10, "40ep")
