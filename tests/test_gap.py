@@ -10,7 +10,7 @@ import torch
 from conftest import crashing, events_without_time
 from sparsetrain import methods
 from sparsetrain.config import ConfigError, validate
-from sparsetrain.sparsity.phases import balanced_partitions, cyclic_gap
+from sparsetrain.sparsity.phases import balanced_partitions, cyclic_gap, parallel_gap
 from sparsetrain.train.run import run
 
 
@@ -119,3 +119,67 @@ def test_cifar_preset_is_a_valid_gap_run(compose_config):
     validate(cfg)
     method = methods.build_method(cfg.method, cfg.sparsity)
     assert (method.k, method.rounds, cfg.epochs, cfg.method.finetune) == (4, 4 * 2 + 2, 10, "40ep")
+
+
+# ---- P-GaP, its replicas one after another ------------------------------------------------------------------
+PARALLEL = [*RUN, "method.mode=parallel", "method.num_partitions=2", "model.dropout=0.1"]
+
+
+def test_parallel_schedule_grows_each_partition_in_its_replica():
+    schedule = parallel_gap(3, 2, 10, 40)
+    assert [s.grow for s in schedule] == [0, 1, 2, 0, 1, 2, None]
+    assert [s.combine for s in schedule] == [False, False, True, False, False, True, False]
+    assert all(s.prune is None for s in schedule) and schedule[-1].length == 40
+
+
+def test_combine_copies_partition_i_from_replica_i_before_the_reprune(compose_config, tmp_path, monkeypatch):
+    seen = {"starts": [], "finals": [], "combined": [], "pruned": []}
+
+    class Recording(methods.METHODS["gap"]):
+        def start_round(self, round_index):
+            super().start_round(round_index)
+            seen["partitions"] = self.partitions
+            seen["starts"].append((round_index, {k: v.clone() for k, v in self.ctx.model.state_dict().items()},
+                                   {k: v.clone() for k, v in self.shared["model"].items()}))
+
+        def end_round(self, round_index):
+            seen["finals"].append({k: v.clone() for k, v in self.ctx.model.state_dict().items()})
+            super().end_round(round_index)
+            if self.schedule[round_index].combine:
+                seen["pruned"].append(({k: v.clone() for k, v in self.ctx.model.state_dict().items()},
+                                       {k: v.clone() for k, v in self.maskset.masks.items()}))
+
+        def combine(self, replicas):
+            combined = super().combine(replicas)
+            seen["combined"].append({k: v.clone() for k, v in combined.items()})
+            return combined
+
+    monkeypatch.setitem(methods.METHODS, "gap", Recording)
+    summary = run(compose_config(*PARALLEL), tmp_path, PARALLEL)
+    assert len(seen["partitions"]) == 2
+    (combined,), ((pruned, masks),) = seen["combined"], seen["pruned"]
+    for i, group in enumerate(seen["partitions"]):
+        for name in group:
+            bias = name.replace("weight", "bias")
+            assert torch.equal(combined[name], seen["finals"][i][name])  # bit for bit from replica i
+            assert torch.equal(combined[bias], seen["finals"][i][bias])
+            assert not torch.equal(seen["finals"][1 - i][name], seen["finals"][i][name])
+            assert int((~masks[name]).sum()) == round(0.9 * masks[name].numel())  # every layer back at its target
+            assert torch.equal(pruned[name], combined[name] * masks[name])
+    for round_index, start, shared in seen["starts"][:2]:  # both replicas start from the shared sparse model
+        assert all(torch.equal(start[k], shared[k]) for k in shared)
+    assert summary["masks"]["sparsity"] == pytest.approx(0.9, abs=1e-4) and len(summary["rounds"]) == 3
+
+
+@pytest.mark.parametrize("crash_after", [30, 50])  # 22 steps an epoch: inside replica 1, inside the fine-tuning
+def test_crash_and_resume_inside_a_replica_is_bit_identical(crash_after, compose_config, tmp_path, monkeypatch):
+    overrides = [*PARALLEL, "checkpoint_every=5it", "resume=auto"]
+    reference = run(compose_config(*overrides), tmp_path / "reference", overrides)
+    monkeypatch.setitem(methods.METHODS, "gap", crashing(methods.METHODS["gap"], crash_after))
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_config(*overrides), tmp_path / "crashed", overrides)
+    resumed = run(compose_config(*overrides), tmp_path / "crashed", overrides)
+    assert resumed["final"] == reference["final"] and resumed["masks"] == reference["masks"]
+    a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "crashed"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert events_without_time(tmp_path / "reference") == events_without_time(tmp_path / "crashed")

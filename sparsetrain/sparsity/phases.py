@@ -6,8 +6,8 @@ phase; when the span is not a whole number of cycles, the last decompressed phas
 authors' ImageNet configs: compress at 10, 20, …, 70, restore at 15, …, 65 and 75, final compression at 85 of 100;
 their ep200 configs keep the phase lengths and add cycles).
 
-``cyclic_gap``: C-GaP (Ma et al. 2022). The trainings of a cyclic grow-and-prune run as
-``(prune partition, grow partition, length)``; ``balanced_partitions`` cuts the ordered layers into k contiguous
+``cyclic_gap`` and ``parallel_gap``: C-GaP and P-GaP (Ma et al. 2022). The trainings of a grow-and-prune run as
+``(prune partition, grow partition, length, combine)``; ``balanced_partitions`` cuts the ordered layers into k contiguous
 groups of about equal parameter count.
 """
 
@@ -35,6 +35,7 @@ class GapStep(NamedTuple):
     prune: int | None  # the partition pruned to the target before this training (None: none)
     grow: int | None  # the partition grown to dense before it (None: none); it stays dense through the training
     length: int  # the training's length, in the unit given (epochs or steps)
+    combine: bool = False  # P-GaP: after this training, the replicas are combined and re-pruned
 
 
 def cyclic_gap(partitions: int, rounds: int, step_length: int, finetune_length: int) -> list[GapStep]:
@@ -45,6 +46,15 @@ def cyclic_gap(partitions: int, rounds: int, step_length: int, finetune_length: 
     steps = [GapStep(None, 0, step_length)]
     steps += [GapStep((j - 1) % k, j % k, step_length) for j in range(1, k * rounds + 1)]
     return [*steps, GapStep((k * rounds) % k, None, finetune_length)]
+
+
+def parallel_gap(partitions: int, rounds: int, step_length: int, finetune_length: int) -> list[GapStep]:
+    """Every training of P-GaP on one device: in each of ``rounds`` cycles, replica i starts from the shared sparse
+    model and grows partition i; after the cycle's last replica the replicas are combined (partition i from replica
+    i) and every layer pruned to its target; then the fine-tuning with fixed masks."""
+    k = partitions
+    steps = [GapStep(None, i, step_length, combine=i == k - 1) for _ in range(rounds) for i in range(k)]
+    return [*steps, GapStep(None, None, finetune_length)]
 
 
 def balanced_partitions(sizes: list[int], k: int) -> list[list[int]]:
