@@ -77,6 +77,12 @@ def _checked(cls):
                 assert zeros == 0, step
             Checked.seen.append((epoch, self.phase(epoch), zeros / numel))
 
+        def _compress(self):
+            scores = torch.cat([p.detach().abs().flatten() for p in self.targets.params.values()])
+            super()._compress()
+            kept = torch.cat([m.flatten() for m in self.maskset.masks.values()])
+            assert scores[kept].min() >= scores[~kept].max()  # one global magnitude threshold over all layers
+
         def _decompress(self):
             previously_pruned = {name: ~mask.clone() for name, mask in self.maskset.masks.items()}
             super()._decompress()

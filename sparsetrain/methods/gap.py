@@ -76,7 +76,8 @@ class GaP(MaskedMethod):
         if sorted(counted) != sorted(names):
             twice = sorted({name for name in counted if counted.count(name) > 1})
             missing = [name for name in names if name not in counted]
-            raise ConfigError(f"method.partitions must put every prunable layer in exactly one partition (in two: "
+            raise ConfigError(f"method.partitions={list(self.cfg.partitions)} must put every prunable layer in "
+                              f"exactly one partition (in two: "
                               f"{twice[:3]}, in none: {missing[:3]}); e.g. method.partitions=['{names[0]}|"
                               f"{names[1] if len(names) > 1 else names[0]}','{names[-1]}']")
         return groups
