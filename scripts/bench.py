@@ -55,8 +55,13 @@ REAL_TRAIN = {"cifar10": 50_000, "mnist": 60_000, "imagenet": 1_281_167, "digits
 # mask events (a GMP pruning event, a DST update) only at step 0, so the timed epochs hold none
 EVENTS_AT_START_ONLY = {"gmp": ["method.end=0it"],
                         **{m: ["method.t_end=1e-9"] for m in ("rigl", "set", "snfs", "itop")}}
-METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop"]
-UPDATES = ["rigl", "set", "snfs", "itop", "gmp", "lth"]  # each alone: DST drop/grow, a GMP event, an LTH round
+METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop", "acdc"]
+# AC/DC's phases shortened to fit the timed run: its timed epochs hold a compression (GaP's steps are static steps)
+RUN_OVERRIDES = {"acdc": ["method.warmup_epochs=1", "method.final_epochs=1", "method.compressed_epochs=1",
+                          "method.decompressed_epochs=1"]}
+# each alone: DST drop/grow, a GMP event, an LTH round, an AC/DC compression, a GaP step (prune one partition,
+# grow the next)
+UPDATES = ["rigl", "set", "snfs", "itop", "gmp", "lth", "acdc", "gap"]
 SPARSITY = 0.9
 
 
@@ -183,8 +188,10 @@ def mask_update_ms(model_name: str, shape: str, batch: int, device: torch.device
             sparsity=cfg.sparsity, seed=0, device=device, steps_per_epoch=1000, total_steps=100_000,
             lr_factor=lambda step: 1.0, run_dir=Path("."), log=lambda event: None, fresh_weights=lambda seed: {}))
         method.start_round(0)
-        if name == "gmp":
+        if name in ("gmp", "acdc"):
             update = lambda: method.prune(method.magnitude_scores(), SPARSITY)  # noqa: E731
+        elif name == "gap":
+            update = lambda: method.start_round(1)  # noqa: E731
         elif name == "lth":
             update = lambda: method.end_round(0)  # noqa: E731
         else:
@@ -258,7 +265,7 @@ def bench_case(case: tuple, device: torch.device, args: argparse.Namespace, path
             sparsity = "0.0" if method == "dense" else str(SPARSITY)
             events = EVENTS_AT_START_ONLY[method] if method in row["amortised"] else []
             epoch_s = runner_epoch_s([*common, f"method={method}", f"sparsity={sparsity}", f"step_graph={path}",
-                                      *events], args.epochs)
+                                      *events, *RUN_OVERRIDES.get(method, [])], args.epochs)
             row[f"{path}_{method}_ms"] = epoch_s * 1e3 / steps_per_epoch
             row[f"{path}_{method}_epoch_s"] = epoch_s
             if events:

@@ -71,6 +71,10 @@ def check(cfg: DictConfig) -> None:
         check_task(cfg.task)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if cfg.init_from is not None:
+        from .train.init_from import init_source
+
+        init_source(cfg.init_from)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -137,6 +137,8 @@ class ScheduleConfig:
     milestones: list[float] = field(default_factory=list)
     gamma: float = 0.1
     final_lr_fraction: float = 0.0
+    cycle_epochs: float = 0.0  # cyclic_linear: epochs per cycle (the pruning interval for LR rewinding)
+    cycle_start: float = 0.0  # cyclic_linear: epoch the cycles start at; before it, one linear decay
 
 
 @dataclass
@@ -175,6 +177,7 @@ class GMPConfig(PrunedConfig):
     start: str = "0ep"  # first pruning event: epochs (2ep), steps (500it) or percent of training (10%)
     end: str = "75%"  # last pruning event, at which `sparsity` is reached
     frequency: str = "1ep"  # interval between pruning events
+    STRETCHED: ClassVar[tuple[str, ...]] = ("start", "end")  # times train_multiplier stretches
 
 
 @dataclass
@@ -258,6 +261,28 @@ class DistillConfig:
 class TaskConfig:
     name: str = "image_classification"
     distill: DistillConfig = field(default_factory=DistillConfig)
+class ACDCConfig(PrunedConfig):
+    """AC/DC phase lengths in epochs (see sparsetrain/sparsity/phases.py); defaults: the ImageNet schedule."""
+
+    scope: str = "global"
+    warmup_epochs: int = 10  # dense warm-up
+    compressed_epochs: int = 5  # each compressed phase of a cycle
+    decompressed_epochs: int = 5  # each decompressed phase of a cycle
+    final_epochs: int = 15  # the final compressed phase
+    reset_momentum: bool = True  # zero the optimizer buffers of the prunable weights at each decompression
+
+
+@dataclass
+class GaPConfig(PrunedConfig):
+    """Scheduled grow-and-prune (see sparsetrain/methods/gap.py); each GaP step trains the run's length."""
+
+    distribution: str = "uniform"  # uniform (the authors' per-layer "irregular") | erk (non-uniform)
+    mode: str = "cyclic"  # cyclic (C-GaP) | parallel (P-GaP: k replicas, one after another on one device)
+    num_partitions: int = 3  # k contiguous groups of layers balanced by parameter count ...
+    partitions: list[str] = field(default_factory=list)  # ... or one entry per partition: "pattern|pattern"
+    rounds: int = 2  # cycles over all partitions
+    finetune: str = "400%"  # final fine-tuning: epochs, steps or percent of a GaP step (the authors: 40 of 10)
+    STRETCHED: ClassVar[tuple[str, ...]] = ("finetune",)
 
 
 @dataclass
@@ -286,6 +311,8 @@ class TrainConfig:
     checkpoint_every: str = "1ep"
     tensorboard: bool = False  # also log every metric to <run dir>/tb (needs the tb extra)
     task: TaskConfig = field(default_factory=TaskConfig)  # loss, metrics, "best"; distillation
+    init_from: Optional[str] = None  # start from trained weights (and masks): checkpoint, run dir or safetensors
+    train_multiplier: float = 1.0  # extended training: stretches the length and every schedule point
 
 
 def register_configs() -> None:
@@ -306,7 +333,8 @@ def register_configs() -> None:
     store.store(group="method", name="base_method", node=MethodConfig)
     for name, node in (("static", StaticConfig), ("gmp", GMPConfig), ("oneshot", OneShotConfig),
                        ("snip", SaliencyConfig), ("grasp", GraSPConfig), ("synflow", SynFlowConfig),
-                       ("lth", LTHConfig), ("rigl", DynamicConfig), ("set", DynamicConfig), ("snfs", SNFSConfig), ("itop", ITOPConfig)):
+                       ("lth", LTHConfig), ("rigl", DynamicConfig), ("set", DynamicConfig), ("snfs", SNFSConfig), ("itop", ITOPConfig),
+                       ("acdc", ACDCConfig), ("gap", GaPConfig)):
         store.store(group="method", name=f"base_{name}", node=node)
 
 
@@ -346,7 +374,7 @@ def parse_interval(key: str, text: str, allow_percent: bool = False) -> Interval
     return Interval(int(match.group(1)), match.group(2) or "ep")
 
 
-SCHEDULES = ("constant", "cosine", "linear", "multistep")
+SCHEDULES = ("constant", "cosine", "linear", "multistep", "cyclic_linear")
 
 
 def validate(cfg: Any) -> None:
@@ -354,6 +382,7 @@ def validate(cfg: Any) -> None:
     checks = [
         (0.0 <= cfg.sparsity < 1.0, "sparsity", "must be in [0, 1) (the fraction of zeros)", "sparsity=0.9"),
         (cfg.epochs >= 1, "epochs", "must be a positive integer", "epochs=10"),
+        (cfg.train_multiplier > 0, "train_multiplier", "must be positive", "train_multiplier=2"),
         (cfg.steps is None or cfg.steps >= 1, "steps", "must be a positive integer or null", "steps=50000"),
         (cfg.batch_size >= 1, "batch_size", "must be a positive integer", "batch_size=128"),
         (cfg.eval_batch_size >= 1, "eval_batch_size", "must be a positive integer", "eval_batch_size=1000"),
@@ -368,6 +397,9 @@ def validate(cfg: Any) -> None:
          "must be increasing epochs", "schedule.milestones=[80,120]"),
         (cfg.schedule.name != "multistep" or len(cfg.schedule.milestones) > 0, "schedule.milestones",
          "needs at least one epoch with schedule=multistep", "schedule.milestones=[80,120]"),
+        (cfg.schedule.name != "cyclic_linear" or cfg.schedule.cycle_epochs > 0, "schedule.cycle_epochs",
+         "must be positive with schedule=cyclic_linear", "schedule.cycle_epochs=4"),
+        (cfg.schedule.cycle_start >= 0, "schedule.cycle_start", "must be >= 0", "schedule.cycle_start=2"),
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout", "must be in [0, 1)", "model.dropout=0.3"),
         (cfg.dataset.image_size >= 8, "dataset.image_size", "must be >= 8", "dataset.image_size=32"),
         (cfg.dataset.channels >= 1, "dataset.channels", "must be >= 1", "dataset.channels=3"),

@@ -118,6 +118,10 @@ METHOD_RUNS = {
     "snip": ["method=snip", "sparsity=0.8"],
     "grasp": ["method=grasp", "sparsity=0.8"],
     "synflow": ["method=synflow", "sparsity=0.8", "method.iterations=5"],
+    "acdc": ["method=acdc", "sparsity=0.9", "method.warmup_epochs=0", "method.final_epochs=1"],
+    "gap": ["method=gap", "sparsity=0.8", "method.num_partitions=2", "method.rounds=1", "method.finetune=1ep"],
+    "gap-parallel": ["method=gap", "method.mode=parallel", "sparsity=0.8", "method.num_partitions=2",
+                     "method.rounds=1", "method.finetune=1ep"],
     "rigl-augmented-conv": ["method=rigl", "sparsity=0.9", "method.delta_t=7", *AUGMENTED],
 }
 

@@ -7,8 +7,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from .acdc import ACDC
 from .base import Method, RunContext
 from .dense import Dense
+from .gap import GaP
 from .gmp import GMP
 from .grasp import GraSP
 from .itop import ITOP
@@ -22,7 +24,7 @@ from .static import Static
 from .synflow import SynFlow
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Dense, Static, GMP, OneShot, SNIP, GraSP, SynFlow, LTH, RigL, SET, SNFS, ITOP)
+    cls.name: cls for cls in (Dense, Static, GMP, OneShot, SNIP, GraSP, SynFlow, LTH, RigL, SET, SNFS, ITOP, ACDC, GaP)
 }
 
 

@@ -36,6 +36,7 @@ class RunContext:
     log: Callable[[dict], None]  # append an event (stamped with round, epoch, step, time) to metrics.jsonl
     config: dict = field(default_factory=dict)  # the run's resolved config (e.g. to compare with a source run)
     num_classes: int = 0  # of the dataset (e.g. for class-balanced scoring data)
+    init_masks: dict[str, torch.Tensor] | None = None  # masks of a sparse `init_from` source: the starting masks
 
 
 class Method:
@@ -66,6 +67,10 @@ class Method:
         """The step a round starts at (its data order and learning rate from there); lottery tickets rewound
         to iteration k start later rounds at k."""
         return 0
+
+    def round_steps(self, round_index: int) -> int:
+        """Optimizer steps of round ``round_index``; GaP's final fine-tuning is longer than its steps."""
+        return self.ctx.total_steps
 
     def start_round(self, round_index: int) -> None:
         """Before the round's first step (not called again when a run resumes inside the round)."""

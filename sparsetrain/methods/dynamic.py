@@ -85,8 +85,9 @@ class DynamicMethod(MaskedMethod):
         self.generator = torch.Generator(device=ctx.device)  # re-seeded for every draw: stateless randomness
 
     def start_round(self, round_index: int) -> None:
-        masks = random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed, self.ctx.device)
-        self.set_masks(masks)
+        if self.ctx.init_masks is None:  # else: a sparse init_from source's masks, installed at setup
+            self.set_masks(random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed,
+                                        self.ctx.device))
         self.fired = self.layout.flat(list(self.maskset.masks.values()))  # flat: every position ever active
 
     def is_update_step(self, step: int) -> bool:

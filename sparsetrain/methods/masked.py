@@ -15,7 +15,7 @@ import torch
 
 from ..config import ConfigError
 from ..sparsity.distribution import DISTRIBUTIONS, exact_zeros, layer_densities, zeros_per_layer
-from ..sparsity.masks import MaskSet
+from ..sparsity.masks import MaskSet, check_masks
 from ..sparsity.saliency import keep_top
 from ..sparsity.targets import Targets, select_targets
 from .base import Method, RunContext
@@ -46,6 +46,9 @@ class MaskedMethod(Method):
         self.targets = select_targets(ctx.model, dense, list(cfg.layer_density),
                                       modules=list(cfg.modules), include=list(cfg.include), exclude=list(cfg.exclude))
         self.maskset = MaskSet(self.targets.params)
+        if ctx.init_masks is not None:  # a sparse init_from source: its masks are the starting masks
+            check_masks(ctx.init_masks, self.targets.params, "init_from")
+            self.set_masks(ctx.init_masks)
 
     # ---- the mask mechanics of every step --------------------------------------------------------------
     def before_optimizer_step(self, step: int) -> bool:

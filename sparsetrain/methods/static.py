@@ -21,6 +21,8 @@ class Static(MaskedMethod):
         self.mask_file = mask_file(cfg.mask_from) if cfg.mask_from else None
 
     def start_round(self, round_index: int) -> None:
+        if self.mask_file is None and self.ctx.init_masks is not None:
+            return  # fine-tuning a sparse init_from source: its masks, installed at setup, stay fixed
         if self.mask_file is None:
             masks = random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed, self.ctx.device)
         else:

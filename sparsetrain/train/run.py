@@ -25,7 +25,9 @@ from ..seeds import derive_seed
 from .checkpoint import load_checkpoint
 from .distributed import Distributed, init_distributed
 from .tensorboard import TensorBoardLog
+from .extend import extend
 from .files import checkpoint_path
+from .init_from import load_init
 from .metrics import MetricsLog, write_summary
 from .optimizer import build_optimizer
 from .resume import read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     """Train (or resume) the run in ``run_dir`` and return its summary (also written to summary.json)."""
     run_dir = Path(run_dir)
+    cfg = extend(cfg)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     if cfg.resume is None:
         refuse_to_overwrite(run_dir)
@@ -70,6 +73,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         cfg.dataset, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size, device=device, seed=cfg.seed
     )
     model = _user_error(_build_model, cfg.model, data).to(device)
+    init_masks = load_init(cfg.init_from, model, device) if cfg.init_from and not resuming else None
     dense_flops = layer_flops(model, data.in_shape)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
@@ -124,7 +128,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
             seed=cfg.seed, device=device, steps_per_epoch=len(data.train), total_steps=total_steps,
             lr_factor=trainer.lr_factor, run_dir=run_dir, log=trainer.log_event,
             fresh_weights=functools.partial(_fresh_weights, cfg.model, data), config=config,
-            num_classes=data.num_classes,
+            num_classes=data.num_classes, init_masks=init_masks,
         )
     )
     if resuming:

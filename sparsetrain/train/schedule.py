@@ -11,7 +11,7 @@ def lr_factor(cfg: Any, step: int, total_steps: int, steps_per_epoch: int) -> fl
 
     ``cfg`` is the ``schedule`` config: a linear warm-up over ``warmup_epochs`` (from 1/warmup_steps to 1),
     then ``constant``, ``cosine`` or ``linear`` decay to ``final_lr_fraction`` at the last step, or
-    ``multistep`` (times ``gamma`` at each epoch in ``milestones``).
+    ``multistep`` (times ``gamma`` at each epoch in ``milestones``), or ``cyclic_linear`` (see ``cyclic_linear``).
     """
     warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
     if step < warmup_steps:
@@ -21,6 +21,9 @@ def lr_factor(cfg: Any, step: int, total_steps: int, steps_per_epoch: int) -> fl
         return cfg.gamma**passed
     if cfg.name == "constant":
         return 1.0
+    if cfg.name == "cyclic_linear":
+        return cyclic_linear(step, warmup_steps, round(cfg.cycle_start * steps_per_epoch),
+                             max(round(cfg.cycle_epochs * steps_per_epoch), 1), cfg.final_lr_fraction)
     decay_steps = max(total_steps - warmup_steps, 1)
     progress = min((step - warmup_steps) / decay_steps, 1.0)
     low = cfg.final_lr_fraction
@@ -29,3 +32,14 @@ def lr_factor(cfg: Any, step: int, total_steps: int, steps_per_epoch: int) -> fl
     if cfg.name == "linear":
         return 1.0 - (1.0 - low) * progress
     raise ValueError(f"schedule.name={cfg.name!r} is not a schedule")
+
+
+def cyclic_linear(step: int, warmup_steps: int, start: int, cycle: int, low: float) -> float:
+    """Linear decay from 1 to ``low`` that restarts every ``cycle`` steps from ``start`` (sparseml's
+    ``cyclic_linear``; the oBERT recipe rewinds the learning rate at every pruning step this way, METHODS.md §14).
+    Before ``start`` (after the warm-up), one linear decay from 1 to ``low`` over that span."""
+    if step < start:
+        progress = (step - warmup_steps) / max(start - warmup_steps, 1)
+    else:
+        progress = (step - start) % cycle / cycle
+    return 1.0 - (1.0 - low) * progress

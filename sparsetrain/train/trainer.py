@@ -115,7 +115,8 @@ class Trainer:
     def train_round(self) -> None:
         """Train from the current position to the end of the round, then evaluate."""
         pos, train = self.pos, self.p.data.train
-        while pos.step < self.p.total_steps:
+        end = self.round_steps()
+        while pos.step < end:
             bar = tqdm(
                 total=self.steps_per_epoch, initial=pos.batch, desc=self._bar_label(), leave=False,
                 disable=not sys.stdout.isatty(), dynamic_ncols=True,
@@ -123,7 +124,7 @@ class Trainer:
             for plan in train.plans(pos.epoch, pos.batch):
                 self._step(plan)
                 bar.update(1)
-                if pos.step == self.p.total_steps:
+                if pos.step == end:
                     break
                 if self.p.eval_every.due(step=pos.step, epoch_end=None):
                     self._evaluate()
@@ -132,7 +133,7 @@ class Trainer:
             bar.close()
             pos.epoch += 1
             pos.batch = 0
-            self._end_epoch(final=pos.step == self.p.total_steps)
+            self._end_epoch(final=pos.step == end)
 
     def end_round(self) -> None:
         """Record the round's results and move to the next round (or finish), then checkpoint."""
@@ -174,7 +175,11 @@ class Trainer:
 
     def lr_factor(self, step: int) -> float:
         """The configured schedule's learning-rate factor at ``step`` of a round."""
-        return lr_factor(self.p.schedule, step, self.p.total_steps, self.steps_per_epoch)
+        return lr_factor(self.p.schedule, step, self.round_steps(), self.steps_per_epoch)
+
+    def round_steps(self) -> int:
+        """Optimizer steps of the current round (the run's length unless the method's rounds differ)."""
+        return self.p.method.round_steps(self.pos.round)
 
     def _end_epoch(self, final: bool) -> None:
         pos = self.pos

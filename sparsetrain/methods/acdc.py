@@ -1,0 +1,76 @@
+"""AC/DC: alternating compressed / decompressed training (Peste, Iofinova, Vladu, Alistarh, NeurIPS 2021,
+https://arxiv.org/abs/2106.12379; code IST-DASLab/ACDC).
+
+Epochs follow ``sparsity.phases.acdc_phase``. Entering a compressed phase prunes to ``sparsity`` by magnitude
+(global by default, as the authors) and fixes the mask for the phase; entering a decompressed phase removes the
+mask: the pruned weights re-enter at zero and, with ``reset_momentum`` (the authors' run scripts), every
+per-element optimizer buffer of the prunable weights is zeroed. Phase changes happen at epoch ends, so every
+step is plain; the final phase is compressed, so the run ends exactly at ``sparsity``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..config import ConfigError
+from ..sparsity.phases import COMPRESSED, DECOMPRESSED, acdc_phase
+from .base import RunContext
+from .masked import MaskedMethod
+
+
+class ACDC(MaskedMethod):
+    name = "acdc"
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
+        for key, low in (("warmup_epochs", 0), ("compressed_epochs", 1), ("decompressed_epochs", 1),
+                         ("final_epochs", 1)):
+            if getattr(cfg, key) < low:
+                raise ConfigError(f"method.{key}={getattr(cfg, key)} must be >= {low}; e.g. method.{key}=5")
+
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
+        self.epochs = math.ceil(ctx.total_steps / ctx.steps_per_epoch)
+        if self.cfg.warmup_epochs + self.cfg.final_epochs > self.epochs:
+            raise ConfigError(
+                f"method.warmup_epochs={self.cfg.warmup_epochs} and method.final_epochs={self.cfg.final_epochs} "
+                f"do not fit in a run of {self.epochs} epochs; e.g. method.warmup_epochs=1 method.final_epochs=1"
+            )
+
+    def phase(self, epoch: int) -> str:
+        """The phase of 0-based ``epoch`` of this run."""
+        cfg = self.cfg
+        return acdc_phase(epoch, epochs=self.epochs, warmup=cfg.warmup_epochs, compressed=cfg.compressed_epochs,
+                          decompressed=cfg.decompressed_epochs, final=cfg.final_epochs)
+
+    def start_round(self, round_index: int) -> None:
+        if self.phase(0) == COMPRESSED:
+            self._compress()
+
+    def on_epoch_end(self, epoch: int) -> None:
+        if epoch >= self.epochs:
+            return
+        before, after = self.phase(epoch - 1), self.phase(epoch)
+        if after == before:
+            return
+        if after == COMPRESSED:
+            self._compress()
+        elif after == DECOMPRESSED:
+            self._decompress()
+
+    def _compress(self) -> None:
+        self.prune(self.magnitude_scores(), self.sparsity)
+
+    @torch.no_grad()
+    def _decompress(self) -> None:
+        self.set_masks({name: torch.ones_like(mask) for name, mask in self.maskset.masks.items()})
+        if self.cfg.reset_momentum:
+            state = self.ctx.optimizer.state
+            buffers = [value for param in self.targets.params.values() for value in state.get(param, {}).values()
+                       if isinstance(value, torch.Tensor) and value.shape == param.shape]
+            if buffers:
+                torch._foreach_zero_(buffers)
+        self.ctx.log({"event": "decompress", "sparsity": 0.0})

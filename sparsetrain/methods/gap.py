@@ -1,0 +1,162 @@
+"""GaP: scheduled grow-and-prune (Ma et al., ICLR 2022, https://arxiv.org/abs/2106.09857; code boone891214/GaP),
+cyclic (C-GaP) and parallel (P-GaP, its k replicas one after another on one device).
+
+The prunable layers form k partitions (``partitions``: one entry of ``|``-separated patterns each, or
+``num_partitions`` contiguous groups balanced by parameter count). Partition 0 starts dense, the others at random
+masks of the target. Each later round (a GaP step of the run's length, learning rate restarted) first
+magnitude-prunes the dense partition to its per-layer target, then grows the next partition to dense: its pruned
+weights re-enter at zero, with the optimizer state cleared at the round start. After ``rounds`` cycles the last
+dense partition is pruned and the all-sparse model fine-tuned for ``finetune``. The schedule is
+``sparsity.phases.cyclic_gap``; layers with a fixed density (``dense_layers``, ``layer_density``) belong to no
+partition.
+
+P-GaP (``mode=parallel``, schedule ``sparsity.phases.parallel_gap``): all partitions start at random masks; in each
+cycle, replica i (one round each) starts from the shared sparse model, grows partition i and trains with its own
+dropout draws; after the last replica, each partition's layers (weight and the rest of their module, e.g. the
+bias) are taken from the replica that grew it, tensors outside every partition are averaged over the replicas,
+and every layer is magnitude-pruned to its target; the result is the next shared model. A fine-tuning round with
+fixed masks ends the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..config import ConfigError, parse_interval
+from ..seeds import derive_seed
+from ..sparsity.masks import random_masks
+from ..sparsity.phases import GapStep, balanced_partitions, cyclic_gap, parallel_gap
+from ..sparsity.targets import match_layers
+from .base import RunContext
+from .masked import MaskedMethod
+
+
+class GaP(MaskedMethod):
+    name = "gap"
+    table_name = "gap_steps"
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
+        checks = [
+            (cfg.mode in SCHEDULES, "method.mode", "must be cyclic or parallel", "method.mode=cyclic"),
+            (cfg.scope == "layerwise", "method.scope", "must be layerwise (GaP prunes each layer to its target)",
+             "method.scope=layerwise"),
+            (cfg.rounds >= 1, "method.rounds", "must be a positive number of cycles", "method.rounds=2"),
+            (len(cfg.partitions) != 1 and (cfg.partitions or cfg.num_partitions >= 2), "method.num_partitions",
+             "must give at least 2 partitions", "method.num_partitions=3"),
+        ]
+        for ok, key, rule, example in checks:
+            if not ok:
+                raise ConfigError(f"{key}={getattr(cfg, key.split('.', 1)[1])!r} {rule}; e.g. {example}")
+        self.finetune_time = parse_interval("method.finetune", cfg.finetune, allow_percent=True)
+        self.k = len(cfg.partitions) or cfg.num_partitions
+        self.rounds = len(SCHEDULES[cfg.mode](self.k, cfg.rounds, 0, 0))
+        self.shared: dict | None = None  # P-GaP: the shared sparse model every replica starts from
+        self.replicas: list[dict[str, torch.Tensor]] = []  # P-GaP: what each finished replica of a cycle hands in
+
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
+        self.partitions = self._partitions()
+        self.schedule: list[GapStep] = SCHEDULES[self.cfg.mode](
+            self.k, self.cfg.rounds, ctx.total_steps, self.finetune_time.steps(ctx.steps_per_epoch, ctx.total_steps))
+        owners = {name.rpartition(".")[0]: j for j, group in enumerate(self.partitions) for name in group}
+        self.owner = {name: owners.get(name.rpartition(".")[0]) for name in ctx.model.state_dict()}
+
+    def _partitions(self) -> list[list[str]]:
+        names = [name for name in self.targets.params if name not in self.targets.fixed]
+        if not self.cfg.partitions:
+            sizes = [self.targets.params[name].numel() for name in names]
+            return [[names[i] for i in group] for group in balanced_partitions(sizes, self.k)]
+        groups = [sorted({name for pattern in entry.split("|")
+                          for name in match_layers(self.targets.params, pattern.strip(), "method.partitions")
+                          if name not in self.targets.fixed}, key=names.index) for entry in self.cfg.partitions]
+        counted = [name for group in groups for name in group]
+        if sorted(counted) != sorted(names):
+            twice = sorted({name for name in counted if counted.count(name) > 1})
+            missing = [name for name in names if name not in counted]
+            raise ConfigError(f"method.partitions={list(self.cfg.partitions)} must put every prunable layer in "
+                              f"exactly one partition (in two: "
+                              f"{twice[:3]}, in none: {missing[:3]}); e.g. method.partitions=['{names[0]}|"
+                              f"{names[1] if len(names) > 1 else names[0]}','{names[-1]}']")
+        return groups
+
+    def round_steps(self, round_index: int) -> int:
+        return self.schedule[round_index].length
+
+    def dense_partition(self, round_index: int) -> int | None:
+        """The partition that is dense during training ``round_index`` (None in the final fine-tuning)."""
+        return self.schedule[round_index].grow
+
+    @torch.no_grad()
+    def start_round(self, round_index: int) -> None:
+        step = self.schedule[round_index]
+        if self.cfg.mode == "parallel":
+            self._start_replica(round_index, step)
+            return
+        if round_index == 0:
+            masks = random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed,
+                                 self.ctx.device)
+        else:  # every sparse layer keeps its mask (its active weights are its top count); the dense one is pruned
+            masks = self.select(self.magnitude_scores(), self.sparsity)
+        if step.grow is not None:
+            masks.update({name: torch.ones_like(masks[name]) for name in self.partitions[step.grow]})
+        self.set_masks(masks)
+        self.ctx.log({"event": "gap_step", "pruned": step.prune, "grown": step.grow,
+                      "sparsity": self.maskset.sparsity()})
+
+    # ---- P-GaP ------------------------------------------------------------------------------------------------
+    def _start_replica(self, round_index: int, step: GapStep) -> None:
+        if self.shared is None:
+            self.set_masks(random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed,
+                                        self.ctx.device))
+            self.shared = self._snapshot()
+        self.ctx.model.load_state_dict(self.shared["model"])
+        masks = {name: mask.clone() for name, mask in self.shared["masks"].items()}
+        if step.grow is not None:
+            masks.update({name: torch.ones_like(masks[name]) for name in self.partitions[step.grow]})
+            torch.manual_seed(derive_seed("gap-replica", self.ctx.seed, round_index))  # its own dropout draws
+        self.set_masks(masks)
+        self.ctx.log({"event": "gap_step", "replica": step.grow, "sparsity": self.maskset.sparsity()})
+
+    @torch.no_grad()
+    def end_round(self, round_index: int) -> None:
+        step = self.schedule[round_index]
+        if self.cfg.mode != "parallel" or step.grow is None:
+            return
+        state = self.ctx.model.state_dict()
+        self.replicas.append({name: tensor.clone() for name, tensor in state.items()
+                              if self.owner[name] in (step.grow, None)})
+        if step.combine:
+            self.ctx.model.load_state_dict(self.combine(self.replicas))
+            self.set_masks({name: torch.ones_like(mask) for name, mask in self.maskset.masks.items()})
+            self.prune(self.magnitude_scores(), self.sparsity)
+            self.shared, self.replicas = self._snapshot(), []
+
+    def combine(self, replicas: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The model of a cycle before its re-prune: partition i's modules from replica i, the tensors outside every
+        partition averaged over the replicas (integer buffers from the last one)."""
+        combined = {}
+        for name, owner in self.owner.items():
+            if owner is not None:
+                combined[name] = replicas[owner][name]
+            elif replicas[-1][name].is_floating_point():
+                combined[name] = torch.stack([replica[name] for replica in replicas]).mean(0)
+            else:
+                combined[name] = replicas[-1][name]
+        return combined
+
+    def _snapshot(self) -> dict:
+        return {"model": {name: tensor.clone() for name, tensor in self.ctx.model.state_dict().items()},
+                "masks": self.maskset.state_dict()}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "shared": self.shared, "replicas": self.replicas}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.shared, self.replicas = state.get("shared"), state.get("replicas", [])
+
+
+SCHEDULES = {"cyclic": cyclic_gap, "parallel": parallel_gap}

@@ -1,0 +1,51 @@
+"""The cyclic_linear learning-rate schedule, alone and as GMP's learning-rate rewinding (METHODS.md §14, oBERT)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sparsetrain.config import ConfigError, validate
+from sparsetrain.train.run import run
+from sparsetrain.train.schedule import lr_factor
+
+SPE = 10  # steps per epoch
+
+
+def _factor(compose_config, *overrides):
+    cfg = compose_config("schedule=cyclic_linear", *overrides).schedule
+    return lambda step: lr_factor(cfg, step, total_steps=100, steps_per_epoch=SPE)
+
+
+def test_cyclic_linear_values(compose_config):
+    factor = _factor(compose_config, "schedule.cycle_epochs=2", "schedule.cycle_start=1",
+                     "schedule.final_lr_fraction=0.1")
+    # before the cycles: one linear decay over epoch 0; then 1 -> 0.1 over every 20 steps, restarting at 10, 30, ...
+    assert [factor(s) for s in (0, 5)] == pytest.approx([1.0, 0.55])
+    assert [factor(s) for s in (10, 15, 29, 30, 50, 99)] == pytest.approx([1.0, 0.775, 1 - 0.9 * 19 / 20, 1.0, 1.0,
+                                                                          1 - 0.9 * 9 / 20])
+
+
+def test_cyclic_linear_with_warmup_and_no_lead_in(compose_config):
+    factor = _factor(compose_config, "schedule.cycle_epochs=1", "schedule.warmup_epochs=0.5")
+    assert [factor(s) for s in (0, 4, 5, 9, 10, 19)] == pytest.approx([0.2, 1.0, 0.5, 0.1, 1.0, 0.1])
+
+
+def test_cyclic_linear_needs_a_cycle_length(compose_config):
+    with pytest.raises(ConfigError, match="schedule.cycle_epochs=0.0 must be positive"):
+        validate(compose_config("schedule=cyclic_linear", "schedule.cycle_epochs=0"))
+
+
+def test_gmp_with_lr_rewinding_restarts_the_rate_at_every_pruning_step(compose_config, tmp_path):
+    overrides = ["+experiment=gmp_lr_rewinding", "sparsity=0.9", "epochs=5", "device=cpu", "eval_every=0"]
+    cfg = compose_config(*overrides)
+    summary = run(cfg, tmp_path, overrides)
+    spe = summary["steps_per_epoch"]
+    factor = lambda step: lr_factor(cfg.schedule, step, summary["steps"], spe)
+    events = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    prunes = [e["step"] for e in events if e["event"] == "prune"]
+    assert prunes == [spe, 2 * spe, 3 * spe, 4 * spe]  # from epoch 1, every epoch to 80 % of 5 epochs
+    for step in prunes:
+        assert factor(step) == 1.0 and factor(step - 1) == pytest.approx(0.1 + 0.9 / spe)
+    assert summary["masks"]["sparsity"] == pytest.approx(0.9, abs=1e-4)
