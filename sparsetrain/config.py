@@ -261,6 +261,9 @@ class DistillConfig:
 class TaskConfig:
     name: str = "image_classification"
     distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+@dataclass
 class ACDCConfig(PrunedConfig):
     """AC/DC phase lengths in epochs (see sparsetrain/sparsity/phases.py); defaults: the ImageNet schedule."""
 
