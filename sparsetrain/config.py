@@ -196,6 +196,18 @@ class ITOPConfig(DynamicConfig):
 
 
 @dataclass
+class WandbConfig:
+    """Weights & Biases (``logger=[jsonl,wandb]``, needs ``pip install wandb``)."""
+
+    project: str = "sparsetrain"  # W&B project
+    entity: Optional[str] = None  # W&B team or user (default: yours)
+    mode: str = "offline"  # offline (files under <run dir>/wandb, no network; `wandb sync` later) | online
+
+
+LOGGERS = ("jsonl", "csv", "tensorboard", "wandb")
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -220,6 +232,11 @@ class TrainConfig:
     eval_every: str = "1ep"
     checkpoint_every: str = "1ep"
     tensorboard: bool = False  # also log every metric to <run dir>/tb (needs the tb extra)
+    log_every: str = "50it"  # running train loss, lr, sparsity, pace: bar, log line, train_step event; 0 = never
+    threads: Optional[int] = None  # torch CPU threads (default: OMP_NUM_THREADS, else the CPUs this process may use)
+    logger: list[str] = field(default_factory=lambda: ["jsonl"])  # any of jsonl, csv, tensorboard, wandb
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    keep_checkpoint_every: str = "0"  # also keep the checkpoint at these points (checkpoints/step_*.pt); 0 = never
 
 
 def register_configs() -> None:
@@ -312,6 +329,21 @@ def validate(cfg: Any) -> None:
                           "e.g. step_graph=auto compile=true")
     parse_interval("eval_every", cfg.eval_every)
     parse_interval("checkpoint_every", cfg.checkpoint_every)
+    parse_interval("log_every", cfg.log_every)
+    parse_interval("keep_checkpoint_every", cfg.keep_checkpoint_every)
+    _validate_daily_use(cfg)
+
+
+def _validate_daily_use(cfg: Any) -> None:
+    """Checks of the keys that shape a run's feedback and files, not its result."""
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads={cfg.threads} must be a positive integer or null (automatic); e.g. threads=4")
+    unknown = [name for name in cfg.logger if name not in LOGGERS]
+    if unknown:
+        raise ConfigError(f"logger={list(cfg.logger)}: {unknown[0]!r} is not a logger; choose from {', '.join(LOGGERS)}, "
+                          "e.g. logger=[jsonl,csv]")
+    if cfg.wandb.mode not in ("offline", "online"):
+        raise ConfigError(f"wandb.mode={cfg.wandb.mode!r} must be offline or online; e.g. wandb.mode=offline")
 
 
 def _show(cfg: Any, dotted: str) -> str:

@@ -20,12 +20,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import ConfigError, parse_interval
 from ..data import Data, build_data
+from ..loggers import build_loggers
 from ..methods import Method, RunContext, build_method
 from ..models import build_model
+from ..provenance import provenance
 from ..seeds import derive_seed
 from .checkpoint import load_checkpoint
 from .distributed import Distributed, init_distributed
-from .tensorboard import TensorBoardLog
 from .files import checkpoint_path
 from .metrics import MetricsLog, write_summary
 from .resume import read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
@@ -62,6 +63,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         if not dist.is_main:
             logging.getLogger("sparsetrain").setLevel(logging.WARNING)
     _configure_determinism(cfg.deterministic, device)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads or cpu_threads())
     _seed_everything(cfg.seed)
 
     data = build_data(
@@ -81,8 +84,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     total_steps = cfg.steps or cfg.epochs * len(data.train)
     step_path, why = choose_path(cfg.step_graph.value, device, dist, cfg.compile, optimizer)
     log.info("training step: %s (%s)", step_path.replace("_", " "), why)
-    tensorboard = TensorBoardLog(run_dir / "tb", total_steps) if cfg.tensorboard and dist.is_main else None
-    metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main, mirror=tensorboard)
+    logger_names = [*cfg.logger, *(["tensorboard"] if cfg.tensorboard else [])]
+    loggers = build_loggers(logger_names, run_dir, total_steps, config, cfg.wandb) if dist.is_main else None
+    metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main, mirror=loggers)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     prepare = _channels_last if channels_last else _identity
     autocast = _autocast(cfg.precision.value, device)
@@ -110,6 +114,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         metrics=metrics,
         flops=TrainingFlops(*dense_flops),
         dist=dist,
+        log_every=parse_interval("log_every", cfg.log_every),
     )
     trainer = Trainer(parts)
     method.setup(
@@ -140,6 +145,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     if method.rounds > 1:
         summary["round_table"] = write_round_table(run_dir, method.table_name, trainer.results)
     write_summary(summary_path, summary)
+    loggers.finish(summary)
     final_test = summary["final"]["test"]["top1"]
     log.info("done: test top1 %.4f, %s", final_test, run_dir / "summary.json")
     return summary
@@ -176,7 +182,8 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         "epochs": trainer.epochs,
         "wall_time_s": round(trainer.elapsed(), 3),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": str(torch.__version__),
+        **provenance(),
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
     }
     if report is not None:
         summary["masks"] = {
@@ -231,6 +238,13 @@ def _user_error(build: Callable, *args: Any, **kwargs: Any) -> Any:
         return build(*args, **kwargs)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def cpu_threads() -> int:
+    """Torch threads for a CPU run: OMP_NUM_THREADS when set, else the CPUs this process may run on."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _resolve_device(name: str) -> torch.device:

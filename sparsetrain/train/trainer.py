@@ -30,6 +30,7 @@ from .checkpoint import capture_rng, restore_rng, save_checkpoint
 from .distributed import Distributed
 from .files import atomic_write, checkpoint_path
 from .metrics import MetricsLog, evaluate, write_summary
+from .progress import LossWindow, Pace, format_duration, progress_line
 from .schedule import lr_factor
 from .step import TrainStep
 
@@ -70,6 +71,7 @@ class TrainerParts:
     metrics: MetricsLog
     flops: TrainingFlops  # training FLOPs of the run so far (RigL paper, Appendix H)
     dist: Distributed  # this process's rank; one process by default
+    log_every: Interval  # running train loss, lr and sparsity: bar postfix, log line and a train_step event
 
 
 class Trainer:
@@ -85,6 +87,9 @@ class Trainer:
         self.elapsed_before = 0.0
         self.clock_start = time.perf_counter()
         self.finished = False
+        self.window = LossWindow()  # the loss accumulator at the last logging point
+        self.pace = Pace()
+        self.tty = sys.stdout.isatty()
 
     # ---- the loop -------------------------------------------------------------------------------------
     def begin_round(self, start_step: int) -> None:
@@ -118,11 +123,15 @@ class Trainer:
         while pos.step < self.p.total_steps:
             bar = tqdm(
                 total=self.steps_per_epoch, initial=pos.batch, desc=self._bar_label(), leave=False,
-                disable=not sys.stdout.isatty(), dynamic_ncols=True,
+                disable=not self.tty, dynamic_ncols=True,
             )
+            epoch_start = time.perf_counter()
+            self.pace.restart(pos.step)
             for plan in train.plans(pos.epoch, pos.batch):
                 self._step(plan)
                 bar.update(1)
+                if self.p.log_every.due(step=pos.step, epoch_end=None):
+                    self._log_progress(bar)
                 if pos.step == self.p.total_steps:
                     break
                 if self.p.eval_every.due(step=pos.step, epoch_end=None):
@@ -132,7 +141,7 @@ class Trainer:
             bar.close()
             pos.epoch += 1
             pos.batch = 0
-            self._end_epoch(final=pos.step == self.p.total_steps)
+            self._end_epoch(final=pos.step == self.p.total_steps, seconds=time.perf_counter() - epoch_start)
 
     def end_round(self) -> None:
         """Record the round's results and move to the next round (or finish), then checkpoint."""
@@ -151,10 +160,33 @@ class Trainer:
         masks = method.masks()
         return None if masks is None else mask_report(masks, method.densities(), method.fixed_layers())
 
-    def describe_masks(self) -> None:
+    def describe_masks(self, when: str = "start") -> None:
+        """Print the per-layer density table (``when``: the start or the end of the round) and log it as a
+        ``density`` event (global sparsity and each layer's density)."""
         report = self.mask_report()
-        if report is not None:
-            log.info("masks at the start of round %d:\n%s", self.pos.round, format_report(report))
+        if report is None:
+            return
+        log.info("masks at the %s of round %d:\n%s", when, self.pos.round, format_report(report))
+        layers = {name: layer["density"] for name, layer in report["layers"].items()}
+        self.log_event({"event": "density", "when": when, "sparsity": report["sparsity"], **layers})
+
+    def _sparsity(self) -> float:
+        report = self.mask_report()
+        return 0.0 if report is None else report["sparsity"]
+
+    def _log_progress(self, bar: tqdm) -> None:
+        """Read the loss accumulator (the only host read at a logging point) and report the running loss."""
+        pos = self.pos
+        loss_sum = float(self.p.dist.mean(self.train_step.loss_sum.clone()))
+        loss = self.window.mean_since(loss_sum, self.loss_count)
+        lr, sparsity = self.train_step.lr, self._sparsity()
+        self.log_event({"event": "train_step", "loss": loss, "lr": lr, "sparsity": sparsity})
+        rate = self.pace.rate(pos.step)
+        if self.tty:
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.4g}", sparsity=f"{sparsity:.4f}", refresh=False)
+        else:
+            log.info(progress_line(self._bar_label(), pos.step, self.p.total_steps, loss, lr, sparsity, rate,
+                                   self.p.data.train.batch_size))
 
     def _step(self, plan: BatchPlan) -> None:
         p, step = self.p, self.pos.step
@@ -172,7 +204,7 @@ class Trainer:
         """The configured schedule's learning-rate factor at ``step`` of a round."""
         return lr_factor(self.p.schedule, step, self.p.total_steps, self.steps_per_epoch)
 
-    def _end_epoch(self, final: bool) -> None:
+    def _end_epoch(self, final: bool, seconds: float) -> None:
         pos = self.pos
         self.p.method.on_epoch_end(pos.epoch)
         loss_sum = self.train_step.loss_sum
@@ -180,20 +212,24 @@ class Trainer:
         self.log_event({"event": "train", "loss": train_loss, "lr": self.train_step.lr})
         loss_sum.zero_()
         self.loss_count = 0
+        self.window = LossWindow()
         if not math.isfinite(train_loss):
             raise ConfigError(
                 f"training diverged: train loss is {train_loss} in epoch {pos.epoch} of round {pos.round}; "
                 "lower optimizer.lr, e.g. optimizer.lr=0.01"
             )
+        epoch_line = f"train loss {train_loss:.4f}, epoch time {format_duration(seconds)}"
         if final or self.p.eval_every.due(step=pos.step, epoch_end=pos.epoch):
-            self._evaluate(final=final)
+            self._evaluate(final=final, epoch_line=epoch_line)
+        else:
+            log.info("round %d epoch %d step %d: %s", pos.round, pos.epoch, pos.step, epoch_line)
         if not final and self.p.checkpoint_every.due(step=pos.step, epoch_end=pos.epoch):
             self.save()
 
     # ---- evaluation and metrics ----------------------------------------------------------------------
-    def _evaluate(self, final: bool = False) -> None:
+    def _evaluate(self, final: bool = False, epoch_line: str | None = None) -> None:
         data, result = self.p.data, self.round_result
-        described = []
+        described = [] if epoch_line is None else [epoch_line]
         for split, batches in (("val", data.val), ("test", data.test)):
             if batches is None:
                 continue
@@ -246,6 +282,7 @@ class Trainer:
             "trainer": {
                 "loss_sum": self.train_step.loss_sum,
                 "loss_count": self.loss_count,
+                "window": asdict(self.window),
                 "results": self.results,
                 "round_result": self.round_result,
                 "elapsed": self.elapsed(),
@@ -273,6 +310,7 @@ class Trainer:
         trainer = state["trainer"]
         self.train_step.loss_sum.copy_(trainer["loss_sum"])
         self.loss_count = trainer["loss_count"]
+        self.window = LossWindow(**trainer.get("window", {}))
         self.results = trainer["results"]
         self.round_result = trainer["round_result"]
         self.elapsed_before = trainer["elapsed"]
