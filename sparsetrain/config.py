@@ -340,8 +340,8 @@ def _validate_daily_use(cfg: Any) -> None:
         raise ConfigError(f"threads={cfg.threads} must be a positive integer or null (automatic); e.g. threads=4")
     unknown = [name for name in cfg.logger if name not in LOGGERS]
     if unknown:
-        raise ConfigError(f"logger={list(cfg.logger)}: {unknown[0]!r} is not a logger; choose from {', '.join(LOGGERS)}, "
-                          "e.g. logger=[jsonl,csv]")
+        raise ConfigError(f"logger={list(cfg.logger)}: {unknown[0]!r} is not a logger; choose from "
+                          f"{', '.join(LOGGERS)}, e.g. logger=[jsonl,csv]")
     if cfg.wandb.mode not in ("offline", "online"):
         raise ConfigError(f"wandb.mode={cfg.wandb.mode!r} must be offline or online; e.g. wandb.mode=offline")
 
