@@ -178,3 +178,23 @@ def test_summary_records_versions_and_the_git_commit(tmp_path, monkeypatch):
     assert record["git_commit"] == head and record["git_dirty"] is False and record["sparsetrain"]
     (tmp_path / "a.txt").write_text("b")
     assert provenance()["git_dirty"] is True
+
+
+@pytest.mark.parametrize("val_size, split", [(0, "test"), (200, "val")])
+def test_best_checkpoint_is_the_best_evaluation_and_kept_checkpoints_match(val_size, split, compose_config,
+                                                                          tmp_path):
+    summary = _run(compose_config, tmp_path, "eval_every=4it", "keep_checkpoint_every=4it",
+                   f"dataset.val_size={val_size}")
+    evals = [e for e in _events(tmp_path) if e["event"] == "eval" and e["split"] == split]
+    top = max(e["top1"] for e in evals)
+    first_top = next(e for e in evals if e["top1"] == top)
+    best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert (best["split"], best["metric"], best["value"], best["step"]) == (split, "top1", top, first_top["step"])
+    assert summary["best_checkpoint"]["step"] == first_top["step"]
+    assert set(best["masks"]) == set(summary["masks"]["layers"])
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*.pt"))
+    assert kept == [f"step_{s:07d}.pt" for s in range(4, summary["steps"], 4)]  # the end is last.pt
+    if first_top["step"] % 4 == 0:  # the weights of the kept checkpoint at that step (or of the end)
+        name = f"step_{first_top['step']:07d}.pt" if first_top["step"] < summary["steps"] else "last.pt"
+        same_step = torch.load(tmp_path / "checkpoints" / name, weights_only=True)
+        assert all(torch.equal(best["model"][k], same_step["model"][k]) for k in best["model"])

@@ -115,6 +115,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         flops=TrainingFlops(*dense_flops),
         dist=dist,
         log_every=parse_interval("log_every", cfg.log_every),
+        keep_checkpoint_every=parse_interval("keep_checkpoint_every", cfg.keep_checkpoint_every),
     )
     trainer = Trainer(parts)
     method.setup(
@@ -167,6 +168,7 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         "final": last["final"],
         "best": last["best"],
         "early_stop": last["early_stop"],
+        "best_checkpoint": last.get("best_checkpoint"),
         "parameters": sum(p.numel() for p in model.parameters()),
         "in_shape": list(data.in_shape),
         "num_classes": data.num_classes,

@@ -26,6 +26,7 @@ from ..data.batches import BatchPlan
 from ..methods import Method
 from ..sparsity.flops import TrainingFlops
 from ..sparsity.masks import format_report, mask_report, save_masks
+from .best import best_path, headline, save_best, selection_split
 from .checkpoint import capture_rng, restore_rng, save_checkpoint
 from .distributed import Distributed
 from .files import atomic_write, checkpoint_path
@@ -72,6 +73,7 @@ class TrainerParts:
     flops: TrainingFlops  # training FLOPs of the run so far (RigL paper, Appendix H)
     dist: Distributed  # this process's rank; one process by default
     log_every: Interval  # running train loss, lr and sparsity: bar postfix, log line and a train_step event
+    keep_checkpoint_every: Interval  # checkpoints also kept as checkpoints/step_*.pt
 
 
 class Trainer:
@@ -138,6 +140,8 @@ class Trainer:
                     self._evaluate()
                 if self.p.checkpoint_every.due(step=pos.step, epoch_end=None):
                     self.save()
+                if self.p.keep_checkpoint_every.due(step=pos.step, epoch_end=None):
+                    self.save(self._kept_path())
             bar.close()
             pos.epoch += 1
             pos.batch = 0
@@ -225,6 +229,8 @@ class Trainer:
             log.info("round %d epoch %d step %d: %s", pos.round, pos.epoch, pos.step, epoch_line)
         if not final and self.p.checkpoint_every.due(step=pos.step, epoch_end=pos.epoch):
             self.save()
+        if self.p.keep_checkpoint_every.due(step=pos.step, epoch_end=pos.epoch):
+            self.save(self._kept_path())
 
     # ---- evaluation and metrics ----------------------------------------------------------------------
     def _evaluate(self, final: bool = False, epoch_line: str | None = None) -> None:
@@ -246,7 +252,20 @@ class Trainer:
                 result["early_stop"] = {**scores, **stamp}
             if final:
                 result["final"][split] = scores
+            if split == selection_split(data.val is not None):
+                self._keep_if_best(split, scores, stamp)
         log.info("round %d epoch %d step %d: %s", self.pos.round, self.pos.epoch, self.pos.step, ", ".join(described))
+
+    def _keep_if_best(self, split: str, scores: dict, stamp: dict) -> None:
+        """Write the best checkpoint when ``scores`` beat the round's best so far (a tie keeps the earlier one)."""
+        best = self.round_result.get("best_checkpoint")
+        if best is not None and headline(scores) <= best["value"]:
+            return
+        self.round_result["best_checkpoint"] = {"split": split, "value": headline(scores), **stamp}
+        if self.p.dist.is_main:
+            path = best_path(self.p.run_dir, self.pos.round, self.p.method.rounds)
+            save_best(path, self.p.model.state_dict(), self.p.method.masks(), split, scores,
+                      {"round": self.pos.round, **stamp})
 
     def log_event(self, event: dict) -> None:
         """Append ``event`` to metrics.jsonl, stamped with the position and the wall time."""
@@ -262,13 +281,18 @@ class Trainer:
 
     @staticmethod
     def _empty_round_result() -> dict:
-        return {"final": {}, "best": {}, "early_stop": None}
+        return {"final": {}, "best": {}, "early_stop": None, "best_checkpoint": None}
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.clock_start
 
     # ---- checkpoints -----------------------------------------------------------------------------------
-    def save(self) -> None:
+    def _kept_path(self) -> Path:
+        prefix = f"round_{self.pos.round:02d}_" if self.p.method.rounds > 1 else ""
+        return self.p.run_dir / "checkpoints" / f"{prefix}step_{self.pos.step:07d}.pt"
+
+    def save(self, path: Path | None = None) -> None:
+        """The full training state, to ``checkpoints/last.pt`` (or ``path``: a kept copy, resumable as last.pt)."""
         p = self.p
         state = {
             "format": CHECKPOINT_FORMAT,
@@ -293,7 +317,9 @@ class Trainer:
         }
         if not p.dist.is_main:
             return
-        save_checkpoint(checkpoint_path(p.run_dir), state)
+        save_checkpoint(path or checkpoint_path(p.run_dir), state)
+        if path is not None:
+            return
         masks = p.method.masks()
         if masks is not None:
             save_masks(p.run_dir / "masks" / "last.safetensors", masks)
