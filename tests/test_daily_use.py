@@ -198,3 +198,19 @@ def test_best_checkpoint_is_the_best_evaluation_and_kept_checkpoints_match(val_s
         name = f"step_{first_top['step']:07d}.pt" if first_top["step"] < summary["steps"] else "last.pt"
         same_step = torch.load(tmp_path / "checkpoints" / name, weights_only=True)
         assert all(torch.equal(best["model"][k], same_step["model"][k]) for k in best["model"])
+
+
+def test_a_sparse_method_at_sparsity_zero_is_refused_and_dense_shares_a_sparsity_sweep(compose_config, tmp_path,
+                                                                                        caplog):
+    from sparsetrain.cli import preflight
+    from sparsetrain.config import ConfigError
+
+    for method in ("rigl", "gmp", "snip", "static"):
+        with pytest.raises(ConfigError, match=rf"^sparsity=0\.0 with method={method} would train a dense model"):
+            preflight([f"method={method}", "sparsity=0"], multirun=False)
+    preflight(["method=lth", "sparsity=0", "method.levels=1"], multirun=False)  # its sparsity comes from its levels
+    preflight(["method=dense,rigl", "sparsity=0.5,0.9"], multirun=True)  # every job of the sweep composes
+    with caplog.at_level(logging.WARNING, logger="sparsetrain"):
+        summary = run(compose_config("method=dense", "sparsity=0.9", "steps=2"), tmp_path, ["sparsity=0.9"])
+    assert summary["sparsity"] == 0.0 and "masks" not in summary
+    assert any("method=dense ignores sparsity=0.9" in r.getMessage() for r in caplog.records)

@@ -81,6 +81,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         if dist.enabled else model
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     method = _user_error(build_method, cfg.method, cfg.sparsity)
+    if method.sparsity != cfg.sparsity:
+        log.warning("method=%s ignores sparsity=%s: trained dense, recorded as sparsity 0", method.name, cfg.sparsity)
     total_steps = cfg.steps or cfg.epochs * len(data.train)
     step_path, why = choose_path(cfg.step_graph.value, device, dist, cfg.compile, optimizer)
     log.info("training step: %s (%s)", step_path.replace("_", " "), why)
@@ -163,7 +165,7 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         "model": cfg.model.name,
         "dataset": cfg.dataset.name,
         "method": cfg.method.name,
-        "sparsity": cfg.sparsity,
+        "sparsity": trainer.p.method.sparsity,
         "seed": cfg.seed,
         "final": last["final"],
         "best": last["best"],
