@@ -146,7 +146,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     if not dist.is_main:
         return summary
     if method.rounds > 1:
-        summary["round_table"] = write_round_table(run_dir, method.table_name, trainer.results)
+        summary["round_table"] = write_round_table(run_dir, method.table_name, trainer.results, _title(summary),
+                                                     method.name)
     write_summary(summary_path, summary)
     loggers.finish(summary)
     final_test = summary["final"]["test"]["top1"]
@@ -201,6 +202,13 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
     if method.rounds > 1:
         summary["rounds"] = trainer.results
     return summary
+
+
+def _title(summary: dict) -> str:
+    """``lenet300_100 on mnist, lth, 2 epochs (44 steps) per round``: what a plot of the run shows."""
+    per_round = " per round" if summary.get("rounds") else ""
+    return (f"{summary['model']} on {summary['dataset']}, {summary['method']}, {summary['epochs']} epochs "
+            f"({summary['steps']} steps){per_round}")
 
 
 def _describe(cfg: DictConfig, device: torch.device, model: nn.Module, data: Data, method: Method,
