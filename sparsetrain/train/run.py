@@ -175,6 +175,7 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         "parameters": sum(p.numel() for p in model.parameters()),
         "in_shape": list(data.in_shape),
         "num_classes": data.num_classes,
+        "preprocess": data.preprocess,
         "flops": {
             "inference_dense": total_dense,
             "inference_sparse": inference_flops(total_dense, per_layer, method.densities() or {}),
