@@ -74,3 +74,12 @@ def test_every_method_names_its_paper_with_bibtex(name):
         assert re.search(r"^\s+title = \{.+", paper.bibtex, re.M) and re.search(r"^\s+year = \{\d{4}\}", paper.bibtex,
                                                                                  re.M)
     assert PAPERS[name] or name == "dense"
+
+
+def test_the_readme_cites_every_method_with_its_bibtex():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for papers in PAPERS.values():
+        for paper in papers:
+            assert paper.bibtex in readme and paper.url in readme

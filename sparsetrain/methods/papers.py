@@ -43,7 +43,16 @@ PAPERS: dict[str, tuple[Paper, ...]] = {
   author = {Han, Song and Pool, Jeff and Tran, John and Dally, William J.},
   booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
   year = {2015}
-}"""),),
+}"""), Paper(
+        "Renda, Frankle, Carbin. Comparing Rewinding and Fine-tuning in Neural Network Pruning. ICLR 2020 "
+        "(method.retrain_lr=rewind)",
+        "https://arxiv.org/abs/2003.02389",
+        """@inproceedings{renda2020comparing,
+  title = {Comparing Rewinding and Fine-tuning in Neural Network Pruning},
+  author = {Renda, Alex and Frankle, Jonathan and Carbin, Michael},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2020}
+}""")),
     "snip": (Paper(
         "Lee, Ajanthan, Torr. SNIP: Single-shot Network Pruning based on Connection Sensitivity. ICLR 2019",
         "https://arxiv.org/abs/1810.02340",
