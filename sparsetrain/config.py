@@ -329,7 +329,9 @@ def validate(cfg: Any) -> None:
                           "e.g. step_graph=auto compile=true")
     parse_interval("eval_every", cfg.eval_every)
     parse_interval("checkpoint_every", cfg.checkpoint_every)
-    parse_interval("log_every", cfg.log_every)
+    if parse_interval("log_every", cfg.log_every).unit == "ep" and str(cfg.log_every).strip() != "0":
+        raise ConfigError(f"log_every={cfg.log_every!r} must be in steps (epochs have their own line); "
+                          "e.g. log_every=100it")
     parse_interval("keep_checkpoint_every", cfg.keep_checkpoint_every)
     _validate_daily_use(cfg)
 

@@ -214,3 +214,25 @@ def test_a_sparse_method_at_sparsity_zero_is_refused_and_dense_shares_a_sparsity
         summary = run(compose_config("method=dense", "sparsity=0.9", "steps=2"), tmp_path, ["sparsity=0.9"])
     assert summary["sparsity"] == 0.0 and "masks" not in summary
     assert any("method=dense ignores sparsity=0.9" in r.getMessage() for r in caplog.records)
+
+
+def test_on_a_terminal_the_bar_shows_loss_lr_and_sparsity(compose_config, tmp_path, monkeypatch, caplog):
+    from sparsetrain.train import trainer as trainer_module
+
+    postfixes = []
+    monkeypatch.setattr(trainer_module.sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(trainer_module.tqdm, "set_postfix", lambda self, **values: postfixes.append(values))
+    with caplog.at_level(logging.INFO, logger="sparsetrain"):
+        _run(compose_config, tmp_path, "log_every=10it")
+    steps = [e for e in _events(tmp_path) if e["event"] == "train_step"]
+    assert [p["loss"] for p in postfixes] == [f"{e['loss']:.4f}" for e in steps]
+    assert all(p["sparsity"].startswith("0.9") and p["lr"] for p in postfixes)
+    assert not [r for r in caplog.records if "steps/s" in r.getMessage()]  # the bar, not log lines
+
+
+def test_log_every_in_epochs_is_refused(compose_config):
+    from sparsetrain.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=r"^log_every='1ep' must be in steps"):
+        validate(compose_config("log_every=1ep"))
+    validate(compose_config("log_every=0"))
