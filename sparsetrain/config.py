@@ -209,11 +209,11 @@ LOGGERS = ("jsonl", "csv", "tensorboard", "wandb")
 
 @dataclass
 class TrainConfig:
-    model: ModelConfig = MISSING  # group
-    dataset: DatasetConfig = MISSING  # group
-    optimizer: Any = MISSING  # group
-    schedule: ScheduleConfig = MISSING  # group
-    method: MethodConfig = MISSING  # group
+    model: ModelConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    optimizer: Any = MISSING
+    schedule: ScheduleConfig = MISSING
+    method: MethodConfig = MISSING
     name: str = "default"  # experiment name: sweeps go to multirun/<name>/<overrides>
     sparsity: float = 0.0  # fraction of zeros over the prunable weights, in [0, 1) (ignored by dense)
     seed: int = 0  # seeds initialisation, data order, augmentation and every method's randomness
@@ -235,7 +235,7 @@ class TrainConfig:
     log_every: str = "50it"  # running train loss, lr, sparsity, pace: bar, log line, train_step event; 0 = never
     threads: Optional[int] = None  # torch CPU threads (default: OMP_NUM_THREADS, else the CPUs this process may use)
     logger: list[str] = field(default_factory=lambda: ["jsonl"])  # any of jsonl, csv, tensorboard, wandb
-    wandb: WandbConfig = field(default_factory=WandbConfig)  # group
+    wandb: WandbConfig = field(default_factory=WandbConfig)
     keep_checkpoint_every: str = "0"  # also keep the checkpoint at these points (checkpoints/step_*.pt); 0 = never
 
 
