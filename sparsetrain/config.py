@@ -8,6 +8,7 @@ composition time. ``validate`` adds the checks that need values (ranges, consist
 from __future__ import annotations
 
 import enum
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -205,6 +206,7 @@ class WandbConfig:
 
 
 LOGGERS = ("jsonl", "csv", "tensorboard", "wandb")
+LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "sparsetrain[tb]"), "wandb": ("wandb", "sparsetrain[wandb]")}
 
 
 @dataclass
@@ -344,6 +346,11 @@ def _validate_daily_use(cfg: Any) -> None:
     if unknown:
         raise ConfigError(f"logger={list(cfg.logger)}: {unknown[0]!r} is not a logger; choose from "
                           f"{', '.join(LOGGERS)}, e.g. logger=[jsonl,csv]")
+    for name in [*cfg.logger, *(["tensorboard"] if cfg.tensorboard else [])]:
+        package, extra = LOGGER_PACKAGES.get(name, (None, None))
+        if package is not None and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"logger={list(cfg.logger)}: {name} needs the {package} package "
+                              f'(pip install "{extra}"); e.g. logger=[jsonl,csv]')
     if cfg.wandb.mode not in ("offline", "online"):
         raise ConfigError(f"wandb.mode={cfg.wandb.mode!r} must be offline or online; e.g. wandb.mode=offline")
 

@@ -236,3 +236,15 @@ def test_log_every_in_epochs_is_refused(compose_config):
     with pytest.raises(ConfigError, match=r"^log_every='1ep' must be in steps"):
         validate(compose_config("log_every=1ep"))
     validate(compose_config("log_every=0"))
+
+
+def test_a_logger_without_its_package_is_refused_before_the_run(compose_config, monkeypatch):
+    import importlib.util
+
+    from sparsetrain.config import ConfigError, validate
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"wandb needs the wandb package \(pip install \"sparsetrain\[wandb\]\"\)"):
+        validate(compose_config("logger=[jsonl,wandb]"))
+    validate(compose_config("logger=[jsonl,csv,tensorboard]"))
