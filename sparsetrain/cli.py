@@ -31,6 +31,7 @@ from .train.resume import is_result_key, read_run_record, refuse_if_changed, ref
 CONFIG_MODULE = "sparsetrain.configs"
 CONFIG_NAME = "train"
 MULTIRUN_FLAGS = ("-m", "--multirun")
+HELP_FLAGS = ("-h", "--help")
 
 
 def fail(message: str) -> NoReturn:
@@ -79,6 +80,8 @@ def check(cfg: DictConfig) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
+    if any(arg in HELP_FLAGS for arg in args):
+        print_help([arg for arg in args if not arg.startswith("-")])
     if all(arg in MULTIRUN_FLAGS or not arg.startswith("-") for arg in args):
         multirun = any(arg in MULTIRUN_FLAGS for arg in args)
         overrides = [arg for arg in args if arg not in MULTIRUN_FLAGS]
@@ -88,6 +91,21 @@ def main() -> None:
             fail(str(error))
         sys.argv = [sys.argv[0], *args, *extra]
     _app()
+
+
+def print_help(overrides: list[str]) -> NoReturn:
+    """``--help [GROUP=OPTION ...]``: options, keys with their descriptions, and a method's paper; exit 0."""
+    from .help import render_help
+
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        try:
+            text = render_help(overrides)
+        except MissingConfigException as error:
+            fail(_missing_option(error, overrides))
+        except (HydraException, OmegaConfBaseException) as error:
+            fail(_composition_error(error))
+    print(text)
+    sys.exit(0)
 
 
 def preflight(overrides: list[str], multirun: bool) -> list[str]:

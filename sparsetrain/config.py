@@ -8,6 +8,7 @@ composition time. ``validate`` adds the checks that need values (ranges, consist
 from __future__ import annotations
 
 import enum
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
@@ -39,11 +40,11 @@ class StepGraph(enum.Enum):
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING
-    depth: Optional[int] = None
-    width: Optional[int] = None
-    dropout: float = 0.0
-    stem: str = "auto"
+    name: str = MISSING  # the architecture (set by the model= option)
+    depth: Optional[int] = None  # wrn: depth (null: the option's default)
+    width: Optional[int] = None  # wrn: widening factor (null: the option's default)
+    dropout: float = 0.0  # dropout probability (MLP, LeNet-5, Conv-x, WRN)
+    stem: str = "auto"  # ResNet-18/34/50 input stem: auto (by image size) | cifar | imagenet
     init: str = "paper"  # paper (the model's own) | kaiming_normal | glorot_normal | pytorch (module defaults)
     shortcut: str = "auto"  # CIFAR ResNets: auto (= pad, option A) | pad | projection (1x1 conv + BN, OpenLTH)
 
@@ -55,20 +56,20 @@ class TorchvisionModelConfig(ModelConfig):
 
 @dataclass
 class CustomModelConfig(ModelConfig):
-    source: str = "custom"
-    name: str = "custom"
+    source: str = "custom"  # the model comes from the factory at _target_
+    name: str = "custom"  # a label for the run's outputs
     _target_: str = MISSING  # import path of a factory returning an nn.Module; added keys (+model.x=1) reach it
 
 
 @dataclass
 class DatasetConfig:
-    name: str = MISSING
-    root: str = "data"
-    download: bool = True
-    val_size: int = 0
-    augment: bool = True
-    num_workers: int = 8
-    image_size: int = 224
+    name: str = MISSING  # the dataset (set by the dataset= option)
+    root: str = "data"  # where the data is (or is downloaded to)
+    download: bool = True  # download when missing (torchvision datasets)
+    val_size: int = 0  # training examples held out as a validation split (0: none; "best" then uses test)
+    augment: bool = True  # the dataset's standard training augmentation
+    num_workers: int = 8  # imagefolder: data-loading worker processes
+    image_size: int = 224  # imagefolder and synthetic: image side in pixels
     channels: int = 3  # synthetic
     num_classes: int = 10  # synthetic
     train_size: int = 50000  # synthetic
@@ -104,10 +105,10 @@ class TensorFilesConfig(UserDatasetConfig):
 class SGDConfig:
     _target_: str = "torch.optim.SGD"
     _partial_: bool = True
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
+    lr: float = 0.1  # peak learning rate (the schedule scales it)
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = False  # Nesterov momentum
+    weight_decay: float = 5e-4  # L2 penalty (added to the gradient)
     exempt_bias_norm: bool = False  # true: no weight decay on biases and normalisation parameters
 
 
@@ -115,10 +116,10 @@ class SGDConfig:
 class AdamConfig:
     _target_: str = "torch.optim.Adam"
     _partial_: bool = True
-    lr: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    weight_decay: float = 0.0
+    lr: float = 1e-3  # peak learning rate (the schedule scales it)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # running-average coefficients
+    eps: float = 1e-8  # added to the denominator
+    weight_decay: float = 0.0  # Adam: L2 penalty in the gradient; AdamW: decoupled decay
     exempt_bias_norm: bool = False  # true: no weight decay on biases and normalisation parameters
 
 
@@ -132,18 +133,18 @@ class AdamWConfig(AdamConfig):
 class ScheduleConfig:
     """Learning-rate factor as a function of the step; see ``sparsetrain.train.schedule``."""
 
-    name: str = MISSING
-    warmup_epochs: float = 0.0
-    milestones: list[float] = field(default_factory=list)
-    gamma: float = 0.1
-    final_lr_fraction: float = 0.0
+    name: str = MISSING  # constant | cosine | linear | multistep (set by the schedule= option)
+    warmup_epochs: float = 0.0  # linear warm-up from 0 over these epochs (any schedule)
+    milestones: list[float] = field(default_factory=list)  # multistep: epochs at which the rate is multiplied by gamma
+    gamma: float = 0.1  # multistep: the factor at each milestone
+    final_lr_fraction: float = 0.0  # cosine and linear: the rate at the end, as a fraction of lr
     cycle_epochs: float = 0.0  # cyclic_linear: epochs per cycle (the pruning interval for LR rewinding)
     cycle_start: float = 0.0  # cyclic_linear: epoch the cycles start at; before it, one linear decay
 
 
 @dataclass
 class MethodConfig:
-    name: str = MISSING
+    name: str = MISSING  # the method (set by the method= option)
 
 
 @dataclass
@@ -151,7 +152,7 @@ class MaskedConfig(MethodConfig):
     """Options every method with masks shares (see sparsetrain/sparsity)."""
 
     distribution: str = "erk"  # uniform | er | erk: how `sparsity` is spread over the layers
-    erk_power: float = 1.0
+    erk_power: float = 1.0  # erk: exponent of the layer-size scaling (1 = ERK as published)
     dense_layers: list[str] = field(default_factory=list)  # names, fnmatch patterns, or first / last
     layer_density: list[str] = field(default_factory=list)  # "pattern:density" entries, fixed densities
     modules: list[str] = field(default_factory=lambda: ["linear", "conv"])  # prunable module types (+ embedding)
@@ -173,7 +174,7 @@ class PrunedConfig(MaskedConfig):
 @dataclass
 class GMPConfig(PrunedConfig):
     distribution: str = "uniform"
-    initial_sparsity: float = 0.0
+    initial_sparsity: float = 0.0  # sparsity at the first pruning event
     start: str = "0ep"  # first pruning event: epochs (2ep), steps (500it) or percent of training (10%)
     end: str = "75%"  # last pruning event, at which `sparsity` is reached
     frequency: str = "1ep"  # interval between pruning events
@@ -195,14 +196,14 @@ class SaliencyConfig(PrunedConfig):
 
 @dataclass
 class GraSPConfig(SaliencyConfig):
-    temperature: float = 200.0
+    temperature: float = 200.0  # softmax temperature of the logits in the gradient-flow score
     samples_per_class: int = 10  # class-balanced scoring sample, as the reference (0: num_batches batches)
 
 
 @dataclass
 class SynFlowConfig(PrunedConfig):
     scope: str = "global"
-    iterations: int = 100
+    iterations: int = 100  # pruning rounds on the exponential schedule
 
 
 @dataclass
@@ -237,7 +238,7 @@ class DynamicConfig(MaskedConfig):
 
 @dataclass
 class SNFSConfig(DynamicConfig):
-    momentum: float = 0.9
+    momentum: float = 0.9  # smoothing of the dense-gradient momentum used for growth
     redistribute: str = "momentum"  # momentum | none
     momentum_source: str = "optimizer"  # optimizer (sparse_learning: dense optimizer momentum) | own (RigL TF baseline)
 
@@ -253,14 +254,14 @@ class DistillConfig:
 
     teacher: Optional[str] = None  # a finished run directory: its model and final weights
     teacher_target: Optional[str] = None  # or the import path of a factory returning the teacher (weights loaded)
-    temperature: float = 2.0
+    temperature: float = 2.0  # softmax temperature of teacher and student logits
     hardness: float = 1.0  # weight of the distillation loss; 1 - hardness for the task's own loss
 
 
 @dataclass
 class TaskConfig:
-    name: str = "image_classification"
-    distill: DistillConfig = field(default_factory=DistillConfig)
+    name: str = "image_classification"  # how batches are fed and scored, and the "best" metric
+    distill: DistillConfig = field(default_factory=DistillConfig)  # knowledge distillation (off without a teacher)
 
 
 @dataclass
@@ -289,6 +290,19 @@ class GaPConfig(PrunedConfig):
 
 
 @dataclass
+class WandbConfig:
+    """Weights & Biases (``logger=[jsonl,wandb]``, needs ``pip install wandb``)."""
+
+    project: str = "sparsetrain"  # W&B project
+    entity: Optional[str] = None  # W&B team or user (default: yours)
+    mode: str = "offline"  # offline (files under <run dir>/wandb, no network; `wandb sync` later) | online
+
+
+LOGGERS = ("jsonl", "csv", "tensorboard", "wandb")
+LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "sparsetrain[tb]"), "wandb": ("wandb", "sparsetrain[wandb]")}
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -296,26 +310,31 @@ class TrainConfig:
     schedule: ScheduleConfig = MISSING
     method: MethodConfig = MISSING
     name: str = "default"  # experiment name: sweeps go to multirun/<name>/<overrides>
-    sparsity: float = 0.0
-    seed: int = 0
-    epochs: int = 20
-    steps: Optional[int] = None
-    batch_size: int = 64
-    eval_batch_size: int = 1000
-    label_smoothing: float = 0.0
-    device: Device = Device.auto
-    precision: Precision = Precision.fp32
-    channels_last: bool = True
-    compile: bool = False
-    step_graph: StepGraph = StepGraph.auto
-    deterministic: bool = False
-    resume: Optional[str] = None
-    eval_every: str = "1ep"
-    checkpoint_every: str = "1ep"
+    sparsity: float = 0.0  # fraction of zeros over the prunable weights, in [0, 1) (ignored by dense)
+    seed: int = 0  # seeds initialisation, data order, augmentation and every method's randomness
+    epochs: int = 20  # training length in epochs ...
+    steps: Optional[int] = None  # ... or in optimizer steps (overrides epochs when set)
+    batch_size: int = 64  # training batch (the global batch under torchrun)
+    eval_batch_size: int = 1000  # evaluation batch
+    label_smoothing: float = 0.0  # training loss only; evaluation is plain cross-entropy
+    device: Device = Device.auto  # auto (CUDA when present) | cpu | cuda
+    precision: Precision = Precision.fp32  # fp32 | bf16 (autocast)
+    channels_last: bool = True  # conv nets in channels_last memory format (CUDA only)
+    compile: bool = False  # torch.compile the model for the training step
+    step_graph: StepGraph = StepGraph.auto  # auto (CUDA graphs on CUDA where safe) | on | off (eager)
+    deterministic: bool = False  # torch.use_deterministic_algorithms (CPU runs are deterministic regardless)
+    resume: Optional[str] = None  # null | auto (the checkpoint in hydra.run.dir) | <run dir>
+    eval_every: str = "1ep"  # evaluation cadence: 2ep, 500it, or 0 (only at the end)
+    checkpoint_every: str = "1ep"  # checkpoint cadence, same units (the end is always checkpointed)
     tensorboard: bool = False  # also log every metric to <run dir>/tb (needs the tb extra)
     task: TaskConfig = field(default_factory=TaskConfig)  # loss, metrics, "best"; distillation
     init_from: Optional[str] = None  # start from trained weights (and masks): checkpoint, run dir or safetensors
     train_multiplier: float = 1.0  # extended training: stretches the length and every schedule point
+    log_every: str = "50it"  # running train loss, lr, sparsity, pace: bar, log line, train_step event; 0 = never
+    threads: Optional[int] = None  # torch CPU threads (default: OMP_NUM_THREADS, else the CPUs this process may use)
+    logger: list[str] = field(default_factory=lambda: ["jsonl"])  # any of jsonl, csv, tensorboard, wandb
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    keep_checkpoint_every: str = "0"  # also keep the checkpoint at these points (checkpoints/step_*.pt); 0 = never
 
 
 def register_configs() -> None:
@@ -418,6 +437,28 @@ def validate(cfg: Any) -> None:
                           "e.g. step_graph=auto compile=true")
     parse_interval("eval_every", cfg.eval_every)
     parse_interval("checkpoint_every", cfg.checkpoint_every)
+    if parse_interval("log_every", cfg.log_every).unit == "ep" and str(cfg.log_every).strip() != "0":
+        raise ConfigError(f"log_every={cfg.log_every!r} must be in steps (epochs have their own line); "
+                          "e.g. log_every=100it")
+    parse_interval("keep_checkpoint_every", cfg.keep_checkpoint_every)
+    _validate_daily_use(cfg)
+
+
+def _validate_daily_use(cfg: Any) -> None:
+    """Checks of the keys that shape a run's feedback and files, not its result."""
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads={cfg.threads} must be a positive integer or null (automatic); e.g. threads=4")
+    unknown = [name for name in cfg.logger if name not in LOGGERS]
+    if unknown:
+        raise ConfigError(f"logger={list(cfg.logger)}: {unknown[0]!r} is not a logger; choose from "
+                          f"{', '.join(LOGGERS)}, e.g. logger=[jsonl,csv]")
+    for name in [*cfg.logger, *(["tensorboard"] if cfg.tensorboard else [])]:
+        package, extra = LOGGER_PACKAGES.get(name, (None, None))
+        if package is not None and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"logger={list(cfg.logger)}: {name} needs the {package} package "
+                              f'(pip install "{extra}"); e.g. logger=[jsonl,csv]')
+    if cfg.wandb.mode not in ("offline", "online"):
+        raise ConfigError(f"wandb.mode={cfg.wandb.mode!r} must be offline or online; e.g. wandb.mode=offline")
 
 
 def _show(cfg: Any, dotted: str) -> str:

@@ -2,8 +2,10 @@
 
 Outputs (in ``RUN_DIR/export/`` unless ``--out`` is given):
 
-* ``model.safetensors``: the model state_dict with masked weights zero, metadata
-  ``{"sparsetrain_model": <model name>, "format": "state_dict"}``.
+* ``model.safetensors``: the model state_dict with masked weights zero; its metadata is enough to rebuild and use
+  the model without the run directory (``load_exported`` does): ``sparsetrain_model`` (name), ``model`` (the
+  model config, JSON), ``in_shape`` (C, H, W), ``num_classes``, ``preprocess`` (``(pixel * scale - mean) / std``
+  per channel, after any resize/crop; JSON), ``dataset``, ``sparsity`` and ``sparsetrain_version``.
 * ``pruned_state_dict.pt`` (sparse runs only): every masked ``X.weight`` replaced by ``X.weight_orig`` and
   ``X.weight_mask`` (the mask in the weight's dtype). Load it into stock PyTorch with::
 
@@ -21,6 +23,7 @@ import sys
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save
 from torch.nn.utils import prune
 
@@ -70,10 +73,18 @@ def export(run_dir: Path, out: Path, force: bool) -> None:
     _check_masks(masks, weights, run_dir / MASKS_PATH)
     weights = {name: torch.where(masks[name], t, 0) if name in masks else t for name, t in weights.items()}
     pruned = _prune_format(weights, masks)
-    _check_loads(pruned, masks, model_cfg, *_input_spec(run_dir))
+    summary = _finished_summary(run_dir)
+    in_shape, num_classes = tuple(summary["in_shape"]), int(summary["num_classes"])
+    _check_loads(pruned, masks, model_cfg, in_shape, num_classes)
 
     tensors = {name: t.contiguous() for name, t in weights.items()}
-    metadata = {"sparsetrain_model": model_cfg["name"], "format": "state_dict"}
+    metadata = {
+        "sparsetrain_model": model_cfg["name"], "format": "state_dict", "model": json.dumps(model_cfg),
+        "in_shape": json.dumps(list(in_shape)), "num_classes": str(num_classes),
+        "preprocess": json.dumps(summary.get("preprocess")), "dataset": str(summary.get("dataset")),
+        "sparsity": json.dumps((summary.get("masks") or {}).get("sparsity", 0.0)),
+        "sparsetrain_version": str(summary.get("sparsetrain")),
+    }
     atomic_write(out / SAFETENSORS_NAME, lambda handle: handle.write(save(tensors, metadata)))
     print(f"wrote {out / SAFETENSORS_NAME}")
     if masks:
@@ -84,13 +95,27 @@ def export(run_dir: Path, out: Path, force: bool) -> None:
         print(f"dense run (no {MASKS_PATH}): wrote only {SAFETENSORS_NAME}")
 
 
-def _input_spec(run_dir: Path) -> tuple[tuple[int, int, int], int]:
+def _finished_summary(run_dir: Path) -> dict:
     path = run_dir / "summary.json"
     summary = json.loads(path.read_text()) if path.is_file() else {}
     if "in_shape" not in summary or "num_classes" not in summary:
         raise ExportError(f"{path} is missing or lacks in_shape/num_classes (written when a run finishes); "
                           f"export a finished run, {EXAMPLE}")
-    return tuple(summary["in_shape"]), int(summary["num_classes"])
+    return summary
+
+
+def load_exported(path: Path) -> tuple[torch.nn.Module, dict]:
+    """The model of an exported ``model.safetensors`` with its weights, and the metadata (``preprocess`` and
+    ``in_shape`` decoded) that says how to feed it."""
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    model_cfg = json.loads(metadata["model"])
+    for key in ("in_shape", "preprocess", "sparsity"):
+        metadata[key] = json.loads(metadata[key])
+    metadata["num_classes"] = int(metadata["num_classes"])
+    model = _build(model_cfg, tuple(metadata["in_shape"]), metadata["num_classes"])
+    model.load_state_dict(load_file(str(path)))
+    return model.eval(), metadata
 
 
 def _check_masks(masks: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], path: Path) -> None:
@@ -115,10 +140,7 @@ def _prune_format(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tenso
 def _check_loads(pruned: dict, masks: dict, model_cfg: dict, in_shape: tuple[int, int, int],
                  num_classes: int) -> None:
     """Load ``pruned`` strictly into a stock model prepared with ``prune.custom_from_mask``."""
-    try:
-        model = build_configured_model(model_cfg, in_shape, num_classes)
-    except ValueError as error:  # e.g. a custom model's factory that no longer imports
-        raise ExportError(f"cannot rebuild the run's model ({error}); {EXAMPLE}") from None
+    model = _build(model_cfg, in_shape, num_classes)
     try:
         for name, mask in masks.items():
             module, _, param = name.rpartition(".")
@@ -127,6 +149,13 @@ def _check_loads(pruned: dict, masks: dict, model_cfg: dict, in_shape: tuple[int
     except (AttributeError, RuntimeError) as error:
         raise ExportError(f"the checkpoint does not load into model {model_cfg['name']} for inputs {in_shape} "
                           f"({str(error).splitlines()[0]}); export an unmodified run directory, {EXAMPLE}") from None
+
+
+def _build(model_cfg: dict, in_shape: tuple[int, int, int], num_classes: int) -> torch.nn.Module:
+    try:
+        return build_configured_model(model_cfg, in_shape, num_classes)
+    except ValueError as error:  # e.g. a custom model's factory that no longer imports
+        raise ExportError(f"cannot rebuild the run's model ({error}); {EXAMPLE}") from None
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.nn.utils import prune
 
-from sparsetrain.export import main
+from sparsetrain.export import load_exported, main
 from sparsetrain.models import build_model
 
 IN_SHAPE = (1, 8, 8)
+PREPROCESS = {"scale": 1 / 255, "mean": [0.1307], "std": [0.3081]}
 
 
 def _fake_run(run_dir, sparse=True):
@@ -30,7 +31,8 @@ def _fake_run(run_dir, sparse=True):
               "dataset": {"name": "fake"}}
     (run_dir / "checkpoints").mkdir(parents=True)
     torch.save({"model": model.state_dict(), "config": config}, run_dir / "checkpoints" / "last.pt")
-    summary = {"model": "lenet300_100", "in_shape": list(IN_SHAPE), "num_classes": 10}
+    summary = {"model": "lenet300_100", "in_shape": list(IN_SHAPE), "num_classes": 10, "dataset": "fake",
+               "preprocess": PREPROCESS, "masks": {"sparsity": 0.7}, "sparsetrain": "0.1.0"}
     (run_dir / "summary.json").write_text(json.dumps(summary))
     return model, masks
 
@@ -44,7 +46,13 @@ def test_exports_safetensors_and_prune_format(tmp_path, capsys):
     assert exported.keys() == state.keys()
     assert all(torch.equal(exported[name], state[name]) for name in state)
     with safe_open(out / "model.safetensors", "pt") as handle:
-        assert handle.metadata() == {"sparsetrain_model": "lenet300_100", "format": "state_dict"}
+        metadata = handle.metadata()
+    assert metadata["sparsetrain_model"] == "lenet300_100" and metadata["format"] == "state_dict"
+    assert json.loads(metadata["in_shape"]) == list(IN_SHAPE) and metadata["num_classes"] == "10"
+    assert json.loads(metadata["preprocess"]) == PREPROCESS and metadata["dataset"] == "fake"
+    rebuilt, described = load_exported(out / "model.safetensors")  # from the file alone
+    x = torch.randn(5, *IN_SHAPE)
+    assert torch.equal(rebuilt(x), model.eval()(x)) and described["preprocess"]["std"] == [0.3081]
 
     pruned = torch.load(out / "pruned_state_dict.pt", weights_only=True)
     assert {f"{name}_mask" for name in masks} <= pruned.keys()

@@ -284,7 +284,8 @@ def _cuda_synchronisations(on_sync, device: str):
 @pytest.mark.parametrize("path", ["off", "on"])
 def test_plain_steps_read_nothing_on_the_host(path, device, compose_config, tmp_path, monkeypatch):
     """The whole loop (data, step, bookkeeping) reads device values on the host only at logging points (epoch
-    ends with their evaluation, checkpoints) and on mask-update steps; every other step runs without a sync
+    ends with their evaluation, checkpoints, the running loss every log_every steps) and on mask-update steps;
+    every other step runs without a sync
     (on CUDA also checked by CUDA's own sync watch; the capture step synchronises once)."""
     trainers = []
     init = trainer_module.Trainer.__init__
@@ -308,10 +309,10 @@ def test_plain_steps_read_nothing_on_the_host(path, device, compose_config, tmp_
 
     with HostReads(at), _cuda_synchronisations(at, device):
         summary = _train(compose_config, tmp_path, "method=rigl", "sparsity=0.9", "method.delta_t=7",
-                         "checkpoint_every=10it", f"step_graph={path}", device=device)
+                         "checkpoint_every=10it", "log_every=4it", f"step_graph={path}", device=device)
     total, per_epoch = summary["steps"], summary["steps_per_epoch"]
     updates = {s for s in range(0, round(0.75 * total) + 1, 7)}  # RigL's update steps (t_end = 75 %)
-    logging_points = {0, *range(per_epoch, total + 1, per_epoch), *range(10, total + 1, 10)}
+    logging_points = {0, *range(per_epoch, total + 1, per_epoch), *range(10, total + 1, 10), *range(4, total + 1, 4)}
     logging_points |= capture_steps  # torch.cuda.graph synchronises before it captures
     at_steps = {step for step, _ in reads if step is not None}
     assert at_steps and at_steps <= logging_points | updates, sorted(at_steps - logging_points - updates)

@@ -115,7 +115,7 @@ def test_vetoed_steps_leave_the_weights_unchanged(recorder, compose_config, tmp_
 
 
 def test_resume_in_the_middle_of_round_two_matches(recorder, compose_config, tmp_path):
-    overrides = ("checkpoint_every=5it", "resume=auto", "model.dropout=0.1")
+    overrides = ("checkpoint_every=5it", "resume=auto", "model.dropout=0.1", "log_every=4it")
     reference = _run(compose_config, tmp_path / "reference", *overrides)
     recorder.stop_at = (1, 13)
     with pytest.raises(KeyboardInterrupt):

@@ -6,6 +6,7 @@ import abc
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -92,3 +93,8 @@ class Data:
     test: EvalBatches
     in_shape: tuple[int, int, int]  # (C, H, W) of model inputs
     num_classes: int
+    preprocess: dict | None = None  # how a raw image becomes a model input (recorded in summary.json and exports)
+
+def preprocess(mean: tuple[float, ...], std: tuple[float, ...], **steps: Any) -> dict:
+    """A model input is ``(pixel / 255 - mean) / std`` per channel, after ``steps`` (e.g. resize, center_crop)."""
+    return {**steps, "scale": 1 / 255, "mean": list(mean), "std": list(std)}

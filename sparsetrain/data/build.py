@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .batches import Data
+from .batches import Data, preprocess
 from .custom import build_from_splits, custom_splits, tensor_file_splits
 from .errors import DataError
 from .splits import holdout
@@ -51,4 +51,6 @@ def build_data(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
         test=TensorEvalBatches(resident(source.test_images, source.test_labels), batch_size=eval_batch_size),
         in_shape=tuple(source.train_images.shape[1:]),
         num_classes=source.num_classes,
+        preprocess=preprocess(source.mean, source.std),
     )
+

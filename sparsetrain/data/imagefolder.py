@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
-from .batches import Batch, Data, EvalBatches, TrainBatches
+from .batches import Batch, Data, EvalBatches, TrainBatches, preprocess
 from .errors import DataError
 from ..seeds import derive_seed
 from .splits import holdout
@@ -132,6 +132,7 @@ def build_imagefolder(cfg: Any, *, batch_size: int, eval_batch_size: int, device
         test=evaluation(test_folder.samples),
         in_shape=(3, size, size),
         num_classes=len(train_folder.classes),
+        preprocess=preprocess(IMAGENET_MEAN, IMAGENET_STD, resize=int(size * 256 / 224), center_crop=size),
     )
 
 

@@ -1,4 +1,5 @@
-"""Dense training: no masks. The baseline every sparse method is compared against."""
+"""Dense training: no masks. The baseline every sparse method is compared against; it ignores ``sparsity`` (so it can
+share a sweep over it) and records sparsity 0."""
 
 from __future__ import annotations
 
@@ -10,11 +11,7 @@ class Dense(Method):
     name = "dense"
 
     def __init__(self, cfg, sparsity: float) -> None:
-        if sparsity != 0.0:
-            raise ValueError(
-                f"sparsity={sparsity} has no effect with method=dense; use sparsity=0 or a sparse method"
-            )
-        super().__init__(cfg, sparsity)
+        super().__init__(cfg, 0.0)
 
     def setup(self, ctx: RunContext) -> None:
         if ctx.init_masks is not None:

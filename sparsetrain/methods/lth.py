@@ -42,6 +42,9 @@ class LTH(MaskedMethod):
     name = "lth"
     table_name = "lottery"
 
+    def uses_sparsity(self) -> bool:
+        return False  # method.levels and method.prune_rate set the sparsity of each round
+
     def __init__(self, cfg: Any, sparsity: float) -> None:
         super().__init__(cfg, sparsity)
         checks = [

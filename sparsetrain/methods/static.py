@@ -16,6 +16,9 @@ MASKS_IN_RUN = Path("masks") / "final.safetensors"
 class Static(MaskedMethod):
     name = "static"
 
+    def uses_sparsity(self) -> bool:
+        return self.cfg.mask_from is None  # a loaded mask brings its own sparsity
+
     def __init__(self, cfg: Any, sparsity: float) -> None:
         super().__init__(cfg, sparsity)
         self.mask_file = mask_file(cfg.mask_from) if cfg.mask_from else None

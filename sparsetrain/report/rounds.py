@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from ..train.files import atomic_write
-from .plots import pyplot, save_png, weights_remaining_axis
+from .plots import lottery_figure, save_png
 
 COLUMNS = ("round", "weights_remaining_pct", "final_test_top1", "best_test_top1", "best_test_step",
            "early_stop_step", "early_stop_val_loss", "final_val_top1")
@@ -32,26 +32,20 @@ def round_rows(results: list[dict]) -> list[dict]:
     return rows
 
 
-def write_round_table(run_dir: Path, name: str, results: list[dict]) -> list[dict]:
-    """Write ``<name>.csv`` and ``<name>.png`` (test accuracy vs weights remaining, log axis) into ``run_dir``."""
+def write_round_table(run_dir: Path, name: str, results: list[dict], title: str = "", label: str = "run") -> list[dict]:
+    """Write ``<name>.csv`` and ``<name>.png`` (test accuracy and early-stop iteration vs weights remaining, log
+    axis; round 0, the dense training, as the dense line) into ``run_dir``."""
     rows = round_rows(results)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(Path(run_dir) / f"{name}.csv", lambda handle: handle.write(text.getvalue().encode()))
-    _plot(Path(run_dir) / f"{name}.png", rows)
+    save_png(round_figure(rows, title, label), Path(run_dir) / f"{name}.png")
     return rows
 
 
-def _plot(path: Path, rows: list[dict]) -> None:
-    remaining = [row["weights_remaining_pct"] for row in rows]
-    figure, axis = pyplot().subplots(figsize=(6, 4))
-    axis.plot(remaining, [row["final_test_top1"] for row in rows], "o-", label="final test top-1")
-    axis.plot(remaining, [row["best_test_top1"] for row in rows], "s--", label="best test top-1")
-    weights_remaining_axis(axis, remaining)
-    axis.set_ylabel("accuracy")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    save_png(figure, path)
+def round_figure(rows: list[dict], title: str, label: str):
+    """The run's rounds (``label``, e.g. the method), with round 0 as the dense line when it trained unpruned."""
+    dense = [("dense (round 0): final", rows[0]["final_test_top1"])] if rows[0]["weights_remaining_pct"] == 100 else []
+    return lottery_figure([(label, rows)], dense, title)

@@ -6,8 +6,10 @@ into the sweep directory:
 - ``summary.csv``: one row per finished job (a directory with ``summary.json``, found at any depth);
 - ``groups.csv`` and ``summary.md``: jobs whose result-relevant overrides differ only in ``seed`` form a group,
   reported with the mean and sample standard deviation of final and best test top-1 over its seeds;
-- ``accuracy_vs_sparsity.png``: mean final test top-1 vs sparsity, one line per method (dense as a dashed line);
-- ``lottery.png`` when some job ran several rounds: test top-1 vs weights remaining, one line per job.
+- ``accuracy_vs_sparsity.png``: mean final test top-1 vs weights remaining (log axis), one line per method with
+  n per point, lottery runs through their rounds, dense as a dashed line with its ± std band;
+- ``lottery.png`` when some job ran several rounds: final and best test top-1 and the early-stop iteration vs
+  weights remaining, one line per group (mean over seeds), dense as a dotted line.
 
 Unfinished jobs (no ``summary.json``) are listed as skipped; they never stop the report.
 """
@@ -29,7 +31,7 @@ import yaml
 
 from ..train.files import atomic_write
 from ..train.resume import RUN_RECORD, is_result_key
-from .plots import pyplot, save_png, weights_remaining_axis
+from .plots import lottery_figure, pyplot, save_png, weights_remaining_axis
 
 SUMMARY = "summary.json"
 EXAMPLE = "sparsetrain-report multirun/<name>"
@@ -134,9 +136,18 @@ def _row(job: str, summary: dict, overrides: list[str] | None) -> dict:
         "training_flops": flops.get("training"),
         "wall_time_s": summary.get("wall_time_s"),
         "overrides": " ".join(overrides),
-        "group": group_key(overrides),
+        "group": group_key(_used(overrides, summary)),
         "round_table": summary.get("round_table") or [],
+        "epochs": summary.get("epochs"),
+        "steps": summary.get("steps"),
     }
+
+
+def _used(overrides: list[str], summary: dict) -> list[str]:
+    """The overrides without a ``sparsity`` the method ignored (dense in a sparsity sweep records 0)."""
+    recorded = summary.get("sparsity")
+    return [o for o in overrides if _key(o) != "sparsity" or recorded is None
+            or _number(o.split("=", 1)[1]) == _number(recorded)]
 
 
 def group_key(overrides: list[str]) -> tuple[str, ...]:
@@ -162,6 +173,7 @@ def group(rows: list[dict]) -> list[dict]:
         by_key.setdefault(row["group"], []).append(row)
     groups = []
     for key, members in by_key.items():
+        members = list({r["seed"]: r for r in reversed(members)}.values())[::-1]  # a repeated seed is the same run
         first = members[0]
         final_mean, final_std = mean_std([r["final_test_top1"] for r in members])
         best_mean, best_std = mean_std([r["best_test_top1"] for r in members])
@@ -180,6 +192,9 @@ def group(rows: list[dict]) -> list[dict]:
             "overrides": " ".join(key),
             "jobs": " ".join(r["job"] for r in members),
             "key": key,
+            "epochs": first["epochs"],
+            "steps": first["steps"],
+            "round_tables": [r["round_table"] for r in members if r["round_table"]],
         })
     groups.sort(key=lambda g: (str(g["method"]), _number(g["sparsity"]), g["overrides"]))
     return groups
@@ -209,11 +224,10 @@ def summarize(sweep_dir: Path) -> dict:
         _write_csv(sweep_dir / "summary.csv", JOB_COLUMNS, rows),
         _write_csv(sweep_dir / "groups.csv", GROUP_COLUMNS, groups),
         _write_text(sweep_dir / "summary.md", markdown(sweep_dir, rows, groups, skipped)),
-        _plot_accuracy_vs_sparsity(sweep_dir / "accuracy_vs_sparsity.png", groups),
+        save_png(accuracy_figure(groups), sweep_dir / "accuracy_vs_sparsity.png"),
     ]
-    lottery = [row for row in rows if row["round_table"]]
-    if lottery:
-        files.append(_plot_lottery(sweep_dir / "lottery.png", lottery))
+    if any(g["round_tables"] for g in groups):
+        files.append(save_png(lottery_sweep_figure(groups), sweep_dir / "lottery.png"))
     return {"rows": len(rows), "groups": len(groups), "skipped": len(skipped), "files": [str(f) for f in files]}
 
 
@@ -231,8 +245,8 @@ def markdown(sweep_dir: Path, rows: list[dict], groups: list[dict], skipped: lis
     for g in groups:
         lines.append(
             f"| {g['method']} | {g['model']} | {g['dataset']} | {_fmt(g['sparsity'], 'g')} | {g['n_seeds']} "
-            f"| {_fmt(g['final_test_top1_mean'])} ± {_fmt(g['final_test_top1_std'])} "
-            f"| {_fmt(g['best_test_top1_mean'])} ± {_fmt(g['best_test_top1_std'])} "
+            f"| {_mean_std(g['final_test_top1_mean'], g['final_test_top1_std'], g['n_seeds'])} "
+            f"| {_mean_std(g['best_test_top1_mean'], g['best_test_top1_std'], g['n_seeds'])} "
             f"| {_md_code(g['overrides'])} |"
         )
     if skipped:
@@ -245,6 +259,11 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
     if value is None:
         return "-"
     return format(value, spec) if isinstance(value, (int, float)) else str(value)
+
+
+def _mean_std(mean: Any, std: Any, n: int) -> str:
+    """``0.9012 ± 0.0031`` over several seeds; a single seed has no spread to show."""
+    return f"{_fmt(mean)} ± {_fmt(std)}" if n > 1 else _fmt(mean)
 
 
 def _md_code(text: str) -> str:
@@ -289,49 +308,82 @@ def _series(groups: list[dict]) -> tuple[dict[tuple, list[dict]], dict[tuple, st
     return lines, labels
 
 
-def _plot_accuracy_vs_sparsity(path: Path, groups: list[dict]) -> Path:
+def title(groups: list[dict]) -> str:
+    """``lenet300_100 on digits, 20 epochs (440 steps)``: model, dataset and training length (per round for
+    multi-round runs) of every group, each value once."""
+    def each(values: Iterable[Any]) -> str:
+        return ", ".join(dict.fromkeys(str(v) for v in values))
+
+    lengths = each(f"{g['epochs']} epochs ({g['steps']} steps){' per round' if g['round_tables'] else ''}"
+                   for g in groups if g["epochs"] is not None)
+    return f"{each(g['model'] for g in groups)} on {each(g['dataset'] for g in groups)}" + (
+        f", {lengths}" if lengths else "")
+
+
+def _points(g: dict) -> list[tuple[float, float, float, int]]:
+    """(weights remaining %, mean, std, n) of a group: one point, or one per round of a lottery group (mean over its
+    seeds)."""
+    if not g["round_tables"]:
+        return [(100.0 * (1.0 - _number(g["sparsity"])), g["final_test_top1_mean"], g["final_test_top1_std"] or 0.0,
+                 g["n_seeds"])]
+    points = []
+    for rounds in zip(*g["round_tables"]):
+        mean, std = mean_std([r["final_test_top1"] for r in rounds])
+        points.append((mean_std([r["weights_remaining_pct"] for r in rounds])[0], mean, std, len(rounds)))
+    return points
+
+
+def accuracy_figure(groups: list[dict]):
+    """Final test top-1 vs weights remaining (log axis, decreasing), one line per method with n per point and
+    error bars (std over seeds), dense as a dashed line with its ± std band."""
     lines, labels = _series(groups)
-    figure, axis = pyplot().subplots(figsize=(7, 4.5))
-    dense = []
+    figure, axis = pyplot().subplots(figsize=(7.5, 4.8))
+    remaining = []
     for line, members in lines.items():
         members = [g for g in members if g["final_test_top1_mean"] is not None]
         if not members:
             continue
         if line[0] == "dense":
-            dense.append((labels[line], members))
+            for g in members:
+                mean, std = g["final_test_top1_mean"], g["final_test_top1_std"] or 0.0
+                drawn = axis.axhline(mean, linestyle="--", color="gray", label=f"{labels[line]} (n={g['n_seeds']})")
+                axis.axhspan(mean - std, mean + std, color=drawn.get_color(), alpha=0.2, lw=0)
             continue
-        members = sorted(members, key=lambda g: _number(g["sparsity"]))
-        axis.errorbar([g["sparsity"] for g in members], [g["final_test_top1_mean"] for g in members],
-                      yerr=[g["final_test_top1_std"] for g in members], marker="o", capsize=3, label=labels[line])
-    for label, members in dense:
-        for g in members:
-            mean, std = g["final_test_top1_mean"], g["final_test_top1_std"]
-            drawn = axis.axhline(mean, linestyle="--", color="gray" if len(dense) == 1 else None,
-                                 label=f"{label} (n={g['n_seeds']})")
-            if std:
-                axis.axhspan(mean - std, mean + std, color=drawn.get_color(), alpha=0.12)
-    axis.set_xlabel("sparsity")
+        points = sorted((p for g in members for p in _points(g)), key=lambda p: -p[0])
+        x, y, err, n = zip(*points)
+        same_n = len(set(n)) == 1  # n in the legend; per point where it varies
+        axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{labels[line]} (n={n[0]})" if same_n else
+                      f"{labels[line]} (n per point)")
+        for xi, yi, ni in ([] if same_n else zip(x, y, n)):
+            axis.annotate(f"n={ni}", (xi, yi), textcoords="offset points", xytext=(0, 7), ha="center",
+                          fontsize="x-small")
+        remaining += x
+    weights_remaining_axis(axis, remaining or [100.0])
     axis.set_ylabel("final test top-1 (mean ± std over seeds)")
-    axis.grid(True, alpha=0.3)
+    axis.set_title(title(groups), fontsize="medium")
+    axis.grid(True, which="both", alpha=0.3)
     if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize="small")
     figure.tight_layout()
-    return save_png(figure, path)
+    return figure
 
 
-def _plot_lottery(path: Path, rows: list[dict]) -> Path:
-    figure, axis = pyplot().subplots(figsize=(7, 4.5))
-    for row in rows:
-        table = sorted((r for r in row["round_table"] if r.get("final_test_top1") is not None),
-                       key=lambda r: -r["weights_remaining_pct"])
-        axis.plot([r["weights_remaining_pct"] for r in table], [r["final_test_top1"] for r in table], "o-",
-                  label=row["job"])
-    weights_remaining_axis(axis, [r["weights_remaining_pct"] for row in rows for r in row["round_table"]])
-    axis.set_ylabel("final test top-1")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize="x-small")
-    figure.tight_layout()
-    return save_png(figure, path)
+def lottery_sweep_figure(groups: list[dict]):
+    """The lottery groups round by round (mean over seeds), with the sweep's dense groups as lines."""
+    lines, labels = _series(groups)
+    series, dense = [], []
+    for line, members in lines.items():
+        for g in members:
+            if line[0] == "dense" and g["final_test_top1_mean"] is not None:
+                dense.append((f"{labels[line]}: final (n={g['n_seeds']})", g["final_test_top1_mean"]))
+            if not g["round_tables"]:
+                continue
+            rows = []
+            for rounds in zip(*g["round_tables"]):
+                rows.append({key: mean_std([r.get(key) for r in rounds])[0] for key in (
+                    "weights_remaining_pct", "final_test_top1", "best_test_top1", "early_stop_step")})
+            series.append((f"{labels[line]} (n={len(g['round_tables'])})", rows))
+    return lottery_figure(series, dense, title([g for g in groups if g["round_tables"]]))
 
 
 # ------------------------------------------------------------------------------------------------------- CLI

@@ -25,6 +25,13 @@ NON_RESULT_KEYS = (
     "dataset.root",
     "dataset.download",
     "dataset.num_workers",
+    "log_every",
+    "threads",
+    "logger",
+    "wandb.project",
+    "wandb.entity",
+    "wandb.mode",
+    "keep_checkpoint_every",
 )
 
 

@@ -9,7 +9,7 @@ def run_rounds(trainer: Trainer) -> None:
     """Train every remaining round; a round resumed mid-way does not start again.
 
     Order per round: ``start_round`` (once; the round may start at a later step, e.g. a rewind point),
-    training to the round's end with its final evaluation, the round's outputs (``round_XX/``, for
+    training to the round's end with its final evaluation and density table, the round's outputs (``round_XX/``, for
     multi-round methods), ``end_round`` (prune, rewind, regrow), then a checkpoint at the next round's start.
     """
     method = trainer.p.method
@@ -19,6 +19,7 @@ def run_rounds(trainer: Trainer) -> None:
             method.start_round(trainer.pos.round)
             trainer.describe_masks()
         trainer.train_round()
+        trainer.describe_masks("end")
         if method.rounds > 1:
             trainer.write_round_outputs()
         method.end_round(trainer.pos.round)

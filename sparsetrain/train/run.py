@@ -19,12 +19,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import ConfigError, parse_interval
 from ..data import Data, build_data
+from ..loggers import build_loggers
 from ..methods import Method, RunContext, build_method
 from ..models import build_configured_model
+from ..provenance import provenance
 from ..seeds import derive_seed
 from .checkpoint import load_checkpoint
 from .distributed import Distributed, init_distributed
-from .tensorboard import TensorBoardLog
 from .extend import extend
 from .files import checkpoint_path
 from .init_from import load_init
@@ -67,6 +68,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         if not dist.is_main:
             logging.getLogger("sparsetrain").setLevel(logging.WARNING)
     _configure_determinism(cfg.deterministic, device)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads or cpu_threads())
     _seed_everything(cfg.seed)
 
     data = build_data(
@@ -84,11 +87,14 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         if dist.enabled else model
     optimizer = build_optimizer(cfg.optimizer, model)
     method = _user_error(build_method, cfg.method, cfg.sparsity)
+    if method.sparsity != cfg.sparsity:
+        log.warning("method=%s ignores sparsity=%s: trained dense, recorded as sparsity 0", method.name, cfg.sparsity)
     total_steps = cfg.steps or cfg.epochs * len(data.train)
     step_path, why = choose_path(cfg.step_graph.value, device, dist, cfg.compile, optimizer)
     log.info("training step: %s (%s)", step_path.replace("_", " "), why)
-    tensorboard = TensorBoardLog(run_dir / "tb", total_steps) if cfg.tensorboard and dist.is_main else None
-    metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main, mirror=tensorboard)
+    logger_names = [*cfg.logger, *(["tensorboard"] if cfg.tensorboard else [])]
+    loggers = build_loggers(logger_names, run_dir, total_steps, config, cfg.wandb) if dist.is_main else None
+    metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main, mirror=loggers)
     prepare = _channels_last if channels_last else _identity
     autocast = _autocast(cfg.precision.value, device)
     teacher = _user_error(load_teacher, cfg.task.distill, data.in_shape, data.num_classes, device)
@@ -119,6 +125,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         metrics=metrics,
         flops=TrainingFlops(*dense_flops),
         dist=dist,
+        log_every=parse_interval("log_every", cfg.log_every),
+        keep_checkpoint_every=parse_interval("keep_checkpoint_every", cfg.keep_checkpoint_every),
     )
     trainer = Trainer(parts)
     method.setup(
@@ -148,8 +156,10 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     if not dist.is_main:
         return summary
     if method.rounds > 1:
-        summary["round_table"] = write_round_table(run_dir, method.table_name, trainer.results)
+        summary["round_table"] = write_round_table(run_dir, method.table_name, trainer.results, _title(summary),
+                                                     method.name)
     write_summary(summary_path, summary)
+    loggers.finish(summary)
     log.info("done: test %s, %s", task.describe(summary["final"]["test"]), run_dir / "summary.json")
     return summary
 
@@ -165,14 +175,16 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         "model": cfg.model.name,
         "dataset": cfg.dataset.name,
         "method": cfg.method.name,
-        "sparsity": cfg.sparsity,
+        "sparsity": trainer.p.method.sparsity,
         "seed": cfg.seed,
         "final": last["final"],
         "best": last["best"],
         "early_stop": last["early_stop"],
+        "best_checkpoint": last.get("best_checkpoint"),
         "parameters": sum(p.numel() for p in model.parameters()),
         "in_shape": list(data.in_shape),
         "num_classes": data.num_classes,
+        "preprocess": data.preprocess,
         "flops": {
             "inference_dense": total_dense,
             "inference_sparse": inference_flops(total_dense, per_layer, method.densities() or {}),
@@ -185,7 +197,8 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         "epochs": trainer.epochs,
         "wall_time_s": round(trainer.elapsed(), 3),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": str(torch.__version__),
+        **provenance(),
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
     }
     if report is not None:
         summary["masks"] = {
@@ -199,6 +212,13 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
     if method.rounds > 1:
         summary["rounds"] = trainer.results
     return summary
+
+
+def _title(summary: dict) -> str:
+    """``lenet300_100 on mnist, lth, 2 epochs (44 steps) per round``: what a plot of the run shows."""
+    per_round = " per round" if summary.get("rounds") else ""
+    return (f"{summary['model']} on {summary['dataset']}, {summary['method']}, {summary['epochs']} epochs "
+            f"({summary['steps']} steps){per_round}")
 
 
 def _describe(cfg: DictConfig, device: torch.device, model: nn.Module, data: Data, method: Method,
@@ -239,6 +259,13 @@ def _user_error(build: Callable, *args: Any, **kwargs: Any) -> Any:
         return build(*args, **kwargs)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def cpu_threads() -> int:
+    """Torch threads for a CPU run: OMP_NUM_THREADS when set, else the CPUs this process may run on."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _resolve_device(name: str) -> torch.device:

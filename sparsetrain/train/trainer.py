@@ -27,10 +27,12 @@ from ..methods import Method
 from ..sparsity.flops import TrainingFlops
 from ..sparsity.masks import format_report, mask_report, save_masks
 from ..tasks import Task
+from .best import best_path, save_best, selection_split
 from .checkpoint import capture_rng, restore_rng, save_checkpoint
 from .distributed import Distributed
 from .files import atomic_write, checkpoint_path
 from .metrics import MetricsLog, write_summary
+from .progress import LossWindow, Pace, format_duration, progress_line
 from .schedule import lr_factor
 from .step import TrainStep
 
@@ -70,6 +72,8 @@ class TrainerParts:
     metrics: MetricsLog
     flops: TrainingFlops  # training FLOPs of the run so far (RigL paper, Appendix H)
     dist: Distributed  # this process's rank; one process by default
+    log_every: Interval  # running train loss, lr and sparsity: bar postfix, log line and a train_step event
+    keep_checkpoint_every: Interval  # checkpoints also kept as checkpoints/step_*.pt
 
 
 class Trainer:
@@ -85,6 +89,9 @@ class Trainer:
         self.elapsed_before = 0.0
         self.clock_start = time.perf_counter()
         self.finished = False
+        self.window = LossWindow()  # the loss accumulator at the last logging point
+        self.pace = Pace()
+        self.tty = sys.stdout.isatty()
 
     # ---- the loop -------------------------------------------------------------------------------------
     def begin_round(self, start_step: int) -> None:
@@ -119,21 +126,27 @@ class Trainer:
         while pos.step < end:
             bar = tqdm(
                 total=self.steps_per_epoch, initial=pos.batch, desc=self._bar_label(), leave=False,
-                disable=not sys.stdout.isatty(), dynamic_ncols=True,
+                disable=not self.tty, dynamic_ncols=True,
             )
+            epoch_start = time.perf_counter()
+            self.pace.restart(pos.step)
             for plan in train.plans(pos.epoch, pos.batch):
                 self._step(plan)
                 bar.update(1)
+                if self.p.log_every.due(step=pos.step, epoch_end=None):
+                    self._log_progress(bar)
                 if pos.step == end:
                     break
                 if self.p.eval_every.due(step=pos.step, epoch_end=None):
                     self._evaluate()
                 if self.p.checkpoint_every.due(step=pos.step, epoch_end=None):
                     self.save()
+                if self.p.keep_checkpoint_every.due(step=pos.step, epoch_end=None):
+                    self.save(self._kept_path())
             bar.close()
             pos.epoch += 1
             pos.batch = 0
-            self._end_epoch(final=pos.step == end)
+            self._end_epoch(final=pos.step == end, seconds=time.perf_counter() - epoch_start)
 
     def end_round(self) -> None:
         """Record the round's results and move to the next round (or finish), then checkpoint."""
@@ -156,10 +169,33 @@ class Trainer:
                     if p.dim() > 1 and name not in masks}
         return mask_report(masks, method.densities(), method.fixed_layers(), unmasked)
 
-    def describe_masks(self) -> None:
+    def describe_masks(self, when: str = "start") -> None:
+        """Print the per-layer density table (``when``: the start or the end of the round) and log it as a
+        ``density`` event (global sparsity and each layer's density)."""
         report = self.mask_report()
-        if report is not None:
-            log.info("masks at the start of round %d:\n%s", self.pos.round, format_report(report))
+        if report is None:
+            return
+        log.info("masks at the %s of round %d:\n%s", when, self.pos.round, format_report(report))
+        layers = {name: layer["density"] for name, layer in report["layers"].items()}
+        self.log_event({"event": "density", "when": when, "sparsity": report["sparsity"], **layers})
+
+    def _sparsity(self) -> float:
+        report = self.mask_report()
+        return 0.0 if report is None else report["sparsity"]
+
+    def _log_progress(self, bar: tqdm) -> None:
+        """Read the loss accumulator (the only host read at a logging point) and report the running loss."""
+        pos = self.pos
+        loss_sum = float(self.p.dist.mean(self.train_step.loss_sum.clone()))
+        loss = self.window.mean_since(loss_sum, self.loss_count)
+        lr, sparsity = self.train_step.lr, self._sparsity()
+        self.log_event({"event": "train_step", "loss": loss, "lr": lr, "sparsity": sparsity})
+        rate = self.pace.rate(pos.step)
+        if self.tty:
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.4g}", sparsity=f"{sparsity:.4f}", refresh=False)
+        else:
+            log.info(progress_line(self._bar_label(), pos.step, self.round_steps(), loss, lr, sparsity, rate,
+                                   self.p.data.train.batch_size))
 
     def _step(self, plan: BatchPlan) -> None:
         p, step = self.p, self.pos.step
@@ -181,28 +217,34 @@ class Trainer:
         """Optimizer steps of the current round (the run's length unless the method's rounds differ)."""
         return self.p.method.round_steps(self.pos.round)
 
-    def _end_epoch(self, final: bool) -> None:
+    def _end_epoch(self, final: bool, seconds: float) -> None:
         pos = self.pos
         loss_sum = self.train_step.loss_sum
         train_loss = float(self.p.dist.mean(loss_sum)) / max(self.loss_count, 1)
         self.log_event({"event": "train", "loss": train_loss, "lr": self.train_step.lr})
         loss_sum.zero_()
         self.loss_count = 0
+        self.window = LossWindow()
         if not math.isfinite(train_loss):
             raise ConfigError(
                 f"training diverged: train loss is {train_loss} in epoch {pos.epoch} of round {pos.round}; "
                 "lower optimizer.lr, e.g. optimizer.lr=0.01"
             )
+        epoch_line = f"train loss {train_loss:.4f}, epoch time {format_duration(seconds)}"
         if final or self.p.eval_every.due(step=pos.step, epoch_end=pos.epoch):
-            self._evaluate(final=final)
+            self._evaluate(final=final, epoch_line=epoch_line)
+        else:
+            log.info("round %d epoch %d step %d: %s", pos.round, pos.epoch, pos.step, epoch_line)
         self.p.method.on_epoch_end(pos.epoch)  # after the evaluation: an epoch-end mask update follows it
         if not final and self.p.checkpoint_every.due(step=pos.step, epoch_end=pos.epoch):
             self.save()
+        if self.p.keep_checkpoint_every.due(step=pos.step, epoch_end=pos.epoch):
+            self.save(self._kept_path())
 
     # ---- evaluation and metrics ----------------------------------------------------------------------
-    def _evaluate(self, final: bool = False) -> None:
+    def _evaluate(self, final: bool = False, epoch_line: str | None = None) -> None:
         data, result = self.p.data, self.round_result
-        described = []
+        described = [] if epoch_line is None else [epoch_line]
         for split, batches in (("val", data.val), ("test", data.test)):
             if batches is None:
                 continue
@@ -217,7 +259,21 @@ class Trainer:
                 result["early_stop"] = {**scores, **stamp}
             if final:
                 result["final"][split] = scores
+            if split == selection_split(data.val is not None):
+                self._keep_if_best(split, scores, stamp)
         log.info("round %d epoch %d step %d: %s", self.pos.round, self.pos.epoch, self.pos.step, ", ".join(described))
+
+    def _keep_if_best(self, split: str, scores: dict, stamp: dict) -> None:
+        """Write the best checkpoint when ``scores`` beat the round's best so far (a tie keeps the earlier one)."""
+        task, best = self.p.task, self.round_result.get("best_checkpoint")
+        if best is not None and not task.better(scores, best["scores"]):
+            return
+        self.round_result["best_checkpoint"] = {"split": split, "metric": task.best_metric,
+                                                "value": scores[task.best_metric], "scores": scores, **stamp}
+        if self.p.dist.is_main:
+            path = best_path(self.p.run_dir, self.pos.round, self.p.method.rounds)
+            save_best(path, self.p.model.state_dict(), self.p.method.masks(), split, task.best_metric, scores,
+                      {"round": self.pos.round, **stamp})
 
     def log_event(self, event: dict) -> None:
         """Append ``event`` to metrics.jsonl, stamped with the position and the wall time."""
@@ -233,13 +289,18 @@ class Trainer:
 
     @staticmethod
     def _empty_round_result() -> dict:
-        return {"final": {}, "best": {}, "early_stop": None}
+        return {"final": {}, "best": {}, "early_stop": None, "best_checkpoint": None}
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.clock_start
 
     # ---- checkpoints -----------------------------------------------------------------------------------
-    def save(self) -> None:
+    def _kept_path(self) -> Path:
+        prefix = f"round_{self.pos.round:02d}_" if self.p.method.rounds > 1 else ""
+        return self.p.run_dir / "checkpoints" / f"{prefix}step_{self.pos.step:07d}.pt"
+
+    def save(self, path: Path | None = None) -> None:
+        """The full training state, to ``checkpoints/last.pt`` (or ``path``: a kept copy, resumable as last.pt)."""
         p = self.p
         state = {
             "format": CHECKPOINT_FORMAT,
@@ -253,6 +314,7 @@ class Trainer:
             "trainer": {
                 "loss_sum": self.train_step.loss_sum,
                 "loss_count": self.loss_count,
+                "window": asdict(self.window),
                 "results": self.results,
                 "round_result": self.round_result,
                 "elapsed": self.elapsed(),
@@ -263,7 +325,9 @@ class Trainer:
         }
         if not p.dist.is_main:
             return
-        save_checkpoint(checkpoint_path(p.run_dir), state)
+        save_checkpoint(path or checkpoint_path(p.run_dir), state)
+        if path is not None:
+            return
         masks = p.method.masks()
         if masks is not None:
             save_masks(p.run_dir / "masks" / "last.safetensors", masks)
@@ -280,6 +344,7 @@ class Trainer:
         trainer = state["trainer"]
         self.train_step.loss_sum.copy_(trainer["loss_sum"])
         self.loss_count = trainer["loss_count"]
+        self.window = LossWindow(**trainer.get("window", {}))
         self.results = trainer["results"]
         self.round_result = trainer["round_result"]
         self.elapsed_before = trainer["elapsed"]
