@@ -66,7 +66,7 @@ def check(cfg: DictConfig) -> None:
     from .tasks import check_task
 
     try:
-        build_method(cfg.method, cfg.sparsity)
+        build_method(cfg.method, cfg.sparsity, start_masks=cfg.init_from is not None)
         check_model_config(OmegaConf.to_container(cfg.model, resolve=True))
         check_dataset_config(cfg.dataset)
         check_task(cfg.task)

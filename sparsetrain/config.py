@@ -97,7 +97,7 @@ class CustomDatasetConfig(UserDatasetConfig):
 class TensorFilesConfig(UserDatasetConfig):
     name: str = "tensors"
     train_file: Optional[str] = None  # .npz (arrays x, y) or .pt ({"x": ..., "y": ...})
-    test_file: Optional[str] = None
+    test_file: Optional[str] = None  # the test split, same formats
     val_file: Optional[str] = None  # optional; else dataset.val_size holds out part of train
 
 

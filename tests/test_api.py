@@ -58,7 +58,7 @@ def test_masks_are_in_place_at_construction_and_state_round_trips():
     model = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     sparsifier = sparsetrain.sparsify(model, optimizer, "static", 0.75, total_steps=10, distribution="uniform",
-                                      exclude=["last"])
+                                      uniform_dense_first=False, exclude=["last"])
     assert list(sparsifier.masks) == ["0.weight"]
     assert int((model[0].weight == 0).sum()) == 450 and int((model[2].weight == 0).sum()) == 0
     other = sparsetrain.sparsify(nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5)), optimizer, "static",

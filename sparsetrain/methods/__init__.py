@@ -28,13 +28,18 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
-def build_method(cfg: Any, sparsity: float) -> Method:
-    """The method named by ``cfg.name``; ValueError (one line) for an unknown name or a bad option."""
+def build_method(cfg: Any, sparsity: float, *, start_masks: bool = False) -> Method:
+    """The method named by ``cfg.name``; ValueError (one line) for an unknown name, a bad option, or a zero target
+    for a method whose target ``sparsity`` is (unless the run starts from the masks of ``start_masks``)."""
     try:
         cls = METHODS[cfg.name]
     except KeyError:
         raise ValueError(f"method.name={cfg.name!r} is not a method; choose one of: {', '.join(sorted(METHODS))}")
-    return cls(_plain(cfg), sparsity)
+    method = cls(_plain(cfg), sparsity)
+    if sparsity == 0.0 and not start_masks and method.uses_sparsity():
+        raise ValueError(f"sparsity=0.0 with method={method.name} would train a dense model under a sparse method's "
+                         "name; give the target, e.g. sparsity=0.9 (or method=dense for the baseline)")
+    return method
 
 
 def _plain(cfg: Any) -> Any:

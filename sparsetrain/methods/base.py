@@ -59,6 +59,10 @@ class Method:
         self.sparsity = sparsity
         self.ctx: RunContext | None = None
 
+    def uses_sparsity(self) -> bool:
+        """Whether the ``sparsity`` key sets this method's target (a zero target is then refused)."""
+        return False
+
     def setup(self, ctx: RunContext) -> None:
         """Called once, after model and optimizer exist and before any checkpoint state is loaded."""
         self.ctx = ctx

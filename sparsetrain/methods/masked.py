@@ -34,9 +34,6 @@ class MaskedMethod(Method):
         scope = getattr(cfg, "scope", "layerwise")
         if scope not in SCOPES:
             raise ConfigError(f"method.scope={scope!r} is not a scope; choose layerwise or global (e.g. method.scope=global)")
-        if sparsity == 0.0 and self.uses_sparsity():
-            raise ConfigError(f"sparsity=0.0 with method={self.name} would train a dense model under a sparse method's "
-                              "name; give the target, e.g. sparsity=0.9 (or method=dense for the baseline)")
         self.targets: Targets | None = None
         self.maskset: MaskSet | None = None
 

@@ -133,4 +133,25 @@ PAPERS: dict[str, tuple[Paper, ...]] = {
   booktitle = {Proceedings of the 38th International Conference on Machine Learning (ICML)},
   year = {2021}
 }"""),),
+    "acdc": (Paper(
+        "Peste, Iofinova, Vladu, Alistarh. AC/DC: Alternating Compressed/DeCompressed Training of Deep Neural "
+        "Networks. NeurIPS 2021",
+        "https://arxiv.org/abs/2106.12379",
+        """@inproceedings{peste2021acdc,
+  title = {{AC/DC}: Alternating Compressed/DeCompressed Training of Deep Neural Networks},
+  author = {Peste, Alexandra and Iofinova, Eugenia and Vladu, Adrian and Alistarh, Dan},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year = {2021}
+}"""),),
+    "gap": (Paper(
+        "Ma, Qin, Sun, Hou, Yuan, Xu, Wang, Chen, Jin, Xie. Effective Model Sparsification by Scheduled "
+        "Grow-and-Prune Methods. ICLR 2022",
+        "https://arxiv.org/abs/2106.09857",
+        """@inproceedings{ma2022gap,
+  title = {Effective Model Sparsification by Scheduled Grow-and-Prune Methods},
+  author = {Ma, Xiaolong and Qin, Minghai and Sun, Fei and Hou, Zejiang and Yuan, Kun and Xu, Yi and
+            Wang, Yanzhi and Chen, Yen-Kuang and Jin, Rong and Xie, Yuan},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2022}
+}"""),),
 }

@@ -9,7 +9,7 @@ from torch import nn
 from ..factories import call_with, locate
 
 CUSTOM_EXAMPLE = "my_pkg.nets.make_net"
-_SCHEMA_KEYS = {"name", "source", "_target_", "depth", "width", "dropout", "stem"}
+_SCHEMA_KEYS = {"name", "source", "_target_", "depth", "width", "dropout", "stem", "shortcut", "init"}
 _UNSET = {"depth": None, "width": None, "dropout": 0.0, "stem": "auto"}
 
 

@@ -86,7 +86,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if dist.enabled else model
     optimizer = build_optimizer(cfg.optimizer, model)
-    method = _user_error(build_method, cfg.method, cfg.sparsity)
+    method = _user_error(build_method, cfg.method, cfg.sparsity, start_masks=cfg.init_from is not None)
     if method.sparsity != cfg.sparsity:
         log.warning("method=%s ignores sparsity=%s: trained dense, recorded as sparsity 0", method.name, cfg.sparsity)
     total_steps = cfg.steps or cfg.epochs * len(data.train)
