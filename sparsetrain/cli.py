@@ -56,13 +56,16 @@ def _app(cfg: DictConfig) -> dict:
         fail(str(error))
 
 
-def check(cfg: DictConfig) -> None:
-    """Every check that needs no data or model: value ranges, then the method's options."""
+def check(cfg: DictConfig, config: dict | None = None) -> None:
+    """Every check that needs no data or model: value ranges, then the method's options (and, given the resolved
+    run ``config``, the method's checks against it)."""
     validate(cfg)
     from .methods import build_method
 
     try:
-        build_method(cfg.method, cfg.sparsity)
+        method = build_method(cfg.method, cfg.sparsity)
+        if config is not None:
+            method.check_config(config)
     except ValueError as error:
         raise ConfigError(str(error)) from None
 
@@ -115,7 +118,7 @@ def _values(override: Override) -> list[str]:
 def _compose_checked(overrides: list[str]) -> DictConfig:
     try:
         cfg = compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=True)
-        check(cfg)
+        check(cfg, _plain(cfg))
     except MissingConfigException as error:
         raise ConfigError(_missing_option(error, overrides)) from None
     except (HydraException, OmegaConfBaseException) as error:
