@@ -57,8 +57,9 @@ def _app(cfg: DictConfig) -> dict:
         fail(str(error))
 
 
-def check(cfg: DictConfig) -> None:
-    """Every check that needs no data or model: value ranges, then the method's options."""
+def check(cfg: DictConfig, config: dict | None = None) -> None:
+    """Every check that needs no data or model: value ranges, then the method's options (and, given the resolved
+    run ``config``, the method's checks against it)."""
     validate(cfg)
     from .data.custom import check_dataset_config
     from .methods import build_method
@@ -66,7 +67,9 @@ def check(cfg: DictConfig) -> None:
     from .tasks import check_task
 
     try:
-        build_method(cfg.method, cfg.sparsity, start_masks=cfg.init_from is not None)
+        method = build_method(cfg.method, cfg.sparsity, start_masks=cfg.init_from is not None)
+        if config is not None:
+            method.check_config(config)
         check_model_config(OmegaConf.to_container(cfg.model, resolve=True))
         check_dataset_config(cfg.dataset)
         check_task(cfg.task)
@@ -143,7 +146,7 @@ def _values(override: Override) -> list[str]:
 def _compose_checked(overrides: list[str]) -> DictConfig:
     try:
         cfg = compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=True)
-        check(cfg)
+        check(cfg, _plain(cfg))
     except MissingConfigException as error:
         raise ConfigError(_missing_option(error, overrides)) from None
     except (HydraException, OmegaConfBaseException) as error:

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from conftest import run_cli
 from sparsetrain import methods
 from sparsetrain.config import ConfigError
 from sparsetrain.sparsity.dst import drop_count
@@ -164,3 +165,10 @@ def test_a_control_trained_differently_from_its_ticket_run_is_refused(compose_co
         _run(compose_config, tmp_path / "control", "method.levels=1", "method.control=random_reinit",
              f"method.masks_from={tmp_path / 'ticket'}", "steps=40", "optimizer.lr=0.05")
     assert not (tmp_path / "control" / "checkpoints").exists()
+    # from the command line: one line, exit 2, nothing written (refused before Hydra creates the run directory)
+    result = run_cli(*BASE, "method.levels=1", "method.control=random_mask", f"method.masks_from={tmp_path / 'ticket'}",
+                     "batch_size=32", f"hydra.run.dir={tmp_path / 'cli'}", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: method.masks_from='{tmp_path / 'ticket'}' was trained differently: batch_size=32 (ticket run: 64); "
+        "a control trains as its ticket run, e.g. batch_size=64"]
+    assert not (tmp_path / "cli").exists()

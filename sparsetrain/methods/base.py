@@ -63,9 +63,14 @@ class Method:
         """Whether the ``sparsity`` key sets this method's target (a zero target is then refused)."""
         return False
 
+    def check_config(self, config: dict) -> None:
+        """Checks against the whole resolved run config (ConfigError); run before anything is written, and again
+        in ``setup``."""
+
     def setup(self, ctx: RunContext) -> None:
         """Called once, after model and optimizer exist and before any checkpoint state is loaded."""
         self.ctx = ctx
+        self.check_config(ctx.config)
 
     def round_start_step(self, round_index: int) -> int:
         """The step a round starts at (its data order and learning rate from there); lottery tickets rewound

@@ -70,10 +70,12 @@ class LTH(MaskedMethod):
         self.round = 0
         self.theta_k: dict[str, torch.Tensor] | None = None
 
+    def check_config(self, config: dict) -> None:
+        if self.source_dir is not None:
+            _refuse_other_training(read_run_record(self.source_dir)["config"], config, self.cfg.masks_from)
+
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
-        if self.source_dir is not None:
-            _refuse_other_training(read_run_record(self.source_dir)["config"], ctx.config, self.cfg.masks_from)
         self.rewind_step = self.rewind_time.steps(ctx.steps_per_epoch, ctx.total_steps)
         if self.rewind_step >= ctx.total_steps:
             raise ConfigError(f"method.rewind_to={self.cfg.rewind_to} is not before the end of training "
