@@ -308,3 +308,18 @@ def test_the_step_feeds_dict_batches_through_the_task(path):
     assert set(method.masks()) == {"embed.weight", "head.weight"}
     assert all(torch.all(p[~m] == 0) for p, m in zip(method.targets.params.values(), method.masks().values()))
     assert loss == reference_loss and all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["model=custom"], r"model\._target_ is not set; give the import path of your factory"),
+    (["dataset=custom"], r"dataset\._target_ is not set"),
+    (["dataset=tensors", "dataset.test_file=t.npz"], r"dataset\.train_file is not set"),
+    (["dataset=tensors", "dataset.train_file=nosuch.npz", "dataset.test_file=t.npz"],
+     r"dataset\.train_file='nosuch\.npz' is not a file"),
+    (["model=torchvision", "model.name=nosuch"], r"model\.name='nosuch' is not a torchvision classification model"),
+    (["task.distill.temperature=0"], r"task\.distill\.temperature=0\.0 must be positive"),
+])
+def test_missing_or_bad_open_runner_keys_are_refused_before_anything_is_written(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        sparsetrain.train([*overrides, f"hydra.run.dir={tmp_path / 'run'}"])
+    assert not (tmp_path / "run").exists()
