@@ -93,7 +93,8 @@ def _tensor_files(cfg: Any) -> dict[str, str]:
 def custom_splits(cfg: Any) -> Splits:
     """``dataset._target_(**added keys)``: (train, test), (train, test, val) or a dict with those keys."""
     factory = locate("dataset._target_", cfg._target_, CUSTOM_EXAMPLE)
-    options = {key: cfg[key] for key in cfg if key not in CustomDatasetConfig.__dataclass_fields__}
+    values = OmegaConf.to_container(cfg, resolve=True)
+    options = {key: value for key, value in values.items() if key not in CustomDatasetConfig.__dataclass_fields__}
     result = call_with(factory, {}, options)
     source = f"dataset._target_={cfg._target_!r}"
     if isinstance(result, dict) and {"train", "test"} <= set(result):
