@@ -10,6 +10,8 @@ from typing import Any, Callable
 def locate(key: str, path: str, example: str) -> Callable[..., Any]:
     """The callable at import path ``path`` (``package.module.name``, or a nested attribute); ValueError (one line
     naming ``key``) if it does not resolve."""
+    if path in (None, "", "???"):
+        raise ValueError(f"{key} is not set; give the import path of your factory, e.g. {key}={example}")
     try:
         target = _import(str(path))
     except Exception as error:  # ImportError, AttributeError, or whatever the user's module raises on import

@@ -315,6 +315,16 @@ def test_imagefolder_batches_are_deterministic_resumable_and_worker_independent(
     assert not torch.equal(torch.cat([x for x, _ in epoch_list(data, 2)]), torch.cat([x for x, _ in full]))
 
 
+def test_imagefolder_directory_names_are_configurable(tmp_path):
+    write_image_folder(tmp_path)
+    (tmp_path / "train").rename(tmp_path / "training")
+    (tmp_path / "val").rename(tmp_path / "validation")
+    data = build(config("imagefolder", root=str(tmp_path), train_dir="training", test_dir="validation"))
+    assert (data.train.num_samples, data.test.num_samples, data.num_classes) == (12, 6, 3)
+    with pytest.raises(DataError, match=r"has no train/ directory.*dataset\.train_dir"):
+        build(config("imagefolder", root=str(tmp_path)))
+
+
 def test_imagefolder_test_split_uses_resize_and_center_crop(tmp_path):
     write_image_folder(tmp_path)
     data = build(config("imagefolder", root=str(tmp_path), val_size=3), eval_batch_size=4)

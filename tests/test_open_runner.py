@@ -24,6 +24,7 @@ from sparsetrain.export import export
 from sparsetrain.models import build_model
 from sparsetrain.sparsity.masks import format_report, mask_report
 from sparsetrain.sparsity.targets import prunable_parameters, select_targets
+from sparsetrain.tasks.classification import ImageClassification
 from sparsetrain.tasks.distill import Distillation
 
 TESTS = Path(__file__).resolve().parent  # user_code.py lives here
@@ -253,3 +254,72 @@ def test_custom_data_resident_or_through_workers_gives_the_same_batches():
     for (x, y), (x2, y2) in zip(resident, loaded):
         assert torch.equal(x, x2) and torch.equal(y, y2)
     assert len(resumed) == 1 and torch.equal(loaded[5][0], resumed[0][0])
+
+
+class _NamedInputsTask(ImageClassification):
+    """A task fed named tensors, ``model(**inputs)``, as text tasks are (token ids, attention mask, labels)."""
+
+    def train_loss(self, model, batch):
+        inputs = {key: value for key, value in batch.items() if key != "labels"}
+        return self.criterion(model(**inputs).float(), batch["labels"])
+
+
+class _TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(20, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, input_ids, attention_mask):
+        hidden = (self.embed(input_ids) * attention_mask[..., None]).sum(1) / attention_mask.sum(1, keepdim=True)
+        return self.head(hidden)
+
+
+@pytest.mark.parametrize("path", ["eager", "recorded_graph"])
+def test_the_step_feeds_dict_batches_through_the_task(path):
+    import contextlib
+
+    from sparsetrain.train.distributed import Distributed
+    from sparsetrain.train.step import StepParts, TrainStep
+
+    generator = torch.Generator().manual_seed(0)
+    ids, mask = torch.randint(0, 20, (64, 5), generator=generator), torch.ones(64, 5)
+    labels = ids[:, 0] % 3
+
+    def make(plan):
+        (index,) = plan
+        return {"input_ids": ids[index], "attention_mask": mask[index], "labels": labels[index]}
+
+    def train(path):
+        torch.manual_seed(0)
+        model = _TwoInputs()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        method = sparsetrain.sparsify(model, optimizer, "static", 0.5, total_steps=8,
+                                      modules=["linear", "embedding"]).method
+        step = TrainStep(StepParts(model=model, step_model=model, optimizer=optimizer, method=method,
+                                   task=_NamedInputsTask(3), make_batch=make, autocast=contextlib.nullcontext,
+                                   dist=Distributed()), path)
+        for i in range(8):
+            step((torch.arange(8 * i, 8 * i + 8),), i, lambda: None)
+        return model, method, float(step.loss_sum)
+
+    model, method, loss = train(path)
+    reference, _, reference_loss = train("eager")
+    assert set(method.masks()) == {"embed.weight", "head.weight"}
+    assert all(torch.all(p[~m] == 0) for p, m in zip(method.targets.params.values(), method.masks().values()))
+    assert loss == reference_loss and all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["model=custom"], r"model\._target_ is not set; give the import path of your factory"),
+    (["dataset=custom"], r"dataset\._target_ is not set"),
+    (["dataset=tensors", "dataset.test_file=t.npz"], r"dataset\.train_file is not set"),
+    (["dataset=tensors", "dataset.train_file=nosuch.npz", "dataset.test_file=t.npz"],
+     r"dataset\.train_file='nosuch\.npz' is not a file"),
+    (["model=torchvision", "model.name=nosuch"], r"model\.name='nosuch' is not a torchvision classification model"),
+    (["task.distill.temperature=0"], r"task\.distill\.temperature=0\.0 must be positive"),
+])
+def test_missing_or_bad_open_runner_keys_are_refused_before_anything_is_written(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        sparsetrain.train([*overrides, f"hydra.run.dir={tmp_path / 'run'}"])
+    assert not (tmp_path / "run").exists()

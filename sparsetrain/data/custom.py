@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from ..config import CustomDatasetConfig
@@ -68,15 +69,32 @@ class SeededItems(Dataset):
 
 
 def check_dataset_config(cfg: Any) -> None:
-    """The check that needs no data: a custom dataset's factory resolves (ValueError otherwise)."""
+    """The checks that need no data: a custom dataset's factory resolves, tensor files are given and exist
+    (DataError / ValueError otherwise)."""
     if cfg.name == "custom":
-        locate("dataset._target_", cfg._target_, CUSTOM_EXAMPLE)
+        locate("dataset._target_", OmegaConf.to_container(cfg)["_target_"], CUSTOM_EXAMPLE)
+    if cfg.name == "tensors":
+        _tensor_files(cfg)
+
+
+def _tensor_files(cfg: Any) -> dict[str, str]:
+    """The set ``dataset.{train,test,val}_file`` paths, train and test required, each an existing file."""
+    files = {split: cfg[f"{split}_file"] for split in ("train", "test", "val") if cfg[f"{split}_file"]}
+    for split in ("train", "test"):
+        if split not in files:
+            raise DataError(f"dataset.{split}_file is not set; dataset=tensors reads x and y from .pt or .npz "
+                            f"files, e.g. dataset.{split}_file={split}.npz")
+    for split, path in files.items():
+        if not os.path.isfile(os.path.expanduser(path)):
+            raise DataError(f"dataset.{split}_file={path!r} is not a file; e.g. {TENSOR_FILE_EXAMPLE}")
+    return files
 
 
 def custom_splits(cfg: Any) -> Splits:
     """``dataset._target_(**added keys)``: (train, test), (train, test, val) or a dict with those keys."""
     factory = locate("dataset._target_", cfg._target_, CUSTOM_EXAMPLE)
-    options = {key: cfg[key] for key in cfg if key not in CustomDatasetConfig.__dataclass_fields__}
+    values = OmegaConf.to_container(cfg, resolve=True)
+    options = {key: value for key, value in values.items() if key not in CustomDatasetConfig.__dataclass_fields__}
     result = call_with(factory, {}, options)
     source = f"dataset._target_={cfg._target_!r}"
     if isinstance(result, dict) and {"train", "test"} <= set(result):
@@ -91,12 +109,7 @@ def custom_splits(cfg: Any) -> Splits:
 def tensor_file_splits(cfg: Any) -> Splits:
     """Datasets from ``dataset.train_file`` / ``test_file`` / ``val_file`` (optional), each holding ``x`` (inputs)
     and ``y`` (targets): ``np.savez(path, x=..., y=...)`` or ``torch.save({"x": ..., "y": ...}, path)``."""
-    files = {"train": cfg.train_file, "test": cfg.test_file, "val": cfg.val_file}
-    for split in ("train", "test"):
-        if not files[split]:
-            raise DataError(f"dataset.{split}_file is not set; dataset=tensors reads x and y from .pt or .npz files, "
-                            f"e.g. dataset.{split}_file={split}.npz")
-    loaded = {split: _tensor_file(f"dataset.{split}_file", path) for split, path in files.items() if path}
+    loaded = {split: _tensor_file(f"dataset.{split}_file", path) for split, path in _tensor_files(cfg).items()}
     return Splits(loaded["train"], loaded["test"], loaded.get("val"), f"dataset.train_file={cfg.train_file!r}")
 
 

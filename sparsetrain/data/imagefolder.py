@@ -24,7 +24,8 @@ from .splits import holdout
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_LAYOUT = "expected the ImageNet layout dataset.root/train/<class>/*.jpg and dataset.root/val/<class>/*.jpg"
+_LAYOUT = ("expected the ImageNet layout dataset.root/train/<class>/*.jpg and dataset.root/val/<class>/*.jpg "
+           "(other names: dataset.train_dir, dataset.test_dir)")
 
 
 class _Images(Dataset):
@@ -112,7 +113,8 @@ def build_imagefolder(cfg: Any, *, batch_size: int, eval_batch_size: int, device
     if test_folder.classes != train_folder.classes:
         missing = sorted(set(train_folder.classes) ^ set(test_folder.classes))
         raise DataError(
-            f"dataset.root={root!r}: the class folders of val/ and train/ differ (e.g. {missing[:3]}); {_LAYOUT}"
+            f"dataset.root={root!r}: the class folders of {cfg.test_dir}/ and {cfg.train_dir}/ differ "
+            f"(e.g. {missing[:3]}); {_LAYOUT}"
         )
     normalize = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     evaluate = transforms.Compose([transforms.Resize(int(size * 256 / 224)), transforms.CenterCrop(size), *normalize])

@@ -177,7 +177,9 @@ class TrainStep:
     def _forward_backward(self, plan: BatchPlan) -> None:
         """Loss and gradients of the batch of ``plan``; the dense weight gradients are left in ``.grad``."""
         p = self.p
-        batch = tuple(p.dist.shard(part) for part in p.make_batch(plan))
+        made = p.make_batch(plan)  # (inputs, targets), or named tensors (token ids, attention mask, labels)
+        batch = {key: p.dist.shard(part) for key, part in made.items()} if isinstance(made, dict) else \
+            tuple(p.dist.shard(part) for part in made)
         with p.autocast():
             loss = p.task.train_loss(p.step_model, batch)
         p.optimizer.zero_grad(set_to_none=True)
