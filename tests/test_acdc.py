@@ -45,7 +45,8 @@ def test_cifar_schedule_matches_the_authors_config():
     assert _starts(phases, "c") == [10, 50, 90, 130, 170]
     assert _starts(phases[10:], "d") == [e - 10 for e in (30, 70, 110, 150)]
     assert acdc_phase(0, epochs=200, **CIFAR) == "dense_warmup"
-    assert acdc_phase(169, epochs=200, **CIFAR) == "decompressed" and acdc_phase(199, epochs=200, **CIFAR) == "compressed"
+    assert acdc_phase(169, epochs=200, **CIFAR) == "decompressed"
+    assert acdc_phase(199, epochs=200, **CIFAR) == "compressed"
 
 
 # ---- in training ---------------------------------------------------------------------------------------------
