@@ -45,7 +45,8 @@ def test_cifar_schedule_matches_the_authors_config():
     assert _starts(phases, "c") == [10, 50, 90, 130, 170]
     assert _starts(phases[10:], "d") == [e - 10 for e in (30, 70, 110, 150)]
     assert acdc_phase(0, epochs=200, **CIFAR) == "dense_warmup"
-    assert acdc_phase(169, epochs=200, **CIFAR) == "decompressed" and acdc_phase(199, epochs=200, **CIFAR) == "compressed"
+    assert acdc_phase(169, epochs=200, **CIFAR) == "decompressed"
+    assert acdc_phase(199, epochs=200, **CIFAR) == "compressed"
 
 
 # ---- in training ---------------------------------------------------------------------------------------------
@@ -114,8 +115,8 @@ def test_warmup_and_final_phase_must_fit_the_run(compose_config, tmp_path):
         run(compose_config(*overrides), tmp_path, overrides)
 
 
-@pytest.mark.parametrize("crash_after", [50, 80])  # 22 steps an epoch: inside the decompressed (2) and final (3) phase
-def test_crash_and_resume_inside_a_phase_is_bit_identical(crash_after, compose_config, tmp_path, monkeypatch):
+def test_crash_and_resume_inside_a_phase_is_bit_identical(compose_config, tmp_path, monkeypatch):
+    crash_after = 50  # 22 steps an epoch: inside the decompressed phase (epoch 2), after a compression
     overrides = [*RUN, "epochs=5", "checkpoint_every=7it", "resume=auto", "model.dropout=0.1"]
     overrides = [o for o in overrides if o != "epochs=7"]
     reference = run(compose_config(*overrides), tmp_path / "reference", overrides)

@@ -6,9 +6,9 @@ phase; when the span is not a whole number of cycles, the last decompressed phas
 authors' ImageNet configs: compress at 10, 20, …, 70, restore at 15, …, 65 and 75, final compression at 85 of 100;
 their ep200 configs keep the phase lengths and add cycles).
 
-``cyclic_gap`` and ``parallel_gap``: C-GaP and P-GaP (Ma et al. 2022). The trainings of a grow-and-prune run as
-``(prune partition, grow partition, length, combine)``; ``balanced_partitions`` cuts the ordered layers into k contiguous
-groups of about equal parameter count.
+``cyclic_gap`` and ``parallel_gap``: C-GaP and P-GaP (Ma et al. 2022). The trainings of a grow-and-prune run
+as ``(prune partition, grow partition, length, combine)``; ``balanced_partitions`` cuts the ordered layers into k
+contiguous groups of about equal parameter count.
 """
 
 from __future__ import annotations
