@@ -9,6 +9,8 @@ overrides when the command line gives no result-relevant ones.
 from __future__ import annotations
 
 import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -25,12 +27,16 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, validate
-from .train.files import checkpoint_path
+from .train.files import checkpoint_path, remove_hydra_only_dir
+from .train.interrupt import Interrupted, StopSignals
+from .train.lock import refuse_if_locked
+from .train.status import RunFailure, read_status, write_status
 from .train.resume import is_result_key, read_run_record, refuse_if_changed, refuse_to_overwrite, resumable_run_dir
 
 CONFIG_MODULE = "sparsetrain.configs"
 CONFIG_NAME = "train"
 MULTIRUN_FLAGS = ("-m", "--multirun")
+FAILED_JOBS: list[str] = []  # run directories of this invocation's jobs that failed or diverged
 
 
 def fail(message: str) -> NoReturn:
@@ -39,21 +45,64 @@ def fail(message: str) -> NoReturn:
 
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME)
-def _app(cfg: DictConfig) -> dict:
+def _app(cfg: DictConfig) -> dict | None:
     from .data import DataError  # torch loads only once the config is known to be good
     from .train.run import run
 
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode == RunMode.MULTIRUN and cfg.resume is None:
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun and cfg.resume is None:
         cfg.resume = "auto"  # a re-run sweep continues unfinished jobs and skips finished ones
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    stop = StopSignals()
     try:
         check(cfg)
-        run_dir = Path(hydra_cfg.runtime.output_dir)
         if cfg.resume not in (None, "auto"):
             run_dir = resumable_run_dir(cfg.resume)
-        return run(cfg, run_dir, list(hydra_cfg.overrides.task))
+        recorded = read_status(run_dir) if multirun and not cfg.retry_failed else None
+        if recorded is not None:
+            return _job_failed(run_dir, recorded["status"], f"{recorded['error']} (recorded earlier; add "
+                               "retry_failed=true to run it again)", record=False)
+        with stop.installed():
+            return run(cfg, run_dir, list(hydra_cfg.overrides.task), stop)
+    except Interrupted as interrupted:
+        _stopped(interrupted, run_dir, stop)
     except (ConfigError, DataError) as error:
-        fail(str(error))
+        if not multirun:
+            remove_hydra_only_dir(run_dir)
+            fail(str(error))
+        return _job_failed(run_dir, RunFailure.status, str(error))
+    except RunFailure as error:
+        return _job_failed(run_dir, error.status, str(error), exit_now=not multirun)
+
+
+def _stopped(interrupted: Interrupted, run_dir: Path, stop: StopSignals) -> NoReturn:
+    """One line with the command that resumes; then the launcher's own handler (submitit requeues), then exit."""
+    name = signal.Signals(interrupted.signum).name
+    resume = f"sparsetrain resume={shlex.quote(str(run_dir.resolve()))}"
+    if interrupted.saved:
+        print(f"stopped by {name}: checkpoint written to {checkpoint_path(run_dir)}; resume with: {resume}",
+              file=sys.stderr)
+    elif checkpoint_path(run_dir).is_file():
+        print(f"stopped by a second {name} without a new checkpoint; resume from the last one with: {resume}",
+              file=sys.stderr)
+    else:
+        print(f"stopped by a second {name} before any checkpoint was written; nothing to resume", file=sys.stderr)
+    handler = stop.launcher_handler(interrupted.signum)
+    if handler is not None:
+        handler(interrupted.signum, None)
+    sys.exit(interrupted.exit_status)
+
+
+def _job_failed(run_dir: Path, status: str, error: str, record: bool = True, exit_now: bool = False) -> dict:
+    """Record a run that failed or diverged (status.json), print one line; a sweep goes on with its next job."""
+    if record and int(os.environ.get("RANK", "0")) == 0:
+        write_status(run_dir, status, error)
+    FAILED_JOBS.append(str(run_dir))
+    print(f"error: {error}" if exit_now else f"error: job {run_dir} {status}: {error}", file=sys.stderr)
+    if exit_now:
+        sys.exit(1)
+    return {"status": status, "error": error, "run_dir": str(run_dir)}
 
 
 def check(cfg: DictConfig) -> None:
@@ -78,6 +127,8 @@ def main() -> None:
             fail(str(error))
         sys.argv = [sys.argv[0], *args, *extra]
     _app()
+    if FAILED_JOBS:  # a sweep that went on past failed jobs still ends in an error
+        sys.exit(1)
 
 
 def preflight(overrides: list[str], multirun: bool) -> list[str]:
@@ -130,6 +181,7 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
                           "e.g. hydra.run.dir=outputs/ddp_run")
     resume = cfg.resume
     run_dir = Path(cfg.hydra.run.dir)
+    refuse_if_locked(run_dir)
     if resume is None:
         refuse_to_overwrite(run_dir)
         return []
@@ -138,6 +190,7 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
             refuse_if_changed(read_run_record(run_dir)["config"], _plain(cfg), run_dir)
         return []
     run_dir = resumable_run_dir(resume)
+    refuse_if_locked(run_dir)
     record = read_run_record(run_dir)
     extra = []
     if not any(is_result_key(o.key_or_group) for o in parsed):

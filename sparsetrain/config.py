@@ -220,6 +220,7 @@ class TrainConfig:
     eval_every: str = "1ep"
     checkpoint_every: str = "1ep"
     tensorboard: bool = False  # also log every metric to <run dir>/tb (needs the tb extra)
+    retry_failed: bool = False  # a re-run sweep runs jobs recorded as failed or diverged again
 
 
 def register_configs() -> None:

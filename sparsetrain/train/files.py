@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 CHECKPOINT_NAME = "last.pt"
+HYDRA_ONLY = {".hydra", "sparsetrain.log", ".lock"}  # a run directory's files before the run writes any
+STATUS_NAME = "status.json"  # how a run that did not finish ended (diverged, failed)
 
 
 def checkpoint_path(run_dir: Path) -> Path:
@@ -37,3 +40,18 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files of writes that a kill interrupted (``atomic_write``'s ``.<name>.*.tmp``)."""
+    for path in Path(run_dir).rglob(".*.tmp"):
+        if path.is_file():
+            path.unlink()
+
+
+def remove_hydra_only_dir(run_dir: Path) -> None:
+    """Remove ``run_dir`` if it holds only what Hydra wrote before a refusal (``.hydra/``, the log, the lock)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - HYDRA_ONLY:
+        return
+    shutil.rmtree(run_dir)

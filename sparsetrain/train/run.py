@@ -26,9 +26,11 @@ from ..seeds import derive_seed
 from .checkpoint import load_checkpoint
 from .distributed import Distributed, init_distributed
 from .tensorboard import TensorBoardLog
-from .files import checkpoint_path
+from .files import checkpoint_path, remove_temporaries
+from .interrupt import StopSignals
+from .lock import run_dir_lock
 from .metrics import MetricsLog, write_summary
-from .resume import read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
+from .resume import clear_attempt, read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
 from .rounds import run_rounds
 from .step import StepParts, TrainStep, choose_path
 from ..report.rounds import write_round_table
@@ -38,12 +40,25 @@ from .trainer import Trainer, TrainerParts
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
-    """Train (or resume) the run in ``run_dir`` and return its summary (also written to summary.json)."""
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals | None = None) -> dict:
+    """Train (or resume) the run in ``run_dir`` and return its summary (also written to summary.json).
+
+    The run holds the directory's lock throughout; temporary files of a killed write are removed, and the
+    outputs of an earlier attempt that never checkpointed are refused (no ``resume``) or cleared."""
     run_dir = Path(run_dir)
+    writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process writes files
+    with run_dir_lock(run_dir) if writer else contextlib.nullcontext():
+        if writer:
+            remove_temporaries(run_dir)
+            if cfg.resume is None:
+                refuse_to_overwrite(run_dir)
+            elif not checkpoint_path(run_dir).is_file():
+                clear_attempt(run_dir)
+        return _run(cfg, run_dir, overrides, stop or StopSignals())
+
+
+def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    if cfg.resume is None:
-        refuse_to_overwrite(run_dir)
     resuming = checkpoint_path(run_dir).is_file()
     summary_path = run_dir / "summary.json"
     if resuming and summary_path.is_file():
@@ -110,6 +125,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         metrics=metrics,
         flops=TrainingFlops(*dense_flops),
         dist=dist,
+        stop=stop,
     )
     trainer = Trainer(parts)
     method.setup(

@@ -13,7 +13,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +29,8 @@ from ..sparsity.masks import format_report, mask_report, save_masks
 from .checkpoint import capture_rng, restore_rng, save_checkpoint
 from .distributed import Distributed
 from .files import atomic_write, checkpoint_path
+from .interrupt import Interrupted, StopSignals
+from .status import Diverged
 from .metrics import MetricsLog, evaluate, write_summary
 from .schedule import lr_factor
 from .step import TrainStep
@@ -36,6 +38,7 @@ from .step import TrainStep
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
+DIVERGED_LOSS = 1e6  # an epoch's mean training loss above this counts as diverged (cross-entropy starts near ln C)
 
 
 @dataclass
@@ -70,6 +73,7 @@ class TrainerParts:
     metrics: MetricsLog
     flops: TrainingFlops  # training FLOPs of the run so far (RigL paper, Appendix H)
     dist: Distributed  # this process's rank; one process by default
+    stop: StopSignals = field(default_factory=StopSignals)  # a preemption signal: checkpoint at the next step
 
 
 class Trainer:
@@ -121,7 +125,12 @@ class Trainer:
                 disable=not sys.stdout.isatty(), dynamic_ncols=True,
             )
             for plan in train.plans(pos.epoch, pos.batch):
-                self._step(plan)
+                try:
+                    self._step(plan)
+                except (RuntimeError, ValueError) as error:  # e.g. a method's top-k over NaN scores
+                    if not self._weights_finite():
+                        self._diverged(f"the weights are not finite at step {pos.step}")
+                    raise error
                 bar.update(1)
                 if pos.step == self.p.total_steps:
                     break
@@ -129,6 +138,9 @@ class Trainer:
                     self._evaluate()
                 if self.p.checkpoint_every.due(step=pos.step, epoch_end=None):
                     self.save()
+                if self.p.stop.requested is not None:
+                    self.save()
+                    raise Interrupted(self.p.stop.requested, saved=True)
             bar.close()
             pos.epoch += 1
             pos.batch = 0
@@ -140,10 +152,10 @@ class Trainer:
         self.round_result = self._empty_round_result()
         self.pos = Position(round=self.pos.round + 1)
         self.finished = self.pos.round == self.p.method.rounds
-        self.save()
         masks = self.p.method.masks()
-        if self.finished and masks is not None and self.p.dist.is_main:
+        if self.finished and masks is not None and self.p.dist.is_main:  # before the checkpoint that says finished
             save_masks(self.p.run_dir / "masks" / "final.safetensors", masks)
+        self.save()
 
     def mask_report(self) -> dict | None:
         """Realised per-layer and global sparsity of the method's masks (None for a dense model)."""
@@ -180,11 +192,8 @@ class Trainer:
         self.log_event({"event": "train", "loss": train_loss, "lr": self.train_step.lr})
         loss_sum.zero_()
         self.loss_count = 0
-        if not math.isfinite(train_loss):
-            raise ConfigError(
-                f"training diverged: train loss is {train_loss} in epoch {pos.epoch} of round {pos.round}; "
-                "lower optimizer.lr, e.g. optimizer.lr=0.01"
-            )
+        if not math.isfinite(train_loss) or train_loss > DIVERGED_LOSS:
+            self._diverged(f"train loss is {train_loss:.4g} in epoch {pos.epoch}")
         if final or self.p.eval_every.due(step=pos.step, epoch_end=pos.epoch):
             self._evaluate(final=final)
         if not final and self.p.checkpoint_every.due(step=pos.step, epoch_end=pos.epoch):
@@ -231,9 +240,21 @@ class Trainer:
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.clock_start
 
+    def _weights_finite(self) -> bool:
+        """One host read: whether every weight and the loss accumulator are finite (at checkpoints and failures)."""
+        tensors = [*self.p.model.parameters(), self.train_step.loss_sum]
+        return bool(torch.stack([t.detach().isfinite().all() for t in tensors]).all())
+
+    def _diverged(self, what: str) -> None:
+        raise Diverged(f"training diverged: {what} of round {self.pos.round} (step {self.pos.step}); lower the "
+                       "learning rate, e.g. optimizer.lr=0.01")
+
     # ---- checkpoints -----------------------------------------------------------------------------------
     def save(self) -> None:
+        """Checkpoint the run (never non-finite weights: that is divergence)."""
         p = self.p
+        if not self._weights_finite():
+            self._diverged(f"the weights are not finite at step {self.pos.step}")
         state = {
             "format": CHECKPOINT_FORMAT,
             "config": p.config,
@@ -281,6 +302,9 @@ class Trainer:
         if len(state["rng"]) != p.dist.world_size:
             raise ConfigError(f"the checkpoint was written by {len(state['rng'])} processes; resume it with as many "
                               f"(torchrun --nproc_per_node={len(state['rng'])})")
+        if self.pos.step > 0:  # the rate of the last step taken: logged if the epoch ends before the next one
+            step = self.pos.step - 1
+            self.train_step.set_lr_factor(p.method.schedule_factor(self.pos.round, step, self.lr_factor(step)))
         if p.dist.is_main:
             p.metrics.truncate(trainer["metrics_offset"])
         restore_rng(state["rng"][p.dist.rank])
