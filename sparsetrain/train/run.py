@@ -148,6 +148,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
         write_run_record(run_dir, overrides, config)
     _describe(cfg, device, model, data, method, total_steps)
     run_rounds(trainer)
+    trainer.write_final_masks()
     summary = _summary(cfg, run_dir, trainer, model, data, device, dense_flops)
     if dist.enabled:
         summary["distributed"] = _rank_checksums(dist, model, method)

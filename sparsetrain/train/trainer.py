@@ -152,10 +152,14 @@ class Trainer:
         self.round_result = self._empty_round_result()
         self.pos = Position(round=self.pos.round + 1)
         self.finished = self.pos.round == self.p.method.rounds
-        masks = self.p.method.masks()
-        if self.finished and masks is not None and self.p.dist.is_main:  # before the checkpoint that says finished
-            save_masks(self.p.run_dir / "masks" / "final.safetensors", masks)
         self.save()
+
+    def write_final_masks(self) -> None:
+        """``masks/final.safetensors`` of a finished run (again on a resume that finds the run finished, so a kill
+        between the last checkpoint and this file loses nothing)."""
+        masks = self.p.method.masks()
+        if self.finished and masks is not None and self.p.dist.is_main:
+            save_masks(self.p.run_dir / "masks" / "final.safetensors", masks)
 
     def mask_report(self) -> dict | None:
         """Realised per-layer and global sparsity of the method's masks (None for a dense model)."""
