@@ -75,3 +75,24 @@ def write_image_folder(root: Path, classes=("ant", "bee", "cat"), n_train: int =
             for i in range(n):
                 pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(root / split / c / f"{i}.png")
+
+
+@pytest.fixture
+def cli_in_process(monkeypatch, capsys):
+    """cli(cwd, *args) -> (exit status, stdout, stderr) of ``sparsetrain *args`` run in this process (fast)."""
+    from sparsetrain.cli import FAILED_JOBS, main
+
+    def _cli(cwd: Path, *args: str) -> tuple[int, str, str]:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", ["sparsetrain", *args])
+        FAILED_JOBS.clear()
+        capsys.readouterr()
+        try:
+            main()
+            status = 0
+        except SystemExit as exit:
+            status = exit.code if isinstance(exit.code, int) else 1
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return _cli

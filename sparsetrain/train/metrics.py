@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from ..config import ConfigError
 from .files import atomic_write
 
 
@@ -77,6 +78,18 @@ def evaluate(
     if num_classes > 5:
         result["top5"] = correct5 / count
     return result
+
+
+def read_summary(path: Path) -> dict:
+    """A finished run's summary.json; ConfigError (one line) when it was damaged or edited into something else."""
+    try:
+        summary = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        summary = error
+    if not isinstance(summary, dict) or not isinstance(summary.get("final"), dict):
+        raise ConfigError(f"resume: {path} is not a run summary (damaged or edited); delete it to finish the run "
+                          "again from its checkpoint, e.g. resume=auto")
+    return summary
 
 
 def write_summary(path: Path, summary: dict) -> None:

@@ -102,8 +102,18 @@ def write_run_record(run_dir: Path, overrides: list[str], config: dict) -> None:
 
 
 def read_run_record(run_dir: Path) -> dict:
-    with (Path(run_dir) / RUN_RECORD).open() as handle:
-        return yaml.safe_load(handle)
+    """run.yaml; ConfigError (one line) when it was damaged or edited into something that is not a run record."""
+    path = Path(run_dir) / RUN_RECORD
+    try:
+        with path.open() as handle:
+            record = yaml.safe_load(handle)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        record = error
+    if not (isinstance(record, dict) and isinstance(record.get("overrides"), list)
+            and isinstance(record.get("config"), dict)):
+        raise ConfigError(f"resume: {path} is not a run record (damaged or edited; it holds the run's overrides and "
+                          "config); e.g. resume=<a run directory written by sparsetrain>")
+    return record
 
 
 def resumable_run_dir(text: str) -> Path:

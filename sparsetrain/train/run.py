@@ -23,13 +23,13 @@ from ..data import Data, build_data
 from ..methods import Method, RunContext, build_method
 from ..models import build_model
 from ..seeds import derive_seed
-from .checkpoint import load_checkpoint
+from .checkpoint import load_run_checkpoint
 from .distributed import Distributed, init_distributed
 from .tensorboard import TensorBoardLog
 from .files import checkpoint_path, remove_temporaries
 from .interrupt import StopSignals
 from .lock import run_dir_lock
-from .metrics import MetricsLog, write_summary
+from .metrics import MetricsLog, read_summary, write_summary
 from .resume import clear_attempt, read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
 from .rounds import run_rounds
 from .step import StepParts, TrainStep, choose_path
@@ -64,7 +64,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     if resuming and summary_path.is_file():
         refuse_if_changed(read_run_record(run_dir)["config"], config, run_dir)
         log.info("%s has finished already: %s", run_dir, summary_path)
-        return json.loads(summary_path.read_text())
+        return read_summary(summary_path)
     device = _resolve_device(cfg.device.value)
     dist = init_distributed(device.type)
     if dist.enabled:
@@ -138,9 +138,13 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
         )
     )
     if resuming:
-        state = load_checkpoint(checkpoint_path(run_dir), device)
+        state = load_run_checkpoint(checkpoint_path(run_dir), device)
         refuse_if_changed(state["config"], config, run_dir)
-        trainer.load(state)
+        try:
+            trainer.load(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise ConfigError(f"resume: {checkpoint_path(run_dir)} does not fit this run ({type(error).__name__}: "
+                              f"{' '.join(str(error).split())[:120]}); e.g. resume=<an intact run directory>") from None
         pos = trainer.pos
         log.info("resuming %s at round %d epoch %d batch %d (step %d)", run_dir, pos.round, pos.epoch, pos.batch,
                  pos.step)
