@@ -197,7 +197,7 @@ class Trainer:
         loss_sum.zero_()
         self.loss_count = 0
         if not math.isfinite(train_loss) or train_loss > DIVERGED_LOSS:
-            self._diverged(f"train loss is {train_loss:.4g} in epoch {pos.epoch}")
+            self._diverged(f"train loss is {train_loss:.4g} in epoch {pos.epoch} (step {pos.step})")
         if final or self.p.eval_every.due(step=pos.step, epoch_end=pos.epoch):
             self._evaluate(final=final)
         if not final and self.p.checkpoint_every.due(step=pos.step, epoch_end=pos.epoch):
@@ -250,8 +250,8 @@ class Trainer:
         return bool(torch.stack([t.detach().isfinite().all() for t in tensors]).all())
 
     def _diverged(self, what: str) -> None:
-        raise Diverged(f"training diverged: {what} of round {self.pos.round} (step {self.pos.step}); lower the "
-                       "learning rate, e.g. optimizer.lr=0.01")
+        raise Diverged(f"training diverged in round {self.pos.round}: {what}; lower the learning rate, e.g. "
+                       "optimizer.lr=0.01")
 
     # ---- checkpoints -----------------------------------------------------------------------------------
     def save(self) -> None:
