@@ -26,7 +26,8 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .config import ConfigError, validate
+from .config import ConfigError, register_configs, validate
+from .overrides import check_syntax, composition_message, refuse_added_keys
 from .train.files import checkpoint_path, remove_hydra_only_dir
 from .train.interrupt import Interrupted, StopSignals
 from .train.lock import refuse_if_locked
@@ -117,6 +118,15 @@ def check(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    try:
+        _main()
+    except KeyboardInterrupt:  # before training started (during training, SIGINT checkpoints: train/interrupt.py)
+        print("stopped by SIGINT before training started; nothing to resume", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+
+
+def _main() -> None:
+    register_configs()  # before any Hydra mode (--info defaults reads the schemas before the config package loads)
     args = sys.argv[1:]
     if all(arg in MULTIRUN_FLAGS or not arg.startswith("-") for arg in args):
         multirun = any(arg in MULTIRUN_FLAGS for arg in args)
@@ -133,11 +143,13 @@ def main() -> None:
 
 def preflight(overrides: list[str], multirun: bool) -> list[str]:
     """Check every job's config before Hydra runs; return overrides to add (for ``resume=<dir>``)."""
+    check_syntax(overrides)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as error:
-        raise ConfigError(_first_line(error)) from None
+    except (HydraException, ValueError) as error:
+        raise ConfigError(f"{_first_line(error)}; an override is key=value, e.g. sparsity=0.9") from None
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        refuse_added_keys(parsed, set(_loader().list_groups("")))
         if multirun:
             for job in _job_samples(parsed):
                 _compose_checked(job)
@@ -170,8 +182,23 @@ def _compose_checked(overrides: list[str]) -> DictConfig:
     except MissingConfigException as error:
         raise ConfigError(_missing_option(error, overrides)) from None
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(_composition_error(error)) from None
+        message = composition_message(error, lambda: _example_config(overrides))
+        raise ConfigError(message or _composition_error(error)) from None
     return cfg
+
+
+def _example_config(overrides: list[str]) -> DictConfig | None:
+    """The config of the command line's group choices alone (``method=rigl``): where examples come from."""
+    groups = set(_loader().list_groups(""))
+    choices = [o for o in overrides if _key(o) in groups and "," not in o]
+    try:
+        return compose(config_name=CONFIG_NAME, overrides=choices)
+    except (HydraException, OmegaConfBaseException):
+        return None
+
+
+def _loader():
+    return GlobalHydra.instance().config_loader()
 
 
 def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[str]) -> list[str]:
@@ -192,12 +219,14 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
     run_dir = resumable_run_dir(resume)
     refuse_if_locked(run_dir)
     record = read_run_record(run_dir)
-    extra = []
-    if not any(is_result_key(o.key_or_group) for o in parsed):
-        extra = [o for o in record["overrides"] if is_result_key(_key(o))]
-        cfg = _compose_checked(extra + overrides)
+    given = {o.key_or_group for o in parsed}
+    # the run's own overrides (data location included) where the command line does not repeat or change them,
+    # so a refusal names only the keys the command line changed
+    extra = [o for o in record["overrides"] if _key(o) not in given and _key(o) != "resume"
+             and not _key(o).startswith("hydra.")]
+    cfg = _compose_checked(extra + overrides)
     refuse_if_changed(record["config"], _plain(cfg), run_dir)
-    if not any(o.key_or_group == "hydra.run.dir" for o in parsed):
+    if "hydra.run.dir" not in given:
         extra += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
     return extra
 
@@ -219,7 +248,7 @@ def _missing_option(error: MissingConfigException, overrides: list[str]) -> str:
     if group is None:
         return _first_line(error)
     value = error.missing_cfg_file.split("/", 1)[1]
-    options = GlobalHydra.instance().config_loader().get_group_options(group)
+    options = _loader().get_group_options(group)
     options = [o for o in options if not o.startswith("base_")]
     return f"{group}={value} is not an option; choose one of: {', '.join(options)} (e.g. {group}={options[0]})"
 
