@@ -258,7 +258,7 @@ def _resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
+        raise ConfigError("device=cuda but no CUDA device is available; e.g. device=cpu or device=auto")
     return torch.device(name)
 
 
