@@ -154,7 +154,9 @@ def preflight(overrides: list[str], multirun: bool) -> list[str]:
             for job in _job_samples(parsed):
                 _compose_checked(job)
             return []
-        cfg = _compose_checked(overrides)
+        cfg = _compose_checked(overrides, run_checks=False)  # resume=<dir>: checked with the run's overrides
+        if cfg.resume in (None, "auto"):
+            _compose_checked(overrides)
         return _resume_overrides(cfg, parsed, overrides)
 
 
@@ -175,10 +177,11 @@ def _values(override: Override) -> list[str]:
     return [f"{key}={value}" for value in override.sweep_string_iterator()]
 
 
-def _compose_checked(overrides: list[str]) -> DictConfig:
+def _compose_checked(overrides: list[str], run_checks: bool = True) -> DictConfig:
     try:
         cfg = compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=True)
-        check(cfg)
+        if run_checks:
+            check(cfg)
     except MissingConfigException as error:
         raise ConfigError(_missing_option(error, overrides)) from None
     except (HydraException, OmegaConfBaseException) as error:
