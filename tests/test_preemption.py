@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_module
 
 from conftest import cli_command, cli_env, events_without_time, run_cli
 from sparsetrain import methods
+from sparsetrain.cli import _stopped
 from sparsetrain.config import ConfigError
 from sparsetrain.methods.static import Static
 from sparsetrain.train.interrupt import Interrupted, StopSignals
@@ -160,3 +163,26 @@ def test_temporary_files_of_a_killed_checkpoint_write_are_removed_on_resume(tmp_
     monkeypatch.setattr(_StopAt, "stop", None)
     run(_compose(*overrides, "resume=auto"), tmp_path, overrides)
     assert (tmp_path / "summary.json").is_file() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_slurm_preset_signals_before_the_limit_and_requeues(tmp_path, cli_in_process):
+    status, out, err = cli_in_process(tmp_path, "hydra/launcher=slurm", "--cfg", "hydra")
+    assert status == 0, err
+    launcher = yaml.safe_load(out)["hydra"]["launcher"]
+    assert launcher["signal_delay_s"] >= 60 and launcher["max_num_timeout"] >= 1
+
+
+def test_the_launchers_handler_runs_after_the_checkpoint(monkeypatch, capsys, tmp_path):
+    calls = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))  # submitit's requeue
+    try:
+        stop = StopSignals()
+        with stop.installed():
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert stop.requested == signal.SIGUSR2 and not calls  # the launcher waits for the checkpoint
+        with pytest.raises(SystemExit) as exit:
+            _stopped(Interrupted(signal.SIGUSR2, saved=True), tmp_path, stop)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert calls == [signal.SIGUSR2] and exit.value.code == 128 + signal.SIGUSR2
+    assert capsys.readouterr().err.startswith("stopped by SIGUSR2: checkpoint written to ")
