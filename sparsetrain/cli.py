@@ -8,6 +8,7 @@ overrides when the command line gives no result-relevant ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -28,7 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, register_configs, validate
 from .overrides import check_syntax, composition_message, refuse_added_keys
-from .train.files import checkpoint_path, remove_hydra_only_dir
+from .train.files import WriteError, checkpoint_path, remove_hydra_only_dir
 from .train.interrupt import Interrupted, StopSignals
 from .train.lock import refuse_if_locked
 from .train.status import RunFailure, read_status, write_status
@@ -75,6 +76,8 @@ def _app(cfg: DictConfig) -> dict | None:
         return _job_failed(run_dir, RunFailure.status, str(error))
     except RunFailure as error:
         return _job_failed(run_dir, error.status, str(error), exit_now=not multirun)
+    except WriteError as error:  # a full disk: the message names the file; the last checkpoint is intact
+        return _job_failed(run_dir, RunFailure.status, str(error), exit_now=not multirun)
 
 
 def _stopped(interrupted: Interrupted, run_dir: Path, stop: StopSignals) -> NoReturn:
@@ -98,7 +101,8 @@ def _stopped(interrupted: Interrupted, run_dir: Path, stop: StopSignals) -> NoRe
 def _job_failed(run_dir: Path, status: str, error: str, record: bool = True, exit_now: bool = False) -> dict:
     """Record a run that failed or diverged (status.json), print one line; a sweep goes on with its next job."""
     if record and int(os.environ.get("RANK", "0")) == 0:
-        write_status(run_dir, status, error)
+        with contextlib.suppress(OSError):  # a full disk may not take this file either
+            write_status(run_dir, status, error)
     FAILED_JOBS.append(str(run_dir))
     print(f"error: {error}" if exit_now else f"error: job {run_dir} {status}: {error}", file=sys.stderr)
     if exit_now:

@@ -17,14 +17,32 @@ def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / CHECKPOINT_NAME
 
 
+class WriteError(OSError):
+    """A run file could not be written (disk full, quota, read-only); the message is one line naming it."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        path = Path(path)
+        if isinstance(error, OSError) and error.strerror:
+            reason = error.strerror
+        else:  # torch.save reports a full disk as a RuntimeError about positions
+            free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
+            reason = f"{' '.join(str(error).split())[:100]}; {free} bytes free there"
+        super().__init__(f"could not write {path} ({reason}); the last checkpoint is intact: free space in "
+                         f"{path.parent} and resume, or choose another directory, e.g. hydra.run.dir=/scratch/run")
+
+
 def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write ``path`` through ``write(file)`` into a temporary file in the same directory, fsync, rename.
 
-    A reader sees either the old file or the complete new one, never a partial write.
+    A reader sees either the old file or the complete new one, never a partial write; a failed write leaves
+    the old file and raises ``WriteError``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise WriteError(path, error) from error
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -32,6 +50,9 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(path, error) from error
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

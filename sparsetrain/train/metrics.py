@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from .files import atomic_write
+from .files import WriteError, atomic_write
 
 
 class MetricsLog:
@@ -25,8 +25,11 @@ class MetricsLog:
     def __call__(self, event: dict) -> None:
         if not self.enabled:
             return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(event, sort_keys=True) + "\n")
+        try:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(event, sort_keys=True) + "\n")
+        except OSError as error:  # a partial line is cut off by the resume (the checkpoint's offset)
+            raise WriteError(self.path, error) from error
         if self.mirror is not None:
             self.mirror(event)
 

@@ -26,7 +26,7 @@ from ..seeds import derive_seed
 from .checkpoint import load_run_checkpoint
 from .distributed import Distributed, init_distributed
 from .tensorboard import TensorBoardLog
-from .files import checkpoint_path, remove_temporaries
+from .files import STATUS_NAME, checkpoint_path, remove_temporaries
 from .interrupt import StopSignals
 from .lock import run_dir_lock
 from .metrics import MetricsLog, read_summary, write_summary
@@ -50,6 +50,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals 
     with run_dir_lock(run_dir) if writer else contextlib.nullcontext():
         if writer:
             remove_temporaries(run_dir)
+            (run_dir / STATUS_NAME).unlink(missing_ok=True)  # a new attempt: an earlier failure no longer stands
             if cfg.resume is None:
                 refuse_to_overwrite(run_dir)
             elif not checkpoint_path(run_dir).is_file():
