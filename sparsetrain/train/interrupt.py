@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from typing import Any, Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
@@ -36,6 +37,10 @@ class StopSignals:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator["StopSignals"]:
+        """Handle the stop signals for the block (in the main thread; elsewhere Python cannot install handlers)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
         self.previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
         try:
             yield self

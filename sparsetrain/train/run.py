@@ -50,11 +50,11 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals 
     with run_dir_lock(run_dir) if writer else contextlib.nullcontext():
         if writer:
             remove_temporaries(run_dir)
-            (run_dir / STATUS_NAME).unlink(missing_ok=True)  # a new attempt: an earlier failure no longer stands
             if cfg.resume is None:
                 refuse_to_overwrite(run_dir)
             elif not checkpoint_path(run_dir).is_file():
                 clear_attempt(run_dir)
+            (run_dir / STATUS_NAME).unlink(missing_ok=True)  # a new attempt: an earlier failure no longer stands
         return _run(cfg, run_dir, overrides, stop or StopSignals())
 
 

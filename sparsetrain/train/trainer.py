@@ -125,12 +125,7 @@ class Trainer:
                 disable=not sys.stdout.isatty(), dynamic_ncols=True,
             )
             for plan in train.plans(pos.epoch, pos.batch):
-                try:
-                    self._step(plan)
-                except (RuntimeError, ValueError) as error:  # e.g. a method's top-k over NaN scores
-                    if not self._weights_finite():
-                        self._diverged(f"the weights are not finite at step {pos.step}")
-                    raise error
+                self._step(plan)
                 bar.update(1)
                 if pos.step == self.p.total_steps:
                     break
@@ -138,9 +133,7 @@ class Trainer:
                     self._evaluate()
                 if self.p.checkpoint_every.due(step=pos.step, epoch_end=None):
                     self.save()
-                if self.p.stop.requested is not None:
-                    self.save()
-                    raise Interrupted(self.p.stop.requested, saved=True)
+                self._stop_if_requested()
             bar.close()
             pos.epoch += 1
             pos.batch = 0
@@ -175,10 +168,21 @@ class Trainer:
     def _step(self, plan: BatchPlan) -> None:
         p, step = self.p, self.pos.step
         self.train_step.set_lr_factor(p.method.schedule_factor(self.pos.round, step, self.lr_factor(step)))
-        self.train_step(plan, step, self._advance)
+        try:
+            self.train_step(plan, step, self._advance)
+        except (RuntimeError, ValueError):  # e.g. a method's top-k over NaN scores
+            if not self._weights_finite():
+                self._diverged(f"the weights are not finite at step {step}")
+            raise
         p.flops.add_steps(1, p.data.train.batch_size // p.dist.world_size, p.method.densities(),
                           dense_backward=p.method.dense_backward(step))
         self.loss_count += 1
+
+    def _stop_if_requested(self) -> None:
+        """A stop signal arrived (``p.stop``): checkpoint at this step boundary and raise ``Interrupted``."""
+        if self.p.stop.requested is not None:
+            self.save()
+            raise Interrupted(self.p.stop.requested, saved=True)
 
     def _advance(self) -> None:
         self.pos.batch += 1
