@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -86,6 +87,8 @@ def cli_in_process(monkeypatch, capsys):
         monkeypatch.chdir(cwd)
         monkeypatch.setattr(sys, "argv", ["sparsetrain", *args])
         FAILED_JOBS.clear()
+        for handler in logging.root.handlers[:]:  # Hydra's handlers of an earlier call write to a closed capture
+            logging.root.removeHandler(handler)
         capsys.readouterr()
         try:
             main()

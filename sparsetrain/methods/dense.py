@@ -11,6 +11,7 @@ class Dense(Method):
     def __init__(self, cfg, sparsity: float) -> None:
         if sparsity != 0.0:
             raise ValueError(
-                f"sparsity={sparsity} has no effect with method=dense; use sparsity=0 or a sparse method, e.g. method=rigl"
+                f"sparsity={sparsity} has no effect with method=dense; use sparsity=0 or a sparse method, "
+                "e.g. method=rigl"
             )
         super().__init__(cfg, sparsity)

@@ -55,8 +55,9 @@ def build_model(name: str, in_shape: tuple[int, int, int], num_classes: int, *,
     unset = {"depth": None, "width": None, "dropout": 0.0, "stem": "auto"}
     for key, value in given.items():
         if key not in spec.options and value != unset[key]:
-            raise ValueError(f"model.{key} is not used by model {name} (its options: {', '.join(spec.options) or 'none'})"
-                             f"; drop it, e.g. model={name}")
+            options = ", ".join(spec.options) or "none"
+            raise ValueError(f"model.{key} is not used by model {name} (its options: {options}); drop it, "
+                             f"e.g. model={name}")
     if len(in_shape) != 3 or min(in_shape) < 1:
         raise ValueError(f"input shape must be (channels, height, width) with positive sizes, got {in_shape}")
     if min(in_shape[1:]) < spec.min_size:
