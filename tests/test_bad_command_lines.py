@@ -60,6 +60,7 @@ BAD = [
     # refused once the run has started (data, model, device): the run directory Hydra made is removed again
     (["model.depth=5"], "model.depth"),
     (["model=resnet20", "model.width=3"], "model.width"),
+    (["model.stem=nosuch"], "model.stem"),
     (["method=static", "sparsity=0.9", "method.dense_layers=[nosuchlayer]"], "method.dense_layers"),
     (["dataset=mnist", "dataset.root=FILE", "dataset.download=false"], "dataset.root"),
     pytest.param(["device=cuda"], "device", marks=NO_CUDA),

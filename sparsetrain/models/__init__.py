@@ -48,7 +48,7 @@ def build_model(name: str, in_shape: tuple[int, int, int], num_classes: int, *,
     if spec is None:
         raise ValueError(f"model.name={name!r} is not a model; choose one of: {', '.join(MODEL_NAMES)}")
     if stem not in STEMS:
-        raise ValueError(f"model.stem={stem!r} is not a stem; choose one of: {', '.join(STEMS)}")
+        raise ValueError(f"model.stem={stem!r} is not a stem; choose one of: {', '.join(STEMS)} (e.g. model.stem=auto)")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"model.dropout={dropout!r} must be in [0, 1); e.g. model.dropout=0.3")
     given = {"depth": depth, "width": width, "dropout": dropout, "stem": stem}
