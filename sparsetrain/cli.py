@@ -30,7 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .config import ConfigError, register_configs, validate
 from .overrides import check_syntax, composition_message, refuse_added_keys
 from .train.files import WriteError, checkpoint_path, remove_hydra_only_dir
-from .train.interrupt import Interrupted, StopSignals
+from .train.interrupt import Interrupted, StopSignals, stop_outside_training_from_now
 from .train.lock import refuse_if_locked
 from .train.status import RunFailure, read_status, write_status
 from .train.resume import is_result_key, read_run_record, refuse_if_changed, refuse_to_overwrite, resumable_run_dir
@@ -88,10 +88,10 @@ def _stopped(interrupted: Interrupted, run_dir: Path, stop: StopSignals) -> NoRe
         print(f"stopped by {name}: checkpoint written to {checkpoint_path(run_dir)}; resume with: {resume}",
               file=sys.stderr)
     elif checkpoint_path(run_dir).is_file():
-        print(f"stopped by a second {name} without a new checkpoint; resume from the last one with: {resume}",
+        print(f"stopped by {name} without a new checkpoint; resume from the last one with: {resume}",
               file=sys.stderr)
     else:
-        print(f"stopped by a second {name} before any checkpoint was written; nothing to resume", file=sys.stderr)
+        print(f"stopped by {name} before any checkpoint was written; nothing to resume", file=sys.stderr)
     handler = stop.launcher_handler(interrupted.signum)
     if handler is not None:
         handler(interrupted.signum, None)
@@ -122,11 +122,13 @@ def check(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    stop_outside_training_from_now()  # during training, StopSignals takes over: a checkpoint, then the stop
     try:
         _main()
-    except KeyboardInterrupt:  # before training started (during training, SIGINT checkpoints: train/interrupt.py)
-        print("stopped by SIGINT before training started; nothing to resume", file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
+    except Interrupted as interrupted:
+        print(f"stopped by {signal.Signals(interrupted.signum).name} outside training (no checkpoint written)",
+              file=sys.stderr)
+        sys.exit(interrupted.exit_status)
 
 
 def _main() -> None:

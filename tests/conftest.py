@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,9 @@ def write_image_folder(root: Path, classes=("ant", "bee", "cat"), n_train: int =
 def cli_in_process(monkeypatch, capsys):
     """cli(cwd, *args) -> (exit status, stdout, stderr) of ``sparsetrain *args`` run in this process (fast)."""
     from sparsetrain.cli import FAILED_JOBS, main
+    from sparsetrain.train.interrupt import STOP_SIGNALS
+
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}  # main() installs its own
 
     def _cli(cwd: Path, *args: str) -> tuple[int, str, str]:
         monkeypatch.chdir(cwd)
@@ -98,4 +102,6 @@ def cli_in_process(monkeypatch, capsys):
         out, err = capsys.readouterr()
         return status, out, err
 
-    return _cli
+    yield _cli
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)

@@ -180,3 +180,14 @@ def test_the_launchers_handler_runs_after_the_checkpoint(monkeypatch, capsys, tm
         signal.signal(signal.SIGUSR2, previous)
     assert calls == [signal.SIGUSR2] and exit.value.code == 128 + signal.SIGUSR2
     assert capsys.readouterr().err.startswith("stopped by SIGUSR2: checkpoint written to ")
+
+
+def test_a_stop_signal_before_training_is_one_line(tmp_path, cli_in_process, monkeypatch):
+    def signalled_during_the_checks(overrides, multirun):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return []
+
+    monkeypatch.setattr("sparsetrain.cli.preflight", signalled_during_the_checks)
+    status, _, err = cli_in_process(tmp_path, "epochs=1")
+    assert status == 128 + signal.SIGTERM
+    assert err == "stopped by SIGTERM outside training (no checkpoint written)\n"

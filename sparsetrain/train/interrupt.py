@@ -56,6 +56,16 @@ class StopSignals:
     def launcher_handler(self, signum: int) -> Callable[[int, Any], None] | None:
         """The handler a launcher installed for ``signum`` before the run (e.g. submitit's requeue), if any."""
         handler = self.previous.get(signum)
-        if callable(handler) and handler is not signal.default_int_handler:
+        if callable(handler) and handler not in (signal.default_int_handler, stop_outside_training):
             return handler
         return None
+
+
+def stop_outside_training(signum: int, frame: Any) -> None:
+    """The CLI's handler before and after training (nothing to checkpoint): stop at once, with one line."""
+    raise Interrupted(signum, saved=False)
+
+
+def stop_outside_training_from_now() -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop_outside_training)
