@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from hydra import compose, initialize_config_module
 
-from conftest import cli_command, cli_env, events_without_time, run_cli
+from conftest import cli_command, cli_env, events_without_time
 from sparsetrain import methods
 from sparsetrain.cli import _stopped
 from sparsetrain.config import ConfigError
@@ -40,9 +41,18 @@ def _wait_for_first_epoch(process: subprocess.Popen, run_dir: Path) -> None:
         time.sleep(0.002)
 
 
-def test_sigterm_mid_epoch_without_checkpoints_then_resume_is_bit_identical(tmp_path):
+@pytest.fixture
+def one_thread():
+    """This process computes like the CLI subprocesses (OMP_NUM_THREADS=1), so results compare bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_sigterm_mid_epoch_without_checkpoints_then_resume_is_bit_identical(tmp_path, cli_in_process, one_thread):
     reference = tmp_path / "uninterrupted"
-    assert run_cli(*RUN, f"hydra.run.dir={reference}", cwd=tmp_path).returncode == 0
+    assert cli_in_process(tmp_path, *RUN, f"hydra.run.dir={reference}")[0] == 0
 
     stopped = tmp_path / "stopped"
     process = _start(stopped, tmp_path, *RUN)
@@ -55,7 +65,7 @@ def test_sigterm_mid_epoch_without_checkpoints_then_resume_is_bit_identical(tmp_
     assert not (stopped / "summary.json").exists(), "the run finished before the signal"
     assert _final_state(stopped)["position"]["batch"] != 0, "the checkpoint should be mid-epoch"
 
-    assert run_cli(f"resume={stopped}", cwd=tmp_path).returncode == 0
+    assert cli_in_process(tmp_path, f"resume={stopped}")[0] == 0
     expected, actual = _final_state(reference), _final_state(stopped)
     for part in ("model", "optimizer", "position", "finished"):
         _assert_same_tensors(expected[part], actual[part], part)
