@@ -8,7 +8,10 @@ overrides when the command line gives no result-relevant ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -24,14 +27,19 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .config import ConfigError, validate
-from .train.files import checkpoint_path
+from .config import ConfigError, register_configs, validate
+from .overrides import check_syntax, composition_message, refuse_added_keys
+from .train.files import WriteError, checkpoint_path, remove_hydra_only_dir
+from .train.interrupt import Interrupted, StopSignals, stop_outside_training_from_now
+from .train.lock import refuse_if_locked
+from .train.status import RunFailure, read_status, write_status
 from .train.resume import is_result_key, read_run_record, refuse_if_changed, refuse_to_overwrite, resumable_run_dir
 
 CONFIG_MODULE = "sparsetrain.configs"
 CONFIG_NAME = "train"
 MULTIRUN_FLAGS = ("-m", "--multirun")
 HELP_FLAGS = ("-h", "--help")
+FAILED_JOBS: list[str] = []  # run directories of this invocation's jobs that failed or diverged
 
 
 def fail(message: str) -> NoReturn:
@@ -40,21 +48,67 @@ def fail(message: str) -> NoReturn:
 
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME)
-def _app(cfg: DictConfig) -> dict:
+def _app(cfg: DictConfig) -> dict | None:
     from .data import DataError  # torch loads only once the config is known to be good
     from .train.run import run
 
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode == RunMode.MULTIRUN and cfg.resume is None:
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun and cfg.resume is None:
         cfg.resume = "auto"  # a re-run sweep continues unfinished jobs and skips finished ones
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    stop = StopSignals()
     try:
         check(cfg)
-        run_dir = Path(hydra_cfg.runtime.output_dir)
         if cfg.resume not in (None, "auto"):
             run_dir = resumable_run_dir(cfg.resume)
-        return run(cfg, run_dir, list(hydra_cfg.overrides.task))
+        recorded = read_status(run_dir) if multirun and not cfg.retry_failed else None
+        if recorded is not None:
+            return _job_failed(run_dir, recorded["status"], f"{recorded['error']} (recorded earlier; add "
+                               "retry_failed=true to run it again)", record=False)
+        with stop.installed():
+            return run(cfg, run_dir, list(hydra_cfg.overrides.task), stop)
+    except Interrupted as interrupted:
+        _stopped(interrupted, run_dir, stop)
     except (ConfigError, DataError) as error:
-        fail(str(error))
+        if not multirun:
+            remove_hydra_only_dir(run_dir)
+            fail(str(error))
+        return _job_failed(run_dir, RunFailure.status, str(error))
+    except RunFailure as error:
+        return _job_failed(run_dir, error.status, str(error), exit_now=not multirun)
+    except WriteError as error:  # a full disk: the message names the file; the last checkpoint is intact
+        return _job_failed(run_dir, RunFailure.status, str(error), exit_now=not multirun)
+
+
+def _stopped(interrupted: Interrupted, run_dir: Path, stop: StopSignals) -> NoReturn:
+    """One line with the command that resumes; then the launcher's own handler (submitit requeues), then exit."""
+    name = signal.Signals(interrupted.signum).name
+    resume = f"sparsetrain resume={shlex.quote(str(run_dir.resolve()))}"
+    if interrupted.saved:
+        print(f"stopped by {name}: checkpoint written to {checkpoint_path(run_dir)}; resume with: {resume}",
+              file=sys.stderr)
+    elif checkpoint_path(run_dir).is_file():
+        print(f"stopped by {name} without a new checkpoint; resume from the last one with: {resume}",
+              file=sys.stderr)
+    else:
+        print(f"stopped by {name} before any checkpoint was written; nothing to resume", file=sys.stderr)
+    handler = stop.launcher_handler(interrupted.signum)
+    if handler is not None:
+        handler(interrupted.signum, None)
+    sys.exit(interrupted.exit_status)
+
+
+def _job_failed(run_dir: Path, status: str, error: str, record: bool = True, exit_now: bool = False) -> dict:
+    """Record a run that failed or diverged (status.json), print one line; a sweep goes on with its next job."""
+    if record and int(os.environ.get("RANK", "0")) == 0:
+        with contextlib.suppress(OSError):  # a full disk may not take this file either
+            write_status(run_dir, status, error)
+    FAILED_JOBS.append(str(run_dir))
+    print(f"error: {error}" if exit_now else f"error: job {run_dir} {status}: {error}", file=sys.stderr)
+    if exit_now:
+        sys.exit(1)
+    return {"status": status, "error": error, "run_dir": str(run_dir)}
 
 
 def check(cfg: DictConfig, config: dict | None = None) -> None:
@@ -82,6 +136,17 @@ def check(cfg: DictConfig, config: dict | None = None) -> None:
 
 
 def main() -> None:
+    stop_outside_training_from_now()  # during training, StopSignals takes over: a checkpoint, then the stop
+    try:
+        _main()
+    except Interrupted as interrupted:
+        print(f"stopped by {signal.Signals(interrupted.signum).name} outside training (no checkpoint written)",
+              file=sys.stderr)
+        sys.exit(interrupted.exit_status)
+
+
+def _main() -> None:
+    register_configs()  # before any Hydra mode (--info defaults reads the schemas before the config package loads)
     args = sys.argv[1:]
     if any(arg in HELP_FLAGS for arg in args):
         print_help([arg for arg in args if not arg.startswith("-")])
@@ -94,6 +159,8 @@ def main() -> None:
             fail(str(error))
         sys.argv = [sys.argv[0], *args, *extra]
     _app()
+    if FAILED_JOBS:  # a sweep that went on past failed jobs still ends in an error
+        sys.exit(1)
 
 
 def print_help(overrides: list[str]) -> NoReturn:
@@ -113,16 +180,20 @@ def print_help(overrides: list[str]) -> NoReturn:
 
 def preflight(overrides: list[str], multirun: bool) -> list[str]:
     """Check every job's config before Hydra runs; return overrides to add (for ``resume=<dir>``)."""
+    check_syntax(overrides)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as error:
-        raise ConfigError(_first_line(error)) from None
+    except (HydraException, ValueError) as error:
+        raise ConfigError(f"{_first_line(error)}; an override is key=value, e.g. sparsity=0.9") from None
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        refuse_added_keys(parsed, set(_loader().list_groups("")))
         if multirun:
             for job in _job_samples(parsed):
                 _compose_checked(job)
             return []
-        cfg = _compose_checked(overrides)
+        cfg = _compose_checked(overrides, run_checks=False)  # resume=<dir>: checked with the run's overrides
+        if cfg.resume in (None, "auto"):
+            _compose_checked(overrides)
         return _resume_overrides(cfg, parsed, overrides)
 
 
@@ -143,15 +214,31 @@ def _values(override: Override) -> list[str]:
     return [f"{key}={value}" for value in override.sweep_string_iterator()]
 
 
-def _compose_checked(overrides: list[str]) -> DictConfig:
+def _compose_checked(overrides: list[str], run_checks: bool = True) -> DictConfig:
     try:
         cfg = compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=True)
-        check(cfg, _plain(cfg))
+        if run_checks:
+            check(cfg, _plain(cfg))
     except MissingConfigException as error:
         raise ConfigError(_missing_option(error, overrides)) from None
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(_composition_error(error)) from None
+        message = composition_message(error, lambda: _example_config(overrides))
+        raise ConfigError(message or _composition_error(error)) from None
     return cfg
+
+
+def _example_config(overrides: list[str]) -> DictConfig | None:
+    """The config of the command line's group choices alone (``method=rigl``): where examples come from."""
+    groups = set(_loader().list_groups(""))
+    choices = [o for o in overrides if _key(o) in groups and "," not in o]
+    try:
+        return compose(config_name=CONFIG_NAME, overrides=choices)
+    except (HydraException, OmegaConfBaseException):
+        return None
+
+
+def _loader():
+    return GlobalHydra.instance().config_loader()
 
 
 def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[str]) -> list[str]:
@@ -161,6 +248,7 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
                           "e.g. hydra.run.dir=outputs/ddp_run")
     resume = cfg.resume
     run_dir = Path(cfg.hydra.run.dir)
+    refuse_if_locked(run_dir)
     if resume is None:
         refuse_to_overwrite(run_dir)
         return []
@@ -169,13 +257,16 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
             refuse_if_changed(read_run_record(run_dir)["config"], _plain(cfg), run_dir)
         return []
     run_dir = resumable_run_dir(resume)
+    refuse_if_locked(run_dir)
     record = read_run_record(run_dir)
-    extra = []
-    if not any(is_result_key(o.key_or_group) for o in parsed):
-        extra = [o for o in record["overrides"] if is_result_key(_key(o))]
-        cfg = _compose_checked(extra + overrides)
+    given = {o.key_or_group for o in parsed}
+    # the run's own overrides (data location included) where the command line does not repeat or change them,
+    # so a refusal names only the keys the command line changed
+    extra = [o for o in record["overrides"] if _key(o) not in given and _key(o) != "resume"
+             and not _key(o).startswith("hydra.")]
+    cfg = _compose_checked(extra + overrides)
     refuse_if_changed(record["config"], _plain(cfg), run_dir)
-    if not any(o.key_or_group == "hydra.run.dir" for o in parsed):
+    if "hydra.run.dir" not in given:
         extra += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
     return extra
 
@@ -197,7 +288,7 @@ def _missing_option(error: MissingConfigException, overrides: list[str]) -> str:
     if group is None:
         return _first_line(error)
     value = error.missing_cfg_file.split("/", 1)[1]
-    options = GlobalHydra.instance().config_loader().get_group_options(group)
+    options = _loader().get_group_options(group)
     options = [o for o in options if not o.startswith("base_")]
     return f"{group}={value} is not an option; choose one of: {', '.join(options)} (e.g. {group}={options[0]})"
 

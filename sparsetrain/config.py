@@ -335,6 +335,7 @@ class TrainConfig:
     logger: list[str] = field(default_factory=lambda: ["jsonl"])  # any of jsonl, csv, tensorboard, wandb
     wandb: WandbConfig = field(default_factory=WandbConfig)
     keep_checkpoint_every: str = "0"  # also keep the checkpoint at these points (checkpoints/step_*.pt); 0 = never
+    retry_failed: bool = False  # a re-run sweep runs jobs recorded as failed or diverged again
 
 
 def register_configs() -> None:
@@ -429,6 +430,7 @@ def validate(cfg: Any) -> None:
         (cfg.dataset.train_size >= 1, "dataset.train_size", "must be >= 1", "dataset.train_size=50000"),
         (cfg.dataset.test_size >= 1, "dataset.test_size", "must be >= 1", "dataset.test_size=10000"),
     ]
+    checks += _limits(cfg)
     for ok, key, rule, example in checks:
         if not ok:
             raise ConfigError(f"{key}={_show(cfg, key)} {rule}; e.g. {example}")
@@ -459,6 +461,34 @@ def _validate_daily_use(cfg: Any) -> None:
                               f'(pip install "{extra}"); e.g. logger=[jsonl,csv]')
     if cfg.wandb.mode not in ("offline", "online"):
         raise ConfigError(f"wandb.mode={cfg.wandb.mode!r} must be offline or online; e.g. wandb.mode=offline")
+
+
+MAX_EPOCHS = 100_000
+MAX_STEPS = 10**9
+MAX_SYNTHETIC_BYTES = 8 * 2**30  # synthetic images are held in memory (uint8)
+
+
+def _limits(cfg: Any) -> list[tuple[bool, str, str, str]]:
+    """Bounds that keep an absurd value from starting a run or a huge allocation; the optimizer's own ranges."""
+    image_bytes = cfg.dataset.channels * cfg.dataset.image_size ** 2
+    optimizer = cfg.optimizer
+    betas = list(optimizer.get("betas", [0.9, 0.999]))
+    return [
+        (0 <= cfg.seed < 2**32, "seed", "must be in [0, 2^32)", "seed=0"),
+        (cfg.epochs <= MAX_EPOCHS, "epochs", f"is absurd (at most {MAX_EPOCHS})", "epochs=200"),
+        (cfg.steps is None or cfg.steps <= MAX_STEPS, "steps", f"is absurd (at most {MAX_STEPS})", "steps=50000"),
+        (cfg.dataset.name != "synthetic" or cfg.dataset.train_size * image_bytes <= MAX_SYNTHETIC_BYTES,
+         "dataset.train_size", "synthetic images would not fit in 8 GiB", "dataset.train_size=50000"),
+        (cfg.dataset.name != "synthetic" or cfg.dataset.test_size * image_bytes <= MAX_SYNTHETIC_BYTES,
+         "dataset.test_size", "synthetic images would not fit in 8 GiB", "dataset.test_size=10000"),
+        (0.0 <= optimizer.get("momentum", 0.0) < 1.0, "optimizer.momentum", "must be in [0, 1)",
+         "optimizer.momentum=0.9"),
+        (optimizer.get("weight_decay", 0.0) >= 0, "optimizer.weight_decay", "must be >= 0",
+         "optimizer.weight_decay=5e-4"),
+        (len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas), "optimizer.betas", "must be two values in [0, 1)",
+         "optimizer.betas=[0.9,0.999]"),
+        (optimizer.get("eps", 1.0) > 0, "optimizer.eps", "must be positive", "optimizer.eps=1e-8"),
+    ]
 
 
 def _show(cfg: Any, dotted: str) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +77,31 @@ def write_image_folder(root: Path, classes=("ant", "bee", "cat"), n_train: int =
             for i in range(n):
                 pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(root / split / c / f"{i}.png")
+
+
+@pytest.fixture
+def cli_in_process(monkeypatch, capsys):
+    """cli(cwd, *args) -> (exit status, stdout, stderr) of ``sparsetrain *args`` run in this process (fast)."""
+    from sparsetrain.cli import FAILED_JOBS, main
+    from sparsetrain.train.interrupt import STOP_SIGNALS
+
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}  # main() installs its own
+
+    def _cli(cwd: Path, *args: str) -> tuple[int, str, str]:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", ["sparsetrain", *args])
+        FAILED_JOBS.clear()
+        for handler in logging.root.handlers[:]:  # Hydra's handlers of an earlier call write to a closed capture
+            logging.root.removeHandler(handler)
+        capsys.readouterr()
+        try:
+            main()
+            status = 0
+        except SystemExit as exit:
+            status = exit.code if isinstance(exit.code, int) else 1
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    yield _cli
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)

@@ -399,7 +399,8 @@ def test_errors_are_one_line_and_name_the_key(tmp_path, monkeypatch):
     assert message.startswith("dataset.download=true could not fetch Fashion-MNIST") and "no network" in message
 
     message = one_line_error(config("svhn"))
-    assert message == f"dataset.name='svhn' is not a dataset; choose one of: {', '.join(DATASET_NAMES)}"
+    assert message == (f"dataset.name='svhn' is not a dataset; choose one of: {', '.join(DATASET_NAMES)} "
+                       "(e.g. dataset=digits)")
     assert "dataset.val_size=1437 must be in [0, 1437)" in one_line_error(config(val_size=1437))
     message = one_line_error(config(val_size=1400), batch_size=64)
     assert message.startswith("batch_size=64 is larger than the training set (37 samples) of dataset.name=digits")

@@ -15,6 +15,7 @@ from sparsetrain.methods.base import Method
 from sparsetrain.sparsity.targets import prunable_parameters
 from sparsetrain.train.checkpoint import load_checkpoint
 from sparsetrain.train.files import checkpoint_path
+from sparsetrain.train.status import Diverged
 from sparsetrain.train.run import run
 from sparsetrain.train.schedule import lr_factor
 
@@ -152,7 +153,7 @@ def test_validation_split_gives_early_stop_iteration(recorder, compose_config, t
 
 def test_divergence_is_reported(recorder, compose_config, tmp_path):
     recorder.rounds = 1
-    with pytest.raises(ConfigError, match="optimizer.lr"):
+    with pytest.raises(Diverged, match="optimizer.lr"):
         _run(compose_config, tmp_path, "optimizer.lr=1e30", "optimizer.momentum=0")
 
 

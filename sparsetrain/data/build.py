@@ -25,7 +25,8 @@ def build_data(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
     has no use for are ignored.
     """
     if cfg.name not in DATASET_NAMES:
-        raise DataError(f"dataset.name={cfg.name!r} is not a dataset; choose one of: {', '.join(DATASET_NAMES)}")
+        raise DataError(f"dataset.name={cfg.name!r} is not a dataset; choose one of: {', '.join(DATASET_NAMES)} "
+                        "(e.g. dataset=digits)")
     device = torch.device(device)
     if cfg.name == "imagefolder":
         from .imagefolder import build_imagefolder  # torchvision's transforms are slow to import

@@ -25,7 +25,7 @@ from .splits import holdout
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _LAYOUT = ("expected the ImageNet layout dataset.root/train/<class>/*.jpg and dataset.root/val/<class>/*.jpg "
-           "(other names: dataset.train_dir, dataset.test_dir)")
+           "(other names: dataset.train_dir, dataset.test_dir), e.g. dataset.root=/data/imagenet")
 
 
 class _Images(Dataset):

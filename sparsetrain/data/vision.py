@@ -109,11 +109,11 @@ def _open(cls: type, spec: _Torchvision, root: str, download: bool, is_idx: bool
             raise DataError(
                 f"dataset.download=true could not fetch {spec.label} into dataset.root={root!r} "
                 f"({' '.join(str(err).split())}); check the network, or put the files there and set "
-                "dataset.download=false"
+                "dataset.download=false, e.g. dataset.root=/data dataset.download=false"
             ) from err
         raise DataError(
             f"dataset.root={root!r} holds no {spec.label} files (expected {_expected_file(cls, root, is_idx)}); "
-            "point dataset.root at them or set dataset.download=true"
+            "point dataset.root at them or set dataset.download=true, e.g. dataset.root=data dataset.download=true"
         ) from err
 
 
@@ -137,7 +137,7 @@ def _gunzip_idx_files(cls: type, root: str) -> None:
         except OSError as err:
             raise DataError(
                 f"dataset.root={root!r}: could not decompress {target}.gz ({err}); gunzip it, or point "
-                "dataset.root at a writable copy"
+                "dataset.root at a writable copy, e.g. dataset.root=data"
             ) from err
 
 

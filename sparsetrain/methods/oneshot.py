@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..config import ConfigError
+from ..train.checkpoint import load_checkpoint
 from ..train.files import checkpoint_path
 from .masked import MaskedMethod
 
@@ -44,11 +45,11 @@ class OneShot(MaskedMethod):
         return factor
 
     def _load_pretrained(self) -> None:
-        state = torch.load(self.pretrained, map_location=self.ctx.device, weights_only=True)
-        weights = state.get("model", state)
+        state = load_checkpoint(self.pretrained, self.ctx.device, "method.pretrained")
+        weights = state.get("model", state) if isinstance(state, dict) else state
         try:
             self.ctx.model.load_state_dict(weights)
-        except RuntimeError as error:
+        except (RuntimeError, TypeError, AttributeError) as error:
             first = " ".join(str(error).split())[:200]
             raise ConfigError(f"method.pretrained={str(self.cfg.pretrained)!r} does not fit the model ({first})") from None
 

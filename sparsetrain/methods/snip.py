@@ -4,15 +4,22 @@ then train the fixed mask."""
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import torch
 
+from ..config import ConfigError
 from ..sparsity.saliency import snip_scores
 from .masked import MaskedMethod
 
 
 class SNIP(MaskedMethod):
     name = "snip"
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
+        if cfg.num_batches < 1:
+            raise ConfigError(f"method.num_batches={cfg.num_batches} must be >= 1; e.g. method.num_batches=1")
 
     def start_round(self, round_index: int) -> None:
         self.prune(self.scores(), self.sparsity)

@@ -51,19 +51,21 @@ def build_model(name: str, in_shape: tuple[int, int, int], num_classes: int, *,
     if spec is None:
         raise ValueError(f"model.name={name!r} is not a model; choose one of: {', '.join(MODEL_NAMES)}")
     if stem not in STEMS:
-        raise ValueError(f"model.stem={stem!r} is not a stem; choose one of: {', '.join(STEMS)}")
+        raise ValueError(f"model.stem={stem!r} is not a stem; choose one of: {', '.join(STEMS)} (e.g. model.stem=auto)")
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"model.dropout={dropout!r} must be in [0, 1)")
+        raise ValueError(f"model.dropout={dropout!r} must be in [0, 1); e.g. model.dropout=0.3")
     given = {"depth": depth, "width": width, "dropout": dropout, "stem": stem, "shortcut": shortcut}
     unset = {"depth": None, "width": None, "dropout": 0.0, "stem": "auto", "shortcut": "auto"}
     for key, value in given.items():
         if key not in spec.options and value != unset[key]:
-            raise ValueError(f"model.{key} is not used by model {name}")
+            options = ", ".join(spec.options) or "none"
+            raise ValueError(f"model.{key} is not used by model {name} (its options: {options}); drop it, "
+                             f"e.g. model={name}")
     if len(in_shape) != 3 or min(in_shape) < 1:
         raise ValueError(f"input shape must be (channels, height, width) with positive sizes, got {in_shape}")
     if min(in_shape[1:]) < spec.min_size:
         raise ValueError(f"model.name={name!r} needs inputs of at least {spec.min_size}x{spec.min_size} px, "
-                         f"got {in_shape[1]}x{in_shape[2]}")
+                         f"got {in_shape[1]}x{in_shape[2]}; e.g. dataset.image_size={spec.min_size}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     return spec.build(tuple(in_shape), num_classes, **{key: given[key] for key in spec.options})

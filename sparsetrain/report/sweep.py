@@ -30,7 +30,8 @@ from typing import Any, Iterable
 import yaml
 
 from ..train.files import atomic_write
-from ..train.resume import RUN_RECORD, is_result_key
+from ..train.resume import RUN_RECORD, is_result_key, read_run_record
+from ..train.status import read_status
 from .plots import lottery_figure, pyplot, save_png, weights_remaining_axis
 
 SUMMARY = "summary.json"
@@ -39,7 +40,7 @@ EXAMPLE = "sparsetrain-report multirun/<name>"
 JOB_COLUMNS = (
     "job", "method", "model", "dataset", "sparsity", "seed", "final_test_top1", "best_test_top1", "final_val_top1",
     "final_test_loss", "best_test_step", "realised_sparsity", "itop_rate", "inference_flops", "training_flops",
-    "wall_time_s", "overrides",
+    "wall_time_s", "overrides", "status", "error",
 )
 GROUP_COLUMNS = (
     "method", "model", "dataset", "sparsity", "n_seeds", "seeds", "final_test_top1_mean", "final_test_top1_std",
@@ -74,7 +75,12 @@ def _scan(sweep_dir: Path) -> tuple[list[dict], list[dict]]:
         overrides = _overrides(job_dir)
         summary_path = job_dir / SUMMARY
         if not summary_path.is_file():
-            skipped.append({"job": job, "reason": f"unfinished (no {SUMMARY})"})
+            status = read_status(job_dir)
+            if status is None:
+                skipped.append({"job": job, "reason": f"unfinished (no {SUMMARY})"})
+            else:  # failed or diverged: a row of its own in summary.csv, listed in summary.md
+                skipped.append({"job": job, "reason": f"{status['status']}: {status['error']}",
+                                "row": _failed_row(job, job_dir, status, overrides)})
             continue
         try:
             summary = json.loads(summary_path.read_text())
@@ -113,6 +119,20 @@ def _overrides(job_dir: Path) -> list[str] | None:
     return None
 
 
+def _failed_row(job: str, job_dir: Path, status: dict, overrides: list[str] | None) -> dict:
+    """A job that failed or diverged: its identity (from run.yaml where it got that far), status and error."""
+    try:
+        config = read_run_record(job_dir)["config"]
+    except ValueError:  # no run.yaml: refused before it was written
+        config = {}
+    return {
+        "job": job, "method": (config.get("method") or {}).get("name"), "model": (config.get("model") or {}).get(
+            "name"), "dataset": (config.get("dataset") or {}).get("name"), "sparsity": config.get("sparsity"),
+        "seed": config.get("seed"), "overrides": " ".join(overrides or []), "status": status["status"],
+        "error": status["error"],
+    }
+
+
 def _row(job: str, summary: dict, overrides: list[str] | None) -> dict:
     final, best = summary["final"], summary["best"]
     flops = summary.get("flops") or {}
@@ -140,6 +160,8 @@ def _row(job: str, summary: dict, overrides: list[str] | None) -> dict:
         "round_table": summary.get("round_table") or [],
         "epochs": summary.get("epochs"),
         "steps": summary.get("steps"),
+        "status": "finished",
+        "error": "",
     }
 
 
@@ -217,11 +239,12 @@ def summarize(sweep_dir: Path) -> dict:
     if not sweep_dir.is_dir():
         raise NoFinishedRuns(sweep_dir)
     rows, skipped = _scan(sweep_dir)
-    if not rows:
+    failed = [item["row"] for item in skipped if "row" in item]
+    if not rows and not failed:
         raise NoFinishedRuns(sweep_dir)
     groups = group(rows)
     files = [
-        _write_csv(sweep_dir / "summary.csv", JOB_COLUMNS, rows),
+        _write_csv(sweep_dir / "summary.csv", JOB_COLUMNS, rows + failed),
         _write_csv(sweep_dir / "groups.csv", GROUP_COLUMNS, groups),
         _write_text(sweep_dir / "summary.md", markdown(sweep_dir, rows, groups, skipped)),
         save_png(accuracy_figure(groups), sweep_dir / "accuracy_vs_sparsity.png"),
@@ -239,15 +262,15 @@ def markdown(sweep_dir: Path, rows: list[dict], groups: list[dict], skipped: lis
         "(mean ± sample std over seeds); "
         f"{len(skipped)} job{'s' * (len(skipped) != 1)} skipped.",
         "",
-        "| method | model | dataset | sparsity | seeds | final test top-1 | best test top-1 | overrides |",
-        "|---|---|---|---:|---:|---:|---:|---|",
+        "| method | model | dataset | sparsity | seeds | final test top-1 | best test top-1 | overrides | realised |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for g in groups:
         lines.append(
             f"| {g['method']} | {g['model']} | {g['dataset']} | {_fmt(g['sparsity'], 'g')} | {g['n_seeds']} "
             f"| {_mean_std(g['final_test_top1_mean'], g['final_test_top1_std'], g['n_seeds'])} "
             f"| {_mean_std(g['best_test_top1_mean'], g['best_test_top1_std'], g['n_seeds'])} "
-            f"| {_md_code(g['overrides'])} |"
+            f"| {_md_code(g['overrides'])} | {_fmt(g['realised_sparsity_mean'])} |"
         )
     if skipped:
         lines += ["", f"Skipped {len(skipped)} job{'s' * (len(skipped) != 1)}:"]

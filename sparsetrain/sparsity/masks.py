@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
@@ -135,13 +136,25 @@ def save_masks(path: Path, masks: dict[str, torch.Tensor]) -> None:
 
 def load_checked_masks(path: Path, params: dict[str, nn.Parameter], key: str) -> dict[str, torch.Tensor]:
     """Masks from a file, checked against ``params`` (ConfigError naming ``key``), on the parameters' device."""
-    masks = load_masks(path)
+    masks = load_masks(path, key)
     check_masks(masks, params, key)
     return {name: mask.to(params[name].device) for name, mask in masks.items()}
 
 
-def load_masks(path: Path) -> dict[str, torch.Tensor]:
-    return {name: tensor.bool() for name, tensor in load_file(str(path)).items()}
+def load_masks(path: Path, key: str = "masks") -> dict[str, torch.Tensor]:
+    """Bool masks from a safetensors file; ConfigError (one line naming ``key`` and the file) unless it holds only
+    booleans or exactly 0/1 values (a float mask is never coerced: 0.5 or NaN would silently become True)."""
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ConfigError(f"{key}: {path} is not a masks file ({' '.join(str(error).split())[:80]}); e.g. "
+                          f"{key}=<a run directory with masks/final.safetensors>") from None
+    for name, tensor in tensors.items():
+        if tensor.dtype != torch.bool and not ((tensor == 0) | (tensor == 1)).all():
+            raise ConfigError(f"{key}: mask {name!r} in {path} holds values other than 0 and 1 (dtype "
+                              f"{str(tensor.dtype).removeprefix('torch.')}); a masks file holds booleans, e.g. "
+                              f"{key}=<a run directory with masks/final.safetensors>")
+    return {name: tensor.bool() for name, tensor in tensors.items()}
 
 
 def mask_report(masks: dict[str, torch.Tensor], densities: dict[str, float], fixed: dict[str, float],

@@ -135,6 +135,6 @@ def match_layers(params: dict[str, nn.Parameter], pattern: str, key: str) -> lis
     if not matched:
         raise ConfigError(
             f"{key}: {pattern!r} matches no prunable weight; use first, last, conv, linear, or a name such as "
-            f"{names[0]!r}"
+            f"{names[0]!r}, e.g. {key}=[first]"
         )
     return matched

@@ -3,25 +3,46 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 CHECKPOINT_NAME = "last.pt"
+HYDRA_ONLY = {".hydra", "sparsetrain.log", ".lock"}  # a run directory's files before the run writes any
+STATUS_NAME = "status.json"  # how a run that did not finish ended (diverged, failed)
 
 
 def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / CHECKPOINT_NAME
 
 
+class WriteError(OSError):
+    """A run file could not be written (disk full, quota, read-only); the message is one line naming it."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        path = Path(path)
+        if isinstance(error, OSError) and error.strerror:
+            reason = error.strerror
+        else:  # torch.save reports a full disk as a RuntimeError about positions
+            free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
+            reason = f"{' '.join(str(error).split())[:100]}; {free} bytes free there"
+        super().__init__(f"could not write {path} ({reason}); the last checkpoint is intact: free space in "
+                         f"{path.parent} and resume, or choose another directory, e.g. hydra.run.dir=/scratch/run")
+
+
 def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write ``path`` through ``write(file)`` into a temporary file in the same directory, fsync, rename.
 
-    A reader sees either the old file or the complete new one, never a partial write.
+    A reader sees either the old file or the complete new one, never a partial write; a failed write leaves
+    the old file and raises ``WriteError``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise WriteError(path, error) from error
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -29,6 +50,9 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(path, error) from error
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -37,3 +61,18 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files of writes that a kill interrupted (``atomic_write``'s ``.<name>.*.tmp``)."""
+    for path in Path(run_dir).rglob(".*.tmp"):
+        if path.is_file():
+            path.unlink()
+
+
+def remove_hydra_only_dir(run_dir: Path) -> None:
+    """Remove ``run_dir`` if it holds only what Hydra wrote before a refusal (``.hydra/``, the log, the lock)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - HYDRA_ONLY:
+        return
+    shutil.rmtree(run_dir)

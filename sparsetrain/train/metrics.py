@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 from typing import Callable
 
-from .files import atomic_write
+from ..config import ConfigError
+from .files import WriteError, atomic_write
 
 
 class MetricsLog:
@@ -21,8 +22,11 @@ class MetricsLog:
     def __call__(self, event: dict) -> None:
         if not self.enabled:
             return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(event, sort_keys=True) + "\n")
+        try:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(event, sort_keys=True) + "\n")
+        except OSError as error:  # a partial line is cut off by the resume (the checkpoint's offset)
+            raise WriteError(self.path, error) from error
         if self.mirror is not None:
             self.mirror(event)
 
@@ -44,6 +48,18 @@ class MetricsLog:
 def read_events(path: Path) -> list[dict]:
     with Path(path).open() as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def read_summary(path: Path) -> dict:
+    """A finished run's summary.json; ConfigError (one line) when it was damaged or edited into something else."""
+    try:
+        summary = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        summary = error
+    if not isinstance(summary, dict) or not isinstance(summary.get("final"), dict):
+        raise ConfigError(f"resume: {path} is not a run summary (damaged or edited); delete it to finish the run "
+                          "again from its checkpoint, e.g. resume=auto")
+    return summary
 
 
 def write_summary(path: Path, summary: dict) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..config import ConfigError
-from .files import atomic_write, checkpoint_path
+from .files import STATUS_NAME, atomic_write, checkpoint_path
 
 RUN_RECORD = "run.yaml"
 
@@ -32,6 +33,7 @@ NON_RESULT_KEYS = (
     "wandb.entity",
     "wandb.mode",
     "keep_checkpoint_every",
+    "retry_failed",
 )
 
 
@@ -67,13 +69,38 @@ def refuse_if_changed(stored: dict, current: dict, run_dir: Path) -> None:
         )
 
 
+# What a run writes into its directory (Hydra's .hydra/ and log file belong to the current invocation).
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", RUN_RECORD, "summary.json", STATUS_NAME, "masks", "tb", "round_*")
+
+
 def refuse_to_overwrite(run_dir: Path) -> None:
-    """ConfigError when ``run_dir`` holds a checkpoint (for a run started without ``resume``)."""
+    """ConfigError when ``run_dir`` holds a checkpoint or other run outputs (for a run started without ``resume``)."""
     if checkpoint_path(run_dir).is_file():
         raise ConfigError(
             f"hydra.run.dir={str(run_dir)!r} already holds a checkpoint; add resume=auto to continue it, "
             "or choose a new directory, e.g. hydra.run.dir=outputs/new_run"
         )
+    found = attempt_outputs(run_dir)
+    if found:
+        raise ConfigError(
+            f"hydra.run.dir={str(run_dir)!r} holds outputs of an earlier attempt that never checkpointed "
+            f"({', '.join(p.name for p in found)}); add resume=auto to restart it cleanly, or choose a new "
+            "directory, e.g. hydra.run.dir=outputs/new_run"
+        )
+
+
+def attempt_outputs(run_dir: Path) -> list[Path]:
+    """The run outputs present in ``run_dir``."""
+    return sorted(path for pattern in RUN_OUTPUTS for path in Path(run_dir).glob(pattern))
+
+
+def clear_attempt(run_dir: Path) -> None:
+    """Remove the outputs of an attempt that never checkpointed, so a restart leaves none of its events."""
+    for path in attempt_outputs(run_dir):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def write_run_record(run_dir: Path, overrides: list[str], config: dict) -> None:
@@ -82,8 +109,18 @@ def write_run_record(run_dir: Path, overrides: list[str], config: dict) -> None:
 
 
 def read_run_record(run_dir: Path) -> dict:
-    with (Path(run_dir) / RUN_RECORD).open() as handle:
-        return yaml.safe_load(handle)
+    """run.yaml; ConfigError (one line) when it was damaged or edited into something that is not a run record."""
+    path = Path(run_dir) / RUN_RECORD
+    try:
+        with path.open() as handle:
+            record = yaml.safe_load(handle)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        record = error
+    if not (isinstance(record, dict) and isinstance(record.get("overrides"), list)
+            and isinstance(record.get("config"), dict)):
+        raise ConfigError(f"resume: {path} is not a run record (damaged or edited; it holds the run's overrides and "
+                          "config); e.g. resume=<a run directory written by sparsetrain>")
+    return record
 
 
 def resumable_run_dir(text: str) -> Path:

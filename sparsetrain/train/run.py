@@ -24,14 +24,16 @@ from ..methods import Method, RunContext, build_method
 from ..models import build_configured_model
 from ..provenance import provenance
 from ..seeds import derive_seed
-from .checkpoint import load_checkpoint
+from .checkpoint import load_run_checkpoint
 from .distributed import Distributed, init_distributed
 from .extend import extend
-from .files import checkpoint_path
+from .files import STATUS_NAME, checkpoint_path, remove_temporaries
 from .init_from import load_init
-from .metrics import MetricsLog, write_summary
+from .interrupt import StopSignals
+from .lock import run_dir_lock
+from .metrics import MetricsLog, read_summary, write_summary
 from .optimizer import build_optimizer
-from .resume import read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
+from .resume import clear_attempt, read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
 from .rounds import run_rounds
 from .step import StepParts, TrainStep, choose_path
 from ..report.rounds import write_round_table
@@ -43,19 +45,33 @@ from ..tasks import build_task
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
-    """Train (or resume) the run in ``run_dir`` and return its summary (also written to summary.json)."""
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals | None = None) -> dict:
+    """Train (or resume) the run in ``run_dir`` and return its summary (also written to summary.json).
+
+    The run holds the directory's lock throughout; temporary files of a killed write are removed, and the
+    outputs of an earlier attempt that never checkpointed are refused (no ``resume``) or cleared."""
     run_dir = Path(run_dir)
+    writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process writes files
+    with run_dir_lock(run_dir) if writer else contextlib.nullcontext():
+        if writer:
+            remove_temporaries(run_dir)
+            if cfg.resume is None:
+                refuse_to_overwrite(run_dir)
+            elif not checkpoint_path(run_dir).is_file():
+                clear_attempt(run_dir)
+            (run_dir / STATUS_NAME).unlink(missing_ok=True)  # a new attempt: an earlier failure no longer stands
+        return _run(cfg, run_dir, overrides, stop or StopSignals())
+
+
+def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals) -> dict:
     cfg = extend(cfg)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    if cfg.resume is None:
-        refuse_to_overwrite(run_dir)
     resuming = checkpoint_path(run_dir).is_file()
     summary_path = run_dir / "summary.json"
     if resuming and summary_path.is_file():
         refuse_if_changed(read_run_record(run_dir)["config"], config, run_dir)
         log.info("%s has finished already: %s", run_dir, summary_path)
-        return json.loads(summary_path.read_text())
+        return read_summary(summary_path)
     device = _resolve_device(cfg.device.value)
     dist = init_distributed(device.type)
     if dist.enabled:
@@ -127,6 +143,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         dist=dist,
         log_every=parse_interval("log_every", cfg.log_every),
         keep_checkpoint_every=parse_interval("keep_checkpoint_every", cfg.keep_checkpoint_every),
+        stop=stop,
     )
     trainer = Trainer(parts)
     method.setup(
@@ -140,9 +157,13 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         )
     )
     if resuming:
-        state = load_checkpoint(checkpoint_path(run_dir), device)
+        state = load_run_checkpoint(checkpoint_path(run_dir), device)
         refuse_if_changed(state["config"], config, run_dir)
-        trainer.load(state)
+        try:
+            trainer.load(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise ConfigError(f"resume: {checkpoint_path(run_dir)} does not fit this run ({type(error).__name__}: "
+                              f"{' '.join(str(error).split())[:120]}); e.g. resume=<an intact run directory>") from None
         pos = trainer.pos
         log.info("resuming %s at round %d epoch %d batch %d (step %d)", run_dir, pos.round, pos.epoch, pos.batch,
                  pos.step)
@@ -150,6 +171,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         write_run_record(run_dir, overrides, config)
     _describe(cfg, device, model, data, method, total_steps)
     run_rounds(trainer)
+    trainer.write_final_masks()
     summary = _summary(cfg, run_dir, trainer, model, data, device, dense_flops)
     if dist.enabled:
         summary["distributed"] = _rank_checksums(dist, model, method)
@@ -272,7 +294,7 @@ def _resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
+        raise ConfigError("device=cuda but no CUDA device is available; e.g. device=cpu or device=auto")
     return torch.device(name)
 
 

@@ -13,7 +13,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,14 +31,17 @@ from .best import best_path, save_best, selection_split
 from .checkpoint import capture_rng, restore_rng, save_checkpoint
 from .distributed import Distributed
 from .files import atomic_write, checkpoint_path
+from .interrupt import Interrupted, StopSignals
 from .metrics import MetricsLog, write_summary
 from .progress import LossWindow, Pace, format_duration, progress_line
+from .status import Diverged
 from .schedule import lr_factor
 from .step import TrainStep
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
+DIVERGED_LOSS = 1e6  # an epoch's mean training loss above this counts as diverged (cross-entropy starts near ln C)
 
 
 @dataclass
@@ -74,6 +77,7 @@ class TrainerParts:
     dist: Distributed  # this process's rank; one process by default
     log_every: Interval  # running train loss, lr and sparsity: bar postfix, log line and a train_step event
     keep_checkpoint_every: Interval  # checkpoints also kept as checkpoints/step_*.pt
+    stop: StopSignals = field(default_factory=StopSignals)  # a preemption signal: checkpoint at the next step
 
 
 class Trainer:
@@ -143,6 +147,7 @@ class Trainer:
                     self.save()
                 if self.p.keep_checkpoint_every.due(step=pos.step, epoch_end=None):
                     self.save(self._kept_path())
+                self._stop_if_requested()
             bar.close()
             pos.epoch += 1
             pos.batch = 0
@@ -155,6 +160,10 @@ class Trainer:
         self.pos = Position(round=self.pos.round + 1)
         self.finished = self.pos.round == self.p.method.rounds
         self.save()
+
+    def write_final_masks(self) -> None:
+        """``masks/final.safetensors`` of a finished run (again on a resume that finds the run finished, so a kill
+        between the last checkpoint and this file loses nothing)."""
         masks = self.p.method.masks()
         if self.finished and masks is not None and self.p.dist.is_main:
             save_masks(self.p.run_dir / "masks" / "final.safetensors", masks)
@@ -200,10 +209,21 @@ class Trainer:
     def _step(self, plan: BatchPlan) -> None:
         p, step = self.p, self.pos.step
         self.train_step.set_lr_factor(p.method.schedule_factor(self.pos.round, step, self.lr_factor(step)))
-        self.train_step(plan, step, self._advance)
+        try:
+            self.train_step(plan, step, self._advance)
+        except (RuntimeError, ValueError):  # e.g. a method's top-k over NaN scores
+            if not self._weights_finite():
+                self._diverged(f"the weights are not finite at step {step}")
+            raise
         p.flops.add_steps(1, p.data.train.batch_size, p.method.densities(),  # the global batch, every rank's share
                           dense_backward=p.method.dense_backward(step))
         self.loss_count += 1
+
+    def _stop_if_requested(self) -> None:
+        """A stop signal arrived (``p.stop``): checkpoint at this step boundary and raise ``Interrupted``."""
+        if self.p.stop.requested is not None:
+            self.save()
+            raise Interrupted(self.p.stop.requested, saved=True)
 
     def _advance(self) -> None:
         self.pos.batch += 1
@@ -225,11 +245,8 @@ class Trainer:
         loss_sum.zero_()
         self.loss_count = 0
         self.window = LossWindow()
-        if not math.isfinite(train_loss):
-            raise ConfigError(
-                f"training diverged: train loss is {train_loss} in epoch {pos.epoch} of round {pos.round}; "
-                "lower optimizer.lr, e.g. optimizer.lr=0.01"
-            )
+        if not math.isfinite(train_loss) or train_loss > DIVERGED_LOSS:
+            self._diverged(f"train loss is {train_loss:.4g} in epoch {pos.epoch} (step {pos.step})")
         epoch_line = f"train loss {train_loss:.4f}, epoch time {format_duration(seconds)}"
         if final or self.p.eval_every.due(step=pos.step, epoch_end=pos.epoch):
             self._evaluate(final=final, epoch_line=epoch_line)
@@ -294,14 +311,26 @@ class Trainer:
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.clock_start
 
+    def _weights_finite(self) -> bool:
+        """One host read: whether every weight and the loss accumulator are finite (at checkpoints and failures)."""
+        tensors = [*self.p.model.parameters(), self.train_step.loss_sum]
+        return bool(torch.stack([t.detach().isfinite().all() for t in tensors]).all())
+
+    def _diverged(self, what: str) -> None:
+        raise Diverged(f"training diverged in round {self.pos.round}: {what}; lower the learning rate, e.g. "
+                       "optimizer.lr=0.01")
+
     # ---- checkpoints -----------------------------------------------------------------------------------
     def _kept_path(self) -> Path:
         prefix = f"round_{self.pos.round:02d}_" if self.p.method.rounds > 1 else ""
         return self.p.run_dir / "checkpoints" / f"{prefix}step_{self.pos.step:07d}.pt"
 
     def save(self, path: Path | None = None) -> None:
-        """The full training state, to ``checkpoints/last.pt`` (or ``path``: a kept copy, resumable as last.pt)."""
+        """The full training state, to ``checkpoints/last.pt`` (or ``path``: a kept copy, resumable as last.pt);
+        never non-finite weights: that is divergence."""
         p = self.p
+        if not self._weights_finite():
+            self._diverged(f"the weights are not finite at step {self.pos.step}")
         state = {
             "format": CHECKPOINT_FORMAT,
             "config": p.config,
@@ -353,6 +382,9 @@ class Trainer:
         if len(state["rng"]) != p.dist.world_size:
             raise ConfigError(f"the checkpoint was written by {len(state['rng'])} processes; resume it with as many "
                               f"(torchrun --nproc_per_node={len(state['rng'])})")
+        if self.pos.step > 0:  # the rate of the last step taken: logged if the epoch ends before the next one
+            step = self.pos.step - 1
+            self.train_step.set_lr_factor(p.method.schedule_factor(self.pos.round, step, self.lr_factor(step)))
         if p.dist.is_main:
             p.metrics.truncate(trainer["metrics_offset"])
         restore_rng(state["rng"][p.dist.rank])

@@ -1,0 +1,88 @@
+"""Every refusal of a command line is one line that names the key and shows a valid example, exit status 2,
+and writes nothing (no run directory, no file in the working directory)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="device=cuda is valid here")
+
+BAD = [
+    (["epochs=abc"], "epochs"),
+    (["batch_size=1.5"], "batch_size"),
+    (["steps=abc"], "steps"),
+    (["deterministic=maybe"], "deterministic"),
+    (["precision=fp16"], "precision"),
+    (["step_graph=sometimes"], "step_graph"),
+    (["method=rigl", "sparsity=0.9", "method.delta_t=x"], "method.delta_t"),
+    (["sparsty=0.5"], "sparsty"),
+    (["~sparsity"], "sparsity"),
+    (["=0.5"], "=0.5"),
+    (["epochs"], "epochs"),
+    (["spärsity=0.5"], "spärsity"),
+    (["sparsity=0.5é"], "sparsity"),
+    (["+method.delta=10"], "method.delta"),
+    (["+model._target_=foo.Bar"], "model._target_"),
+    (["++foo=1"], "foo"),
+    (["+experiment=nosuch"], "experiment"),
+    (["method.name=rigl"], "method.name"),
+    (["hydra.run.dir="], "hydra.run.dir"),
+    (["epochs=1000000000000"], "epochs"),
+    (["steps=100000000000"], "steps"),
+    (["dataset=synthetic", "dataset.train_size=1000000000000"], "dataset.train_size"),
+    (["seed=-1"], "seed"),
+    (["optimizer.momentum=-1"], "optimizer.momentum"),
+    (["optimizer.weight_decay=-1"], "optimizer.weight_decay"),
+    (["optimizer=adam", "optimizer.betas=[0.9]"], "optimizer.betas"),
+    (["optimizer=adam", "optimizer.eps=0"], "optimizer.eps"),
+    (["optimizer.lr=-1"], "optimizer.lr"),
+    (["sparsity=1.5"], "sparsity"),
+    (["epochs=0"], "epochs"),
+    (["eval_every=often"], "eval_every"),
+    (["checkpoint_every=-1"], "checkpoint_every"),
+    (["label_smoothing=2"], "label_smoothing"),
+    (["model.dropout=1.5"], "model.dropout"),
+    (["dataset.val_size=-5"], "dataset.val_size"),
+    (["schedule=multistep", "schedule.milestones=[3,1]"], "schedule.milestones"),
+    (["method=nosuch"], "method"),
+    (["method=rigl", "sparsity=0.9", "method.alpha=2"], "method.alpha"),
+    (["method=snip", "sparsity=0.9", "method.num_batches=0"], "method.num_batches"),
+    (["method=gmp", "sparsity=0.9", "method.start=50%", "method.end=10%"], "method.start"),
+    (["method=lth", "sparsity=0.5"], "sparsity"),
+    (["method=static", "sparsity=0.9", "method.mask_from="], "method.mask_from"),
+    (["method=oneshot", "sparsity=0.5", "method.pretrained=/nonexistent"], "method.pretrained"),
+    (["resume=/nonexistent"], "resume"),
+    (["-m", "epochs=1,0"], "epochs"),
+    # refused once the run has started (data, model, device): the run directory Hydra made is removed again
+    (["model.depth=5"], "model.depth"),
+    (["model=resnet20", "model.width=3"], "model.width"),
+    (["model.stem=nosuch"], "model.stem"),
+    (["method=static", "sparsity=0.9", "method.dense_layers=[nosuchlayer]"], "method.dense_layers"),
+    (["dataset=mnist", "dataset.root=FILE", "dataset.download=false"], "dataset.root"),
+    pytest.param(["device=cuda"], "device", marks=NO_CUDA),
+]
+
+
+@pytest.mark.parametrize("args,key", BAD, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_command_line_is_one_line_with_key_and_example_and_writes_nothing(tmp_path, cli_in_process, args, key):
+    (tmp_path / "FILE").write_text("not a directory")
+    args = [arg.replace("FILE", str(tmp_path / "FILE")) for arg in args]
+    run_dir = tmp_path / "run"
+    status, out, err = cli_in_process(tmp_path, *args, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={run_dir}")
+    assert status == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in out + err, err
+    assert key in err and "e.g. " in err, err
+    assert "+" + key not in err.replace(f"+{key} is not", "")  # never suggests adding an unknown key
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]
+
+
+def test_refusals_before_hydra_import_no_torch(tmp_path):
+    code = ("import sys; from sparsetrain.cli import main; sys.argv = ['sparsetrain', 'epochs=abc']\n"
+            "try:\n    main()\nexcept SystemExit as exit:\n    assert exit.code == 2\n"
+            "assert 'torch' not in sys.modules, 'preflight imported torch'")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

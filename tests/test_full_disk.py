@@ -1,0 +1,35 @@
+"""A full disk: one line naming the file, the previous checkpoint intact, and no duplicated event after the resume."""
+
+from __future__ import annotations
+
+import errno
+
+import torch
+
+from conftest import events_without_time
+from sparsetrain.train import checkpoint
+
+
+def test_full_disk_is_one_line_and_the_resume_duplicates_nothing(tmp_path, cli_in_process, monkeypatch):
+    assert cli_in_process(tmp_path, "epochs=3", "hydra.run.dir=reference")[0] == 0
+    save, calls = torch.save, []
+
+    def disk_fills_at_the_second_checkpoint(state, handle):
+        calls.append(1)
+        if len(calls) == 2:
+            handle.write(b"\0" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        save(state, handle)
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_fills_at_the_second_checkpoint)
+    status, _, err = cli_in_process(tmp_path, "epochs=3", "hydra.run.dir=run")
+    assert status == 1 and err.count("\n") == 1
+    assert err.startswith(f"error: could not write {tmp_path / 'run' / 'checkpoints' / 'last.pt'} (No space left")
+    run_dir = tmp_path / "run"
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["position"]["epoch"] == 1  # intact
+    assert not list(run_dir.rglob("*.tmp"))
+
+    monkeypatch.setattr(checkpoint.torch, "save", save)  # space freed
+    assert cli_in_process(tmp_path, f"resume={run_dir}")[0] == 0
+    assert events_without_time(run_dir) == events_without_time(tmp_path / "reference")
+    assert not (run_dir / "status.json").exists()
