@@ -15,6 +15,9 @@ import pytest
 from hydra import compose, initialize_config_module
 from PIL import Image
 
+# The machines that run the tests have no network: W&B's error reporting (telemetry over HTTPS) stays off.
+os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+
 
 def cli_command(*overrides: str) -> list[str]:
     return [sys.executable, "-m", "sparsetrain", *overrides]

@@ -27,7 +27,7 @@ from ..seeds import derive_seed
 from .checkpoint import load_run_checkpoint
 from .distributed import Distributed, init_distributed
 from .extend import extend
-from .files import STATUS_NAME, checkpoint_path, remove_temporaries
+from .files import STATUS_NAME, checkpoint_path, remove_hydra_only_dir, remove_temporaries
 from .init_from import load_init
 from .interrupt import StopSignals
 from .lock import run_dir_lock
@@ -49,18 +49,24 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals 
     """Train (or resume) the run in ``run_dir`` and return its summary (also written to summary.json).
 
     The run holds the directory's lock throughout; temporary files of a killed write are removed, and the
-    outputs of an earlier attempt that never checkpointed are refused (no ``resume``) or cleared."""
+    outputs of an earlier attempt that never checkpointed are refused (no ``resume``) or cleared. A refusal
+    (ConfigError) leaves no directory that holds nothing but the lock (and Hydra's own files)."""
     run_dir = Path(run_dir)
     writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process writes files
-    with run_dir_lock(run_dir) if writer else contextlib.nullcontext():
+    try:
+        with run_dir_lock(run_dir) if writer else contextlib.nullcontext():
+            if writer:
+                remove_temporaries(run_dir)
+                if cfg.resume is None:
+                    refuse_to_overwrite(run_dir)
+                elif not checkpoint_path(run_dir).is_file():
+                    clear_attempt(run_dir)
+                (run_dir / STATUS_NAME).unlink(missing_ok=True)  # a new attempt: an earlier failure no longer stands
+            return _run(cfg, run_dir, overrides, stop or StopSignals())
+    except ConfigError:
         if writer:
-            remove_temporaries(run_dir)
-            if cfg.resume is None:
-                refuse_to_overwrite(run_dir)
-            elif not checkpoint_path(run_dir).is_file():
-                clear_attempt(run_dir)
-            (run_dir / STATUS_NAME).unlink(missing_ok=True)  # a new attempt: an earlier failure no longer stands
-        return _run(cfg, run_dir, overrides, stop or StopSignals())
+            remove_hydra_only_dir(run_dir)
+        raise
 
 
 def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals) -> dict:
