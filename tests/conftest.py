@@ -17,6 +17,9 @@ from PIL import Image
 
 # The machines that run the tests have no network: W&B's error reporting (telemetry over HTTPS) stays off.
 os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+# One torch thread in this process as in every CLI subprocess (cli_env): runs in-process (whose `threads` default
+# reads this variable) and in subprocesses compute the same bits, whatever the machine's CPU count.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def cli_command(*overrides: str) -> list[str]:
