@@ -35,6 +35,10 @@ class GraSP(SNIP):
         per_class = self.cfg.samples_per_class
         if per_class == 0:
             return super().scoring_batches()
+        if isinstance(self.ctx.example, dict):
+            raise ConfigError(f"method.samples_per_class={per_class} samples (input, label) pairs by class, and "
+                              "this data's batches are named tensors; score on whole batches with "
+                              "method.samples_per_class=0")
         x, y = class_balanced_sample(self.ctx.train_batches.epoch(0), self.ctx.num_classes, per_class)
         half = len(y) // 2
         return [(x[:half], y[:half]), (x[half:], y[half:])]

@@ -22,6 +22,10 @@ class SynFlow(MaskedMethod):
             raise ConfigError("method.dense_layers and method.layer_density need method.scope=layerwise with synflow")
 
     def start_round(self, round_index: int) -> None:
+        if isinstance(self.ctx.example, dict):
+            raise ConfigError("method=synflow is data-free: it feeds the model one all-ones input tensor, and this "
+                              "model takes named tensors (token ids cannot be all-ones); prune it on data, "
+                              "e.g. method=snip")
         params = self.targets.params
         if self.cfg.scope == "global":
             total = sum(p.numel() for p in params.values())
