@@ -164,7 +164,8 @@ def _named_data(first: dict, train: Dataset, val: Dataset | None, test: Dataset,
                 eval_batch_size: int, device: torch.device, seed: int) -> Data:
     """Batches of dict items (named tensors): device-resident when the training set fits in
     ``dataset.resident_mb``, else through DataLoader workers. ``in_shape`` is the shape of the first named
-    input; ``num_classes`` comes from integer ``labels`` (1 for float labels: regression)."""
+    input; ``num_classes`` is 1 for float ``labels`` (regression), else the largest resident label + 1, else
+    ``dataset.num_classes``."""
     example = stack_items([first])
     nbytes = len(train) * sum(value.numel() * value.element_size() for value in example.values())
     if nbytes <= cfg.resident_mb * 2**20:
@@ -179,7 +180,8 @@ def _named_data(first: dict, train: Dataset, val: Dataset | None, test: Dataset,
     else:
         batches = _worker_batches(train, val, test, cfg, batch_size=batch_size, eval_batch_size=eval_batch_size,
                                   device=device, seed=seed, keys=tuple(first))
-        labels = example.get("labels")
+        labels = example.get("labels")  # one item: enough to tell float labels (regression)
+        labels = labels if labels is not None and labels.is_floating_point() else None
     classes = getattr(train, "classes", None)
     num_classes = (len(classes) if classes is not None else cfg.num_classes if labels is None else
                    1 if labels.is_floating_point() else int(labels.max()) + 1)

@@ -52,10 +52,11 @@ class Task(abc.ABC):
         return f"loss {scores['loss']:.4f} {self.best_metric} {scores[self.best_metric]:.4f}"
 
 
-def split_labels(batch: Batch) -> tuple[Any, torch.Tensor]:
-    """(model inputs, labels) of a batch: named tensors without ``labels``, or the (inputs, targets) pair."""
+def split_labels(batch: Batch) -> tuple[Any, torch.Tensor | None]:
+    """(model inputs, labels) of a batch: named tensors without ``labels`` (None without them), or the
+    (inputs, targets) pair."""
     if isinstance(batch, dict):
-        return {key: value for key, value in batch.items() if key != "labels"}, batch["labels"]
+        return {key: value for key, value in batch.items() if key != "labels"}, batch.get("labels")
     inputs, labels = batch
     return inputs, labels
 
