@@ -69,12 +69,23 @@ def test_each_task_trains_sparse_with_exact_masks(tmp_path, task, method):
         assert "embed.weight" in summary["masks"]["layers"] and summary["dynamics"]["mask_updates"] >= 2
 
 
-def test_dict_batches_on_the_captured_step_equal_eager(tmp_path):
-    eager = _train(tmp_path / "eager", *CLASSIFY, *RIGL, "epochs=2", "step_graph=off")
-    captured = _train(tmp_path / "captured", *CLASSIFY, *RIGL, "epochs=2", "step_graph=on")
+@pytest.mark.parametrize("resident_mb", [64, 0], ids=["resident", "dataloader"])
+def test_dict_batches_on_the_captured_step_equal_eager(tmp_path, resident_mb):
+    data = [*CLASSIFY, *RIGL, "epochs=2", f"dataset.resident_mb={resident_mb}", "dataset.num_workers=0"]
+    eager = _train(tmp_path / "eager", *data, "step_graph=off")
+    captured = _train(tmp_path / "captured", *data, "step_graph=on")
     a, b = _checkpoint(tmp_path / "eager"), _checkpoint(tmp_path / "captured")
     assert all(torch.equal(tensor, b["model"][name]) for name, tensor in a["model"].items())
     assert eager["final"] == captured["final"]
+
+
+def test_lottery_rounds_of_a_text_task_tabulate_its_metric(tmp_path):
+    summary = _train(tmp_path / "run", *CLASSIFY, "method=lth", "method.levels=2", "sparsity=0", "epochs=1")
+    assert [row["weights_remaining_pct"] for row in summary["round_table"]] == pytest.approx([100, 81.25, 66.25])
+    header = (tmp_path / "run" / "lottery.csv").read_text().splitlines()[0].split(",")
+    assert "final_test_accuracy" in header and "best_test_accuracy" in header
+    assert [row["final_test_accuracy"] for row in summary["round_table"]] == \
+        [result["final"]["test"]["accuracy"] for result in summary["rounds"]]
 
 
 def test_dict_batch_run_killed_and_resumed_is_bit_identical(tmp_path):
