@@ -204,16 +204,43 @@ def test_the_best_checkpoint_uses_the_configured_metric(tmp_path, overrides, met
     assert saved["scores"][metric] == best["value"]
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ([*CLASSIFY, "task.metric=top1"], r"task\.metric='top1' is not a metric of task\.name=sequence_classification"),
+@pytest.mark.parametrize(("overrides", "message", "written"), [
+    ([*CLASSIFY, "task.metric=top1"], r"task\.metric='top1' is not a metric of task\.name=sequence_classification",
+     False),
+    (["task.name=nosuch"], r"task\.name='nosuch' is not a task", False),
     ([*CLASSIFY, "task.metric=f1", "+dataset.num_labels=3"], r"task\.metric='f1' is not a metric .* here; "
-                                                             r"choose one of: accuracy, matthews, loss"),
-    ([*MLM, "task.distill.teacher_target=user_code.token_predictor"], r"task\.distill distils class logits"),
-    (["task.name=nosuch"], r"task\.name='nosuch' is not a task"),
+                                                             r"choose one of: accuracy, matthews, loss", False),
+    ([*MLM, "task.distill.teacher_target=user_code.token_predictor"], r"task\.distill distils class logits", False),
+    ([*CLASSIFY, "method=grasp", "sparsity=0.5"], r"method\.samples_per_class=10 samples .* by class", True),
 ])
-def test_bad_task_keys_are_refused_in_one_line(tmp_path, overrides, message):
+def test_bad_task_keys_are_refused_in_one_line(tmp_path, overrides, message, written):
     with pytest.raises(ConfigError, match=message):
         _train(tmp_path / "run", *overrides, "steps=2")
+    assert (tmp_path / "run").exists() == written  # only the method's own scoring comes after the run starts
+
+
+def test_the_step_shards_every_named_tensor_under_torchrun():
+    from sparsetrain.methods.dense import Dense
+    from sparsetrain.train.distributed import Distributed
+    from sparsetrain.train.step import StepParts, TrainStep
+
+    seen = []
+
+    class Recording(SequenceClassification):
+        def train_loss(self, model, batch):
+            seen.append(batch)
+            return super().train_loss(model, batch)
+
+    model = text_classifier(2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = {"input_ids": torch.arange(24).view(4, 6), "attention_mask": torch.ones(4, 6),
+             "labels": torch.tensor([0, 1, 1, 0])}
+    step = TrainStep(StepParts(model=model, step_model=model, optimizer=optimizer, method=Dense(None, 0.0),
+                               task=Recording(2), make_batch=lambda plan: batch, autocast=contextlib.nullcontext,
+                               dist=Distributed(rank=1, world_size=2)), "eager")
+    step((torch.zeros(1),), 0, lambda: None)
+    assert seen[0].keys() == batch.keys()
+    assert all(torch.equal(seen[0][key], value[1::2]) for key, value in batch.items())
 
 
 def test_flops_through_the_task_on_an_example_batch(tmp_path):
