@@ -120,7 +120,8 @@ def sentences(num_labels: int = 2, train: int = 160, test: int = 64) -> tuple[Da
     """Token sequences labelled by their share of high token ids: ``num_labels`` classes, or (1) a float score."""
     def split(count: int, seed: int) -> NamedItems:
         tensors = _tokens(count, seed)
-        share = ((tensors["input_ids"] >= VOCAB // 2) * tensors["attention_mask"]).sum(1) / tensors["attention_mask"].sum(1)
+        mask = tensors["attention_mask"]
+        share = ((tensors["input_ids"] >= VOCAB // 2) * mask).sum(1) / mask.sum(1)
         labels = share.float() if num_labels == 1 else (share * num_labels).long().clamp(max=num_labels - 1)
         return NamedItems({**tensors, "labels": labels})
 

@@ -91,7 +91,7 @@ class Data:
     train: TrainBatches
     val: EvalBatches | None  # held-out part of the training set when dataset.val_size > 0
     test: EvalBatches
-    in_shape: tuple[int, int, int]  # (C, H, W) of model inputs
+    in_shape: tuple[int, ...]  # of one model input: (C, H, W) of images, (length,) of token ids
     num_classes: int
     preprocess: dict | None = None  # how a raw image becomes a model input (recorded in summary.json and exports)
     example: Batch | None = None  # a batch of one sample (e.g. FLOP counting); None: zeros of in_shape

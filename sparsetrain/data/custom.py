@@ -1,6 +1,6 @@
 """Datasets a user brings: a factory by ``_target_`` returning ``torch.utils.data.Dataset`` splits, or tensors
-saved in ``.pt`` / ``.npz`` files. Items are ``(input, target)`` pairs, or dicts of named tensors (``input_ids``, ``attention_mask``, ``labels``,
-fed to a task that takes them), used as given (no normalisation).
+saved in ``.pt`` / ``.npz`` files. Items are ``(input, target)`` pairs, or dicts of named tensors (``input_ids``,
+``attention_mask``, ``labels``: for a task that takes them), used as given (no normalisation).
 
 A training set whose inputs fit in ``dataset.resident_mb`` is read once into device-resident tensors (then it
 trains like MNIST: gather by index on the device, no workers); a larger one is read each epoch by DataLoader

@@ -24,7 +24,7 @@ class RunContext:
     optimizer: torch.optim.Optimizer
     train_batches: Any  # sparsetrain.data.TrainBatches: for methods that score weights on data
     loss_fn: Callable[[nn.Module, Any], torch.Tensor]  # the task's training loss of (model, made batch)
-    in_shape: tuple[int, int, int]  # (C, H, W) of one input
+    in_shape: tuple[int, ...]  # of one input: (C, H, W) of images
     sparsity: float
     seed: int
     device: torch.device

@@ -46,8 +46,9 @@ def save_png(figure, path: Path) -> Path:
 
 def lottery_figure(series: list[tuple[str, list[dict]]], dense: list[tuple[str, float]], title: str,
                    metric: str = "top1"):
-    """Two panels over weights remaining (log): the test ``metric`` (top-1 by default) per round (final: filled circles on a solid line; best:
-    hollow squares on a dashed line, so both show where they are equal; dense as dotted lines) and the
+    """Two panels over weights remaining (log): the test ``metric`` (top-1 by default) per round (final: filled
+    circles on a solid line; best: hollow squares on a dashed line, so both show where they are equal; dense as
+    dotted lines) and the
     early-stop iteration (step of minimum validation loss). ``series``: (label, rows with
     ``weights_remaining_pct``, ``final_test_<metric>``, ``best_test_<metric>``, ``early_stop_step``)."""
     figure, (accuracy, early) = pyplot().subplots(1, 2, figsize=(11, 4.5))

@@ -9,13 +9,11 @@ from pathlib import Path
 from ..train.files import atomic_write
 from .plots import lottery_figure, save_png
 
+
 def columns(metric: str = "top1") -> tuple[str, ...]:
     """The round table's columns for the task's headline metric (``top1`` for image classification)."""
     return ("round", "weights_remaining_pct", f"final_test_{metric}", f"best_test_{metric}", "best_test_step",
             "early_stop_step", "early_stop_val_loss", f"final_val_{metric}")
-
-
-COLUMNS = columns()
 
 
 def headline_metric(results: list[dict]) -> str:

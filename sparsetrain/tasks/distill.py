@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import logits_of
+
 
 class Distillation:
     def __init__(self, teacher: nn.Module, temperature: float, hardness: float) -> None:
@@ -24,8 +26,7 @@ class Distillation:
         """The distillation loss of ``student_logits`` given the teacher's inputs (a tensor, or named tensors fed as
         ``teacher(**inputs)``, whose output may hold ``.logits``), mixed with ``task_loss``."""
         with torch.no_grad():
-            output = self.teacher(**teacher_inputs) if isinstance(teacher_inputs, dict) else self.teacher(teacher_inputs)
-            teacher_logits = getattr(output, "logits", output).float()
+            teacher_logits = logits_of(self.teacher, teacher_inputs)
         t = self.temperature
         kl = F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits / t, dim=-1),
                       reduction="batchmean", log_target=True)
