@@ -204,19 +204,19 @@ def test_the_best_checkpoint_uses_the_configured_metric(tmp_path, overrides, met
     assert saved["scores"][metric] == best["value"]
 
 
-@pytest.mark.parametrize(("overrides", "message", "written"), [
-    ([*CLASSIFY, "task.metric=top1"], r"task\.metric='top1' is not a metric of task\.name=sequence_classification",
-     False),
-    (["task.name=nosuch"], r"task\.name='nosuch' is not a task", False),
+@pytest.mark.parametrize(("overrides", "message"), [
+    ([*CLASSIFY, "task.metric=top1"], r"task\.metric='top1' is not a metric of task\.name=sequence_classification"),
+    (["task.name=nosuch"], r"task\.name='nosuch' is not a task"),
     ([*CLASSIFY, "task.metric=f1", "+dataset.num_labels=3"], r"task\.metric='f1' is not a metric .* here; "
-                                                             r"choose one of: accuracy, matthews, loss", False),
-    ([*MLM, "task.distill.teacher_target=user_code.token_predictor"], r"task\.distill distils class logits", False),
-    ([*CLASSIFY, "method=grasp", "sparsity=0.5"], r"method\.samples_per_class=10 samples .* by class", True),
+                                                             r"choose one of: accuracy, matthews, loss"),
+    ([*MLM, "task.distill.teacher_target=user_code.token_predictor"], r"task\.distill distils class logits"),
+    ([*CLASSIFY, "method=grasp", "sparsity=0.5"], r"method\.samples_per_class=10 samples .* by class"),
+    ([*CLASSIFY, "method=synflow", "sparsity=0.5"], r"method=synflow is data-free"),
 ])
-def test_bad_task_keys_are_refused_in_one_line(tmp_path, overrides, message, written):
+def test_bad_task_keys_are_refused_in_one_line(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         _train(tmp_path / "run", *overrides, "steps=2")
-    assert (tmp_path / "run").exists() == written  # only the method's own scoring comes after the run starts
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_step_shards_every_named_tensor_under_torchrun():
@@ -252,7 +252,7 @@ def test_flops_through_the_task_on_an_example_batch(tmp_path):
     assert summary["flops"]["inference_dense"] == total
 
 
-def test_saliency_methods_score_through_the_task_and_synflow_is_refused(tmp_path):
+def test_saliency_methods_score_through_the_task(tmp_path):
     snip = _train(tmp_path / "snip", *CLASSIFY, "method=snip", "sparsity=0.5", "steps=4")
     _assert_exact_masks(tmp_path / "snip", snip)
     grasp = _train(tmp_path / "grasp", *CLASSIFY, "method=grasp", "sparsity=0.5", "method.samples_per_class=0",
@@ -260,8 +260,6 @@ def test_saliency_methods_score_through_the_task_and_synflow_is_refused(tmp_path
     _assert_exact_masks(tmp_path / "grasp", grasp)
     assert not torch.equal(_checkpoint(tmp_path / "snip")["method"]["masks"]["hidden.weight"],
                            _checkpoint(tmp_path / "grasp")["method"]["masks"]["hidden.weight"])
-    with pytest.raises(ConfigError, match="method=synflow is data-free"):
-        _train(tmp_path / "synflow", *CLASSIFY, "method=synflow", "sparsity=0.5", "steps=2")
 
 
 def test_logit_distillation_on_sequence_classification(tmp_path):

@@ -8,6 +8,7 @@ from typing import Any
 from ..config import ConfigError
 from ..sparsity.distribution import exact_zeros
 from ..sparsity.saliency import synflow_masks
+from .base import RunContext
 from .masked import MaskedMethod
 
 
@@ -21,11 +22,14 @@ class SynFlow(MaskedMethod):
         if cfg.scope == "global" and (cfg.dense_layers or cfg.layer_density):
             raise ConfigError("method.dense_layers and method.layer_density need method.scope=layerwise with synflow")
 
-    def start_round(self, round_index: int) -> None:
-        if isinstance(self.ctx.example, dict):
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
+        if isinstance(ctx.example, dict):
             raise ConfigError("method=synflow is data-free: it feeds the model one all-ones input tensor, and this "
                               "model takes named tensors (token ids cannot be all-ones); prune it on data, "
                               "e.g. method=snip")
+
+    def start_round(self, round_index: int) -> None:
         params = self.targets.params
         if self.cfg.scope == "global":
             total = sum(p.numel() for p in params.values())
