@@ -27,6 +27,7 @@ from sparsetrain.data import build_data
 from sparsetrain.sparsity.flops import layer_flops
 from sparsetrain.tasks.masked_lm import MaskedLM
 from sparsetrain.tasks.sequence import SequenceClassification
+from sparsetrain.train.step import TrainStep
 from user_code import text_classifier
 
 TESTS = Path(__file__).resolve().parent
@@ -59,8 +60,19 @@ def _assert_exact_masks(run_dir: Path, summary: dict) -> None:
 
 @pytest.mark.parametrize(("task", "method"), [(CLASSIFY, RIGL), (CLASSIFY, GMP), (MLM, RIGL), (MLM, GMP)],
                          ids=["classify-rigl", "classify-gmp", "mlm-rigl", "mlm-gmp"])
-def test_each_task_trains_sparse_with_exact_masks(tmp_path, task, method):
+def test_each_task_trains_sparse_with_exact_masks(tmp_path, task, method, monkeypatch):
+    checked = []
+    update = TrainStep._update
+
+    def update_then_check(self, step, advance):  # every masked weight is zero after every step
+        update(self, step, advance)
+        params = self.p.method.targets.params
+        assert all(torch.all(params[name][~mask] == 0) for name, mask in self.p.method.masks().items())
+        checked.append(step)
+
+    monkeypatch.setattr(TrainStep, "_update", update_then_check)
     summary = _train(tmp_path / "run", *task, *method, "epochs=2")
+    assert len(checked) == 2 * 10
     _assert_exact_masks(tmp_path / "run", summary)
     assert summary["masks"]["sparsity"] == pytest.approx(0.5, abs=0.02)
     metrics = {"accuracy", "f1", "matthews", "loss"} if task is CLASSIFY else {"loss", "perplexity", "accuracy"}
@@ -222,7 +234,7 @@ def test_bad_task_keys_are_refused_in_one_line(tmp_path, overrides, message):
 def test_the_step_shards_every_named_tensor_under_torchrun():
     from sparsetrain.methods.dense import Dense
     from sparsetrain.train.distributed import Distributed
-    from sparsetrain.train.step import StepParts, TrainStep
+    from sparsetrain.train.step import StepParts
 
     seen = []
 
