@@ -99,6 +99,7 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, method: str = "
     (one line) for a bad name or option.
     """
     from .methods import RunContext, build_method
+    from .sparsity.saliency import pair_loss
 
     if not 0.0 <= sparsity < 1.0:
         raise ConfigError(f"sparsity={sparsity} must be in [0, 1) (the fraction of zeros); e.g. sparsity=0.9")
@@ -111,7 +112,8 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, method: str = "
     sparsifier = Sparsifier(built, optimizer, steps_per_epoch)
     built.setup(RunContext(
         model=model, optimizer=optimizer, train_batches=None if batches is None else _Batches(batches),
-        loss_fn=loss_fn or nn.CrossEntropyLoss(), in_shape=in_shape, sparsity=sparsity, seed=seed, device=device,
+        loss_fn=pair_loss(loss_fn or nn.CrossEntropyLoss()), in_shape=in_shape, sparsity=sparsity, seed=seed,
+        device=device,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps, lr_factor=lr_factor or (lambda step: 1.0),
         fresh_weights=lambda weight_seed: _fresh_weights(model, weight_seed), run_dir=Path.cwd(),
         log=sparsifier.events.append,

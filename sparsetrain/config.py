@@ -262,6 +262,7 @@ class DistillConfig:
 class TaskConfig:
     name: str = "image_classification"  # how batches are fed and scored, and the "best" metric
     distill: DistillConfig = field(default_factory=DistillConfig)  # knowledge distillation (off without a teacher)
+    metric: Optional[str] = None  # the "best" metric; default top1 | accuracy (pearson for regression) | loss (mlm)
 
 
 @dataclass

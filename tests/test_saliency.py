@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from sparsetrain.sparsity.saliency import grasp_scores, keep_top, snip_scores, synflow_masks
+from sparsetrain.sparsity.saliency import grasp_scores, keep_top, pair_loss, snip_scores, synflow_masks
 
 
 def weights_of(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -75,7 +75,7 @@ def test_snip_matches_closed_form_gradient():
     w = layer.weight.detach()
     # L = mean((x W^T - y)^2)  =>  dL/dW = 2 / (N * 3) * (x W^T - y)^T x, summed over the batches.
     grad = sum(2 / (x.shape[0] * 3) * (x @ w.T - y).T @ x for x, y in batches)
-    scores = snip_scores(layer, {"weight": layer.weight}, iter(batches), F.mse_loss)
+    scores = snip_scores(layer, {"weight": layer.weight}, iter(batches), pair_loss(F.mse_loss))
     torch.testing.assert_close(scores["weight"], (grad * w).abs())
 
 
@@ -106,7 +106,7 @@ def test_grasp_equals_weight_times_hessian_gradient_product():
     grads, loss = weight_grad(model, names, values, batches, 200.0)
     g = tuple(t.detach() for t in grads)
     _, hg = torch.autograd.functional.hvp(loss, tuple(values), g)
-    scores = grasp_scores(model, params, batches, F.cross_entropy)
+    scores = grasp_scores(model, params, batches, pair_loss(F.cross_entropy))
     for name, w, h in zip(names, values, hg):
         torch.testing.assert_close(scores[name], w.detach() * h)
 
@@ -116,7 +116,7 @@ def test_grasp_keeps_the_weights_whose_removal_most_reduces_gradient_flow():
     model, batches = tanh_mlp(), batches_for(3)
     params = weights_of(model)
     names = list(params)
-    scores = grasp_scores(model, params, batches, F.cross_entropy, temperature=1.0)
+    scores = grasp_scores(model, params, batches, pair_loss(F.cross_entropy), temperature=1.0)
 
     def flow(values):
         grads, _ = weight_grad(model, names, [v.requires_grad_() for v in values], batches, 1.0)
@@ -222,8 +222,8 @@ def assert_same(before, after):
 
 
 CALLS = {
-    "snip": lambda net, params, batches: snip_scores(net, params, batches, F.cross_entropy),
-    "grasp": lambda net, params, batches: grasp_scores(net, params, batches, F.cross_entropy),
+    "snip": lambda net, params, batches: snip_scores(net, params, batches, pair_loss(F.cross_entropy)),
+    "grasp": lambda net, params, batches: grasp_scores(net, params, batches, pair_loss(F.cross_entropy)),
     "synflow": lambda net, params, batches: synflow_masks(net, params, (3, 4, 4), 20, iterations=5),
 }
 

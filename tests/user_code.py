@@ -45,3 +45,99 @@ class _Bare(Dataset):
 def bare_items() -> tuple[Dataset, Dataset]:
     """A dataset whose items are tensors, not (input, target) pairs."""
     return _Bare(), _Bare()
+
+
+class TokenClassifier(nn.Module):
+    """Token ids -> embedding -> mean over the unpadded positions -> hidden layer -> label logits."""
+
+    def __init__(self, vocab: int, dim: int, num_labels: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.hidden = nn.Linear(dim, dim)
+        self.head = nn.Linear(dim, num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.unsqueeze(-1).float()
+        pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return self.head(torch.relu(self.hidden(pooled)))
+
+
+class _Output:
+    """A Hugging Face style model output: the logits as an attribute."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+
+
+class TokenPredictor(nn.Module):
+    """Per-token logits over the vocabulary from each token and the sequence mean; returns ``.logits``."""
+
+    def __init__(self, vocab: int, dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.mix = nn.Linear(2 * dim, dim)
+        self.out = nn.Linear(dim, vocab)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> _Output:
+        tokens = self.embed(input_ids)
+        context = tokens.mean(1, keepdim=True).expand_as(tokens)
+        return _Output(self.out(torch.relu(self.mix(torch.cat([tokens, context], -1)))))
+
+
+VOCAB, LENGTH = 24, 6
+
+
+def text_classifier(num_classes: int, dim: int = 8) -> nn.Module:
+    return TokenClassifier(VOCAB, dim, num_classes)
+
+
+def token_predictor(dim: int = 8) -> nn.Module:
+    return TokenPredictor(VOCAB, dim)
+
+
+class NamedItems(Dataset):
+    """Items are dicts of named tensors (row ``index`` of each)."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {key: value[index] for key, value in self.tensors.items()}
+
+
+def _tokens(count: int, seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, VOCAB, (count, LENGTH), generator=generator)
+    lengths = torch.randint(3, LENGTH + 1, (count, 1), generator=generator)
+    mask = (torch.arange(LENGTH) < lengths).long()
+    return {"input_ids": ids * mask, "attention_mask": mask}
+
+
+def sentences(num_labels: int = 2, train: int = 160, test: int = 64) -> tuple[Dataset, Dataset]:
+    """Token sequences labelled by their share of high token ids: ``num_labels`` classes, or (1) a float score."""
+    def split(count: int, seed: int) -> NamedItems:
+        tensors = _tokens(count, seed)
+        mask = tensors["attention_mask"]
+        share = ((tensors["input_ids"] >= VOCAB // 2) * mask).sum(1) / mask.sum(1)
+        labels = share.float() if num_labels == 1 else (share * num_labels).long().clamp(max=num_labels - 1)
+        return NamedItems({**tensors, "labels": labels})
+
+    return split(train, 1), split(test, 2)
+
+
+def masked_sentences(train: int = 160, test: int = 64) -> tuple[Dataset, Dataset]:
+    """Pre-masked token sequences: every third position replaced by token 0, its label the original token
+    (-100 elsewhere), the next token repeating the masked one so that it can be predicted."""
+    def split(count: int, seed: int) -> NamedItems:
+        tensors = _tokens(count, seed)
+        ids = tensors["input_ids"].clone()
+        ids[:, 1::3] = ids[:, 0::3]
+        labels = torch.full_like(ids, -100)
+        labels[:, 0::3] = ids[:, 0::3]
+        ids[:, 0::3] = 0
+        return NamedItems({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+
+    return split(train, 3), split(test, 4)

@@ -13,7 +13,7 @@ import torch
 from .errors import DataError
 from ..seeds import derive_seed
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor] | dict[str, torch.Tensor]  # (inputs, targets) or named tensors
 BatchPlan = tuple[torch.Tensor, ...]  # the tensors a batch is made from on the device (see TrainBatches.make)
 
 
@@ -91,9 +91,18 @@ class Data:
     train: TrainBatches
     val: EvalBatches | None  # held-out part of the training set when dataset.val_size > 0
     test: EvalBatches
-    in_shape: tuple[int, int, int]  # (C, H, W) of model inputs
+    in_shape: tuple[int, ...]  # of one model input: (C, H, W) of images, (length,) of token ids
     num_classes: int
     preprocess: dict | None = None  # how a raw image becomes a model input (recorded in summary.json and exports)
+    example: Batch | None = None  # a batch of one sample (e.g. FLOP counting); None: zeros of in_shape
+
+    def example_batch(self, device: torch.device) -> Batch:
+        """A batch of one sample on ``device``: ``example``, or a float32 zero input of ``in_shape`` and label 0."""
+        if self.example is None:
+            return torch.zeros(1, *self.in_shape, device=device), torch.zeros(1, dtype=torch.long, device=device)
+        if isinstance(self.example, dict):
+            return {key: value.to(device) for key, value in self.example.items()}
+        return tuple(part.to(device) for part in self.example)
 
 def preprocess(mean: tuple[float, ...], std: tuple[float, ...], **steps: Any) -> dict:
     """A model input is ``(pixel / 255 - mean) / std`` per channel, after ``steps`` (e.g. resize, center_crop)."""

@@ -1,5 +1,6 @@
 """Datasets a user brings: a factory by ``_target_`` returning ``torch.utils.data.Dataset`` splits, or tensors
-saved in ``.pt`` / ``.npz`` files. Items are ``(input, target)`` pairs, used as given (no normalisation).
+saved in ``.pt`` / ``.npz`` files. Items are ``(input, target)`` pairs, or dicts of named tensors (``input_ids``,
+``attention_mask``, ``labels``: for a task that takes them), used as given (no normalisation).
 
 A training set whose inputs fit in ``dataset.resident_mb`` is read once into device-resident tensors (then it
 trains like MNIST: gather by index on the device, no workers); a larger one is read each epoch by DataLoader
@@ -23,6 +24,7 @@ from ..config import CustomDatasetConfig
 from ..factories import call_with, locate
 from ..seeds import derive_seed
 from .batches import Data
+from .dict_batches import DictEvalBatches, DictTrainBatches, stack_items
 from .errors import DataError
 from .splits import holdout
 from .tensor_batches import TensorEvalBatches, TensorTrainBatches
@@ -123,6 +125,9 @@ def build_from_splits(splits: Splits, cfg: Any, *, batch_size: int, eval_batch_s
         train_idx, val_idx = holdout(len(train), cfg.val_size, cfg.name)
         if val_idx is not None:
             train, val = Subset(splits.train, train_idx.tolist()), Subset(splits.train, val_idx.tolist())
+    if isinstance(first, dict):
+        return _named_data(first, train, val, splits.test, cfg, batch_size=batch_size,
+                           eval_batch_size=eval_batch_size, device=device, seed=seed)
     inputs = torch.as_tensor(first[0])
     nbytes = len(train) * inputs.numel() * inputs.element_size()
     if nbytes <= cfg.resident_mb * 2**20:
@@ -135,29 +140,74 @@ def build_from_splits(splits: Splits, cfg: Any, *, batch_size: int, eval_batch_s
         )
         num_classes = _num_classes(splits.train, resident["train"].labels, cfg)
     else:
-        from .imagefolder import FolderEvalBatches, FolderTrainBatches  # DataLoader batches
-
-        loading = {"num_workers": cfg.num_workers, "device": device}
-        batches = dict(
-            train=FolderTrainBatches(SeededItems(train, seed), batch_size=batch_size, dataset=cfg.name, **loading),
-            val=None if val is None else FolderEvalBatches(val, batch_size=eval_batch_size, **loading),
-            test=FolderEvalBatches(splits.test, batch_size=eval_batch_size, **loading),
-        )
+        batches = _worker_batches(train, val, splits.test, cfg, batch_size=batch_size,
+                                  eval_batch_size=eval_batch_size, device=device, seed=seed)
         num_classes = _num_classes(splits.train, None, cfg)
     return Data(**batches, in_shape=tuple(inputs.shape), num_classes=num_classes)
 
 
-def _check_item(dataset: Dataset, source: str) -> tuple[Any, Any]:
-    """The first item, which must be an (input, target) pair; DataError naming ``source`` otherwise."""
+def _worker_batches(train: Dataset, val: Dataset | None, test: Dataset, cfg: Any, *, batch_size: int,
+                    eval_batch_size: int, device: torch.device, seed: int, keys: tuple[str, ...] | None = None) -> dict:
+    """DataLoader batches of the splits (``keys``: the names of dict items)."""
+    from .imagefolder import FolderEvalBatches, FolderTrainBatches  # DataLoader batches
+
+    loading = {"num_workers": cfg.num_workers, "device": device}
+    return dict(
+        train=FolderTrainBatches(SeededItems(train, seed), batch_size=batch_size, dataset=cfg.name, keys=keys,
+                                 **loading),
+        val=None if val is None else FolderEvalBatches(val, batch_size=eval_batch_size, **loading),
+        test=FolderEvalBatches(test, batch_size=eval_batch_size, **loading),
+    )
+
+
+def _named_data(first: dict, train: Dataset, val: Dataset | None, test: Dataset, cfg: Any, *, batch_size: int,
+                eval_batch_size: int, device: torch.device, seed: int) -> Data:
+    """Batches of dict items (named tensors): device-resident when the training set fits in
+    ``dataset.resident_mb``, else through DataLoader workers. ``in_shape`` is the shape of the first named
+    input; ``num_classes`` is 1 for float ``labels`` (regression), else the largest resident label + 1, else
+    ``dataset.num_classes``."""
+    example = stack_items([first])
+    nbytes = len(train) * sum(value.numel() * value.element_size() for value in example.values())
+    if nbytes <= cfg.resident_mb * 2**20:
+        resident = {name: {key: value.to(device) for key, value in stack_items(_items(dataset)).items()}
+                    for name, dataset in (("train", train), ("val", val), ("test", test)) if dataset is not None}
+        batches = dict(
+            train=DictTrainBatches(resident["train"], batch_size=batch_size, seed=seed, dataset=cfg.name),
+            val=DictEvalBatches(resident["val"], batch_size=eval_batch_size) if "val" in resident else None,
+            test=DictEvalBatches(resident["test"], batch_size=eval_batch_size),
+        )
+        labels = resident["train"].get("labels")
+    else:
+        batches = _worker_batches(train, val, test, cfg, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                                  device=device, seed=seed, keys=tuple(first))
+        labels = example.get("labels")  # one item: enough to tell float labels (regression)
+        labels = labels if labels is not None and labels.is_floating_point() else None
+    classes = getattr(train, "classes", None)
+    num_classes = (len(classes) if classes is not None else cfg.num_classes if labels is None else
+                   1 if labels.is_floating_point() else int(labels.max()) + 1)
+    inputs = next(value for key, value in example.items() if key != "labels")
+    return Data(**batches, in_shape=tuple(inputs.shape[1:]), num_classes=num_classes, example=example)
+
+
+def _items(dataset: Dataset) -> list:
+    return [dataset[i] for i in range(len(dataset))]
+
+
+def _check_item(dataset: Dataset, source: str) -> tuple[Any, Any] | dict:
+    """The first item, which must be an (input, target) pair or a dict of named tensors; DataError naming
+    ``source`` otherwise."""
     if len(dataset) == 0:
         raise DataError(f"{source}: the training set is empty; return a dataset with samples")
     item = dataset[0]
+    if isinstance(item, dict) and item and all(isinstance(key, str) for key in item) \
+            and all(_is_array(value) or isinstance(value, (int, float, np.generic)) for value in item.values()):
+        return item
     if not (isinstance(item, (tuple, list)) and len(item) == 2 and _is_array(item[0])
             and (_is_array(item[1]) or isinstance(item[1], (int, float, np.generic)))):
         shown = type(item).__name__ if not isinstance(item, (tuple, list)) else \
             f"a {len(item)}-{type(item).__name__} of {', '.join(type(part).__name__ for part in item)}"
-        raise DataError(f"{source}: items must be (input, target) pairs of tensors or numbers, got {shown}; "
-                        "e.g. return torch.utils.data.TensorDataset(inputs, targets)")
+        raise DataError(f"{source}: items must be (input, target) pairs of tensors or numbers, or dicts of named "
+                        f"tensors, got {shown}; e.g. return torch.utils.data.TensorDataset(inputs, targets)")
     return item
 
 

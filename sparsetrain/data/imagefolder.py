@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
-from .batches import Batch, Data, EvalBatches, TrainBatches, preprocess
+from .batches import Batch, BatchPlan, Data, EvalBatches, TrainBatches, preprocess
 from .errors import DataError
 from ..seeds import derive_seed
 from .splits import holdout
@@ -69,23 +69,32 @@ def _load(dataset: Dataset, batches: Iterable[list], num_workers: int, device: t
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(0),
     )
-    for x, y in loader:
-        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    for batch in loader:  # (inputs, targets), or a dict of named tensors
+        if isinstance(batch, dict):
+            yield {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+        else:
+            yield tuple(part.to(device, non_blocking=True) for part in batch)
 
 
 class FolderTrainBatches(TrainBatches):
-    """Shuffled training batches decoded and augmented by DataLoader workers."""
+    """Shuffled training batches decoded and augmented by DataLoader workers. Items that are dicts of named
+    tensors (``keys``) travel as a plan of their values in ``keys`` order, made back into a dict by ``make``."""
 
     def __init__(self, images: _SeededImages, *, batch_size: int, num_workers: int, device: torch.device,
-                 dataset: str = "imagefolder") -> None:
+                 dataset: str = "imagefolder", keys: tuple[str, ...] | None = None) -> None:
         super().__init__(len(images), batch_size, images.seed, dataset)
         self.images = images
         self.num_workers = num_workers
         self.device = device
+        self.keys = keys
 
-    def plans(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+    def plans(self, epoch: int, start_batch: int = 0) -> Iterator[BatchPlan]:
         batches = [[(epoch, p) for p in index] for index in self.batch_positions(epoch, start_batch).tolist()]
-        return _load(self.images, batches, self.num_workers, self.device)
+        for batch in _load(self.images, batches, self.num_workers, self.device):
+            yield tuple(batch[key] for key in self.keys) if self.keys else batch
+
+    def make(self, plan: BatchPlan) -> Batch:
+        return dict(zip(self.keys, plan)) if self.keys else tuple(plan)
 
 
 class FolderEvalBatches(EvalBatches):

@@ -23,8 +23,8 @@ class RunContext:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     train_batches: Any  # sparsetrain.data.TrainBatches: for methods that score weights on data
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    in_shape: tuple[int, int, int]  # (C, H, W) of one input
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor]  # the task's training loss of (model, made batch)
+    in_shape: tuple[int, ...]  # of one input: (C, H, W) of images
     sparsity: float
     seed: int
     device: torch.device
@@ -37,6 +37,7 @@ class RunContext:
     config: dict = field(default_factory=dict)  # the run's resolved config (e.g. to compare with a source run)
     num_classes: int = 0  # of the dataset (e.g. for class-balanced scoring data)
     init_masks: dict[str, torch.Tensor] | None = None  # masks of a sparse `init_from` source: the starting masks
+    example: Any = None  # a one-sample batch of the data: (input, target), or named tensors (dict)
 
 
 class Method:

@@ -15,6 +15,7 @@ import torch
 
 from ..config import ConfigError
 from ..sparsity.saliency import grasp_scores
+from .base import RunContext
 from .snip import SNIP
 
 
@@ -26,6 +27,13 @@ class GraSP(SNIP):
         if cfg.samples_per_class < 0:
             raise ConfigError(f"method.samples_per_class={cfg.samples_per_class} must be >= 0 (0: num_batches "
                               "batches); e.g. method.samples_per_class=10")
+
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
+        if self.cfg.samples_per_class and isinstance(ctx.example, dict):
+            raise ConfigError(f"method.samples_per_class={self.cfg.samples_per_class} samples (input, label) pairs "
+                              "by class, and this data's batches are named tensors; score on whole batches with "
+                              "method.samples_per_class=0")
 
     def scores(self) -> dict[str, torch.Tensor]:
         return grasp_scores(self.ctx.model, self.targets.params, self.scoring_batches(), self.ctx.loss_fn,

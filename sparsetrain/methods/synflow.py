@@ -8,6 +8,7 @@ from typing import Any
 from ..config import ConfigError
 from ..sparsity.distribution import exact_zeros
 from ..sparsity.saliency import synflow_masks
+from .base import RunContext
 from .masked import MaskedMethod
 
 
@@ -20,6 +21,13 @@ class SynFlow(MaskedMethod):
             raise ConfigError(f"method.iterations={cfg.iterations} must be >= 1; e.g. method.iterations=100")
         if cfg.scope == "global" and (cfg.dense_layers or cfg.layer_density):
             raise ConfigError("method.dense_layers and method.layer_density need method.scope=layerwise with synflow")
+
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
+        if isinstance(ctx.example, dict):
+            raise ConfigError("method=synflow is data-free: it feeds the model one all-ones input tensor, and this "
+                              "model takes named tensors (token ids cannot be all-ones); prune it on data, "
+                              "e.g. method=snip")
 
     def start_round(self, round_index: int) -> None:
         params = self.targets.params

@@ -44,17 +44,19 @@ def save_png(figure, path: Path) -> Path:
     return path
 
 
-def lottery_figure(series: list[tuple[str, list[dict]]], dense: list[tuple[str, float]], title: str):
-    """Two panels over weights remaining (log): test top-1 per round (final: filled circles on a solid line; best:
-    hollow squares on a dashed line, so both show where they are equal; dense as dotted lines) and the
+def lottery_figure(series: list[tuple[str, list[dict]]], dense: list[tuple[str, float]], title: str,
+                   metric: str = "top1"):
+    """Two panels over weights remaining (log): the test ``metric`` (top-1 by default) per round (final: filled
+    circles on a solid line; best: hollow squares on a dashed line, so both show where they are equal; dense as
+    dotted lines) and the
     early-stop iteration (step of minimum validation loss). ``series``: (label, rows with
-    ``weights_remaining_pct``, ``final_test_top1``, ``best_test_top1``, ``early_stop_step``)."""
+    ``weights_remaining_pct``, ``final_test_<metric>``, ``best_test_<metric>``, ``early_stop_step``)."""
     figure, (accuracy, early) = pyplot().subplots(1, 2, figsize=(11, 4.5))
     remaining, early_drawn = [], False
     for label, rows in series:
         x = [row["weights_remaining_pct"] for row in rows]
-        (final,) = accuracy.plot(x, [row["final_test_top1"] for row in rows], "o-", label=f"{label}: final")
-        accuracy.plot(x, [row["best_test_top1"] for row in rows], "s--", mfc="none", markersize=9,
+        (final,) = accuracy.plot(x, [row[f"final_test_{metric}"] for row in rows], "o-", label=f"{label}: final")
+        accuracy.plot(x, [row[f"best_test_{metric}"] for row in rows], "s--", mfc="none", markersize=9,
                       color=final.get_color(), label=f"{label}: best")
         points = [(xi, row["early_stop_step"]) for xi, row in zip(x, rows) if row.get("early_stop_step") is not None]
         if points:
@@ -66,7 +68,7 @@ def lottery_figure(series: list[tuple[str, list[dict]]], dense: list[tuple[str, 
     for axis in (accuracy, early):
         weights_remaining_axis(axis, remaining)
         axis.grid(True, which="both", alpha=0.3)
-    accuracy.set_ylabel("test top-1")
+    accuracy.set_ylabel("test top-1" if metric == "top1" else f"test {metric}")
     accuracy.legend(fontsize="x-small")
     early.set_ylabel("early-stop iteration (min. validation loss)")
     if early_drawn:

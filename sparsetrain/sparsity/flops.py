@@ -6,6 +6,8 @@ shape-based (stored zeros cost as much as any other value); sparsity enters only
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -13,13 +15,15 @@ from torch.utils.flop_counter import FlopCounterMode
 from .targets import SELECTABLE_MODULES, weight_name
 
 
-def layer_flops(model: nn.Module, in_shape: tuple[int, int, int]) -> tuple[int, dict[str, int]]:
+def layer_flops(model: nn.Module, in_shape: tuple[int, ...] | None = None, *,
+                forward: Callable[[nn.Module], Any] | None = None) -> tuple[int, dict[str, int]]:
     """Dense forward FLOPs of one example (a multiply-add counts 2): the total, and per Conv2d/Linear layer.
+    ``forward(model)`` runs the model on a one-sample batch (a task's example); by default a float32 zero batch
+    of ``in_shape`` on the model's device.
 
     The per-layer dict is keyed by the layer's weight name (``"features.0.weight"``) and holds that module's own
     FLOPs (the bias addition is not counted); a layer the forward never reaches counts 0. The forward runs in eval
-    mode, without gradients, on a float32 zero batch on the model's device; each module's train/eval mode is
-    restored afterwards.
+    mode, without gradients; each module's train/eval mode is restored afterwards.
     """
     modes = {module: module.training for module in model.modules()}
     device = next(model.parameters()).device
@@ -27,7 +31,10 @@ def layer_flops(model: nn.Module, in_shape: tuple[int, int, int]) -> tuple[int, 
     model.eval()
     try:
         with torch.no_grad(), counter:
-            model(torch.zeros(1, *in_shape, device=device))
+            if forward is None:
+                model(torch.zeros(1, *in_shape, device=device))
+            else:
+                forward(model)
     finally:
         for module, training in modes.items():
             module.training = training

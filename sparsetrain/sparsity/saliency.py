@@ -26,8 +26,25 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
-Batches = Iterable[tuple[Tensor, Tensor]]
-LossFn = Callable[[Tensor, Tensor], Tensor]
+Batches = Iterable  # made batches: (inputs, targets) pairs or dicts of named tensors, as ``loss_fn`` takes them
+LossFn = Callable[[nn.Module, object], Tensor]  # the training loss of (model, batch), e.g. a task's train_loss
+
+
+def pair_loss(criterion: Callable[[Tensor, Tensor], Tensor]) -> LossFn:
+    """The ``LossFn`` of ``criterion(model(inputs), targets)`` for (inputs, targets) batches."""
+    return lambda model, batch: criterion(model(batch[0]), batch[1])
+
+
+class _Tempered(nn.Module):
+    """``model``'s logits (or its output's ``.logits``) divided by ``temperature``."""
+
+    def __init__(self, model: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, *args: object, **kwargs: object) -> Tensor:
+        output = self.model(*args, **kwargs)
+        return getattr(output, "logits", output) / self.temperature
 
 
 def snip_scores(model: nn.Module, params: dict[str, nn.Parameter], batches: Batches,
@@ -43,7 +60,7 @@ def grasp_scores(model: nn.Module, params: dict[str, nn.Parameter], batches: Bat
                  temperature: float = 200.0) -> dict[str, Tensor]:
     """GraSP scores returned as ``w ⊙ Hg``, so larger is better: the negation of the paper's ``S(-w) = -w ⊙ Hg``.
 
-    ``g`` is the gradient of the loss (logits divided by ``temperature``, as in the authors' code) summed over
+    ``g`` is the gradient of ``loss_fn`` (logits divided by ``temperature``, as in the authors' code) summed over
     ``batches`` and ``Hg`` the Hessian-gradient product (both with respect to the prunable weights only),
     computed by double backpropagation through each batch's gradient dotted with the detached ``g``. The paper
     removes the weights with the largest ``S``; to first order, removing weight ``q`` changes the squared
@@ -56,8 +73,8 @@ def grasp_scores(model: nn.Module, params: dict[str, nn.Parameter], batches: Bat
     with _untouched(model):
         g = _summed_grads(model, weights, batches, loss_fn, temperature)
         hg = [torch.zeros_like(w) for w in weights]
-        for x, y in batches:
-            grads = _grads(model, weights, x, y, loss_fn, temperature, create_graph=True)
+        for batch in batches:
+            grads = _grads(model, weights, batch, loss_fn, temperature, create_graph=True)
             dot = sum((gi * ri).sum() for gi, ri in zip(g, grads))
             for acc, h in zip(hg, torch.autograd.grad(dot, weights, materialize_grads=True)):
                 acc += h
@@ -141,17 +158,17 @@ def _scheduled(total: int, keep: int, k: int, iterations: int) -> int:
     return round(total * (keep / total) ** (k / iterations)) if total else 0
 
 
-def _grads(model: nn.Module, weights: list[Tensor], x: Tensor, y: Tensor, loss_fn: LossFn,
+def _grads(model: nn.Module, weights: list[Tensor], batch: object, loss_fn: LossFn,
            temperature: float = 1.0, create_graph: bool = False) -> tuple[Tensor, ...]:
-    loss = loss_fn(model(x) / temperature, y)
+    loss = loss_fn(model if temperature == 1.0 else _Tempered(model, temperature), batch)
     return torch.autograd.grad(loss, weights, create_graph=create_graph, materialize_grads=True)
 
 
 def _summed_grads(model: nn.Module, weights: list[Tensor], batches: Batches, loss_fn: LossFn,
                   temperature: float = 1.0) -> list[Tensor]:
     total, seen = [torch.zeros_like(w) for w in weights], False
-    for x, y in batches:
-        for acc, g in zip(total, _grads(model, weights, x, y, loss_fn, temperature)):
+    for batch in batches:
+        for acc, g in zip(total, _grads(model, weights, batch, loss_fn, temperature)):
             acc += g
         seen = True
     if not seen:

@@ -10,8 +10,13 @@ from torch import nn
 from .base import Task
 from .classification import ImageClassification
 from .distill import Distillation
+from .masked_lm import MaskedLM
+from .sequence import SequenceClassification
 
-TASKS = ("image_classification",)
+TASKS = ("image_classification", "sequence_classification", "masked_lm")
+METRICS = {"image_classification": ("top1", "top5", "loss"),
+           "sequence_classification": ("accuracy", "f1", "matthews", "pearson", "spearman", "loss"),
+           "masked_lm": ("loss", "perplexity", "accuracy")}  # per task; which apply can depend on the data
 
 
 def check_task(cfg: Any) -> None:
@@ -19,6 +24,10 @@ def check_task(cfg: Any) -> None:
     if cfg.name not in TASKS:
         raise ValueError(f"task.name={cfg.name!r} is not a task; choose one of: {', '.join(TASKS)} "
                          "(e.g. task.name=image_classification)")
+    metric = cfg.get("metric")
+    if metric is not None and metric not in METRICS[cfg.name]:
+        raise ValueError(f"task.metric={metric!r} is not a metric of task.name={cfg.name}; choose one of: "
+                         f"{', '.join(METRICS[cfg.name])} (e.g. task.metric={METRICS[cfg.name][0]})")
     if cfg.distill.temperature <= 0:
         raise ValueError(f"task.distill.temperature={cfg.distill.temperature} must be positive; "
                          "e.g. task.distill.temperature=2.0")
@@ -35,8 +44,18 @@ def build_task(cfg: Any, *, label_smoothing: float, num_classes: int, prepare: C
     """The task of config ``task``, distilling from ``teacher`` when there is one; ValueError for a bad config."""
     check_task(cfg)
     distillation = None if teacher is None else Distillation(teacher, cfg.distill.temperature, cfg.distill.hardness)
+    metric = cfg.get("metric")
+    if distillation is not None and (cfg.name == "masked_lm" or num_classes == 1):
+        raise ValueError(f"task.distill distils class logits and task.name={cfg.name} here has none (masked "
+                         "tokens or one regression output); drop task.distill.teacher, or distil a classifier, "
+                         "e.g. task.name=sequence_classification")
+    if cfg.name == "masked_lm":
+        return MaskedLM(metric=metric)
+    if cfg.name == "sequence_classification":
+        return SequenceClassification(num_classes, label_smoothing=label_smoothing, distillation=distillation,
+                                      metric=metric)
     return ImageClassification(num_classes, label_smoothing=label_smoothing, prepare=prepare,
-                               distillation=distillation)
+                               distillation=distillation, metric=metric)
 
 
-__all__ = ["TASKS", "Task", "build_task", "check_task"]
+__all__ = ["METRICS", "TASKS", "Task", "build_task", "check_task"]

@@ -12,11 +12,26 @@ import torch
 from torch import nn
 
 Batch = tuple[torch.Tensor, ...] | dict[str, torch.Tensor]  # a made batch: (inputs, targets) or named tensors
+LOWER_IS_BETTER = frozenset({"loss", "perplexity"})
 
 
 class Task(abc.ABC):
-    best_metric: str  # the evaluation metric a round's "best" is chosen by
+    name: str  # the ``task.name`` value
+    best_metric: str  # the evaluation metric a round's "best" is chosen by (``task.metric``)
     higher_is_better: bool = True
+
+    def choose_metric(self, metric: str | None, choices: tuple[str, ...]) -> None:
+        """Make ``metric`` (None: the first of ``choices``) the "best" metric; ValueError (one line) if it is not
+        one of ``choices``. Loss and perplexity are better lower, every other metric higher."""
+        metric = metric or choices[0]
+        if metric not in choices:
+            raise ValueError(f"task.metric={metric!r} is not a metric of task.name={self.name} here; choose one "
+                             f"of: {', '.join(choices)} (e.g. task.metric={choices[0]})")
+        self.best_metric, self.higher_is_better = metric, metric not in LOWER_IS_BETTER
+
+    @abc.abstractmethod
+    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The model's output (logits) for ``batch``, fed the task's way (also used to count FLOPs)."""
 
     @abc.abstractmethod
     def train_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
@@ -35,3 +50,19 @@ class Task(abc.ABC):
     def describe(self, scores: dict) -> str:
         """A short log line of the scores."""
         return f"loss {scores['loss']:.4f} {self.best_metric} {scores[self.best_metric]:.4f}"
+
+
+def split_labels(batch: Batch) -> tuple[Any, torch.Tensor | None]:
+    """(model inputs, labels) of a batch: named tensors without ``labels`` (None without them), or the
+    (inputs, targets) pair."""
+    if isinstance(batch, dict):
+        return {key: value for key, value in batch.items() if key != "labels"}, batch.get("labels")
+    inputs, labels = batch
+    return inputs, labels
+
+
+def logits_of(model: nn.Module, inputs: Any) -> torch.Tensor:
+    """``model(**inputs)`` for named tensors, else ``model(inputs)``; its ``.logits`` when it has them (Hugging
+    Face model outputs), as float32."""
+    output = model(**inputs) if isinstance(inputs, dict) else model(inputs)
+    return getattr(output, "logits", output).float()

@@ -1,5 +1,5 @@
 """Image classification: ``model(x)`` gives logits; cross-entropy (optionally label-smoothed, optionally
-distilled) to train; top-1 (the "best" metric) and top-5 accuracy to evaluate."""
+distilled) to train; top-1 (the default "best" metric), top-5 accuracy and the loss to evaluate."""
 
 from __future__ import annotations
 
@@ -14,16 +14,20 @@ from .distill import Distillation
 
 
 class ImageClassification(Task):
-    best_metric = "top1"
+    name = "image_classification"
 
     def __init__(self, num_classes: int, *, label_smoothing: float = 0.0,
                  prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
-                 distillation: Distillation | None = None) -> None:
+                 distillation: Distillation | None = None, metric: str | None = None) -> None:
+        self.choose_metric(metric, ("top1", "top5", "loss") if num_classes > 5 else ("top1", "loss"))
         self.num_classes = num_classes
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)  # the training loss
         self.eval_criterion = nn.CrossEntropyLoss()  # evaluation: plain cross-entropy
         self.prepare = prepare  # the input layout (channels_last)
         self.distillation = distillation
+
+    def forward(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return model(self.prepare(batch[0]))
 
     def train_loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch

@@ -7,9 +7,13 @@ without gradients, under the step's autocast.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .base import logits_of
 
 
 class Distillation:
@@ -19,9 +23,10 @@ class Distillation:
         self.hardness = hardness
 
     def loss(self, student_logits: torch.Tensor, teacher_inputs: Any, task_loss: torch.Tensor) -> torch.Tensor:
-        """The distillation loss of ``student_logits`` given the teacher's inputs, mixed with ``task_loss``."""
+        """The distillation loss of ``student_logits`` given the teacher's inputs (a tensor, or named tensors fed as
+        ``teacher(**inputs)``, whose output may hold ``.logits``), mixed with ``task_loss``."""
         with torch.no_grad():
-            teacher_logits = self.teacher(teacher_inputs).float()
+            teacher_logits = logits_of(self.teacher, teacher_inputs)
         t = self.temperature
         kl = F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits / t, dim=-1),
                       reduction="batchmean", log_target=True)

@@ -99,7 +99,6 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     )
     model = _user_error(_build_model, cfg.model, data).to(device)
     init_masks = load_init(cfg.init_from, model, device) if cfg.init_from and not resuming else None
-    dense_flops = layer_flops(model, data.in_shape)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -124,6 +123,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
         teacher = teacher.to(memory_format=torch.channels_last)
     task = _user_error(build_task, cfg.task, label_smoothing=cfg.label_smoothing, num_classes=data.num_classes,
                        prepare=prepare, teacher=teacher)
+    example = data.example_batch(device)
+    dense_flops = layer_flops(model, forward=lambda net: task.forward(net, example))
     train_step = TrainStep(
         StepParts(model=model, step_model=torch.compile(step_model) if cfg.compile else step_model,
                   optimizer=optimizer, method=method, task=task, make_batch=data.train.make, autocast=autocast,
@@ -154,12 +155,12 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     trainer = Trainer(parts)
     method.setup(
         RunContext(
-            model=model, optimizer=optimizer, train_batches=data.train, loss_fn=task.criterion, in_shape=data.in_shape,
+            model=model, optimizer=optimizer, train_batches=data.train, loss_fn=task.train_loss, in_shape=data.in_shape,
             sparsity=cfg.sparsity,
             seed=cfg.seed, device=device, steps_per_epoch=len(data.train), total_steps=total_steps,
             lr_factor=trainer.lr_factor, run_dir=run_dir, log=trainer.log_event,
             fresh_weights=functools.partial(_fresh_weights, cfg.model, data), config=config,
-            num_classes=data.num_classes, init_masks=init_masks,
+            num_classes=data.num_classes, init_masks=init_masks, example=example,
         )
     )
     if resuming:

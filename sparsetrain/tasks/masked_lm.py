@@ -1,0 +1,53 @@
+"""Masked language modelling: ``model(**inputs)`` (every named tensor but ``labels``) gives token logits
+(batch, length, vocabulary), or an object with ``.logits``; ``labels`` holds the original token at masked
+positions and -100 elsewhere (the masking itself is the data's job). The loss is the cross-entropy over the
+masked positions (as a Hugging Face masked-LM head computes it); evaluation reports that loss, its perplexity
+and the masked-token accuracy, the "best" being the lowest loss by default."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Batch, Task, logits_of, split_labels
+
+IGNORE = -100  # the label of a position that is not scored
+
+
+class MaskedLM(Task):
+    name = "masked_lm"
+    metrics = ("loss", "perplexity", "accuracy")
+
+    def __init__(self, *, metric: str | None = None) -> None:
+        self.choose_metric(metric, self.metrics)
+
+    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return logits_of(model, split_labels(batch)[0])
+
+    def train_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        inputs, labels = split_labels(batch)
+        return F.cross_entropy(logits_of(model, inputs).flatten(0, -2), labels.flatten(), ignore_index=IGNORE)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch], autocast: Callable[[], Any]) -> dict:
+        was_training = model.training
+        model.eval()
+        totals = None  # loss sum, masked tokens, correct tokens
+        for batch in batches:
+            inputs, labels = split_labels(batch)
+            with autocast():
+                logits = logits_of(model, inputs).flatten(0, -2)
+            labels = labels.flatten()
+            scored = labels.ne(IGNORE)
+            stats = torch.stack((F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum").double(),
+                                 scored.sum().double(), (logits.argmax(-1).eq(labels) & scored).sum().double()))
+            totals = stats if totals is None else totals + stats
+        model.train(was_training)
+        loss_sum, count, correct = totals.tolist()  # the one host read
+        loss = loss_sum / count
+        return {"loss": loss, "perplexity": float(torch.tensor(loss, dtype=torch.float64).exp()),
+                "accuracy": correct / count}
