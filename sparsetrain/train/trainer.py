@@ -302,14 +302,13 @@ class Trainer:
     def save(self, path: Path | None = None) -> None:
         """The full training state, to ``checkpoints/last.pt`` (or ``path``: a kept copy, resumable as last.pt)."""
         p = self.p
+        own = {"model": p.model.state_dict(), "optimizer": p.optimizer.state_dict(), "method": p.method.state_dict()}
         state = {
             "format": CHECKPOINT_FORMAT,
             "config": p.config,
             "position": asdict(self.pos),
             "finished": self.finished,
-            "model": p.model.state_dict(),
-            "optimizer": p.optimizer.state_dict(),
-            "method": p.method.state_dict(),
+            **own,
             "rng": p.dist.gather(capture_rng()),  # one entry per rank
             "trainer": {
                 "loss_sum": self.train_step.loss_sum,
@@ -323,6 +322,8 @@ class Trainer:
             },
             "versions": {"torch": str(torch.__version__)},
         }
+        if p.dist.enabled and not p.method.data_parallel:  # ranks train their own models: keep every rank's
+            state["rank_states"] = p.dist.gather_states(own)[1:]
         if not p.dist.is_main:
             return
         save_checkpoint(path or checkpoint_path(p.run_dir), state)
@@ -335,10 +336,11 @@ class Trainer:
     def load(self, state: dict) -> None:
         """Restore everything ``save`` stored; the RNG last, after every object is built."""
         p = self.p
-        p.model.load_state_dict(state["model"])
-        p.optimizer.load_state_dict(state["optimizer"])
+        own = state["rank_states"][p.dist.rank - 1] if p.dist.rank > 0 and "rank_states" in state else state
+        p.model.load_state_dict(own["model"])
+        p.optimizer.load_state_dict(own["optimizer"])
         self.train_step.reset()
-        p.method.load_state_dict(state["method"])
+        p.method.load_state_dict(own["method"])
         self.pos = Position(**state["position"])
         self.finished = state["finished"]
         trainer = state["trainer"]
