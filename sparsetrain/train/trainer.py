@@ -323,7 +323,7 @@ class Trainer:
             "versions": {"torch": str(torch.__version__)},
         }
         if p.dist.enabled and not p.method.data_parallel:  # ranks train their own models: keep every rank's
-            state["rank_states"] = p.dist.gather_states(own)[1:]
+            state["rank_states"] = p.dist.gather_states({**own, "loss_sum": self.train_step.loss_sum})[1:]
         if not p.dist.is_main:
             return
         save_checkpoint(path or checkpoint_path(p.run_dir), state)
@@ -344,7 +344,7 @@ class Trainer:
         self.pos = Position(**state["position"])
         self.finished = state["finished"]
         trainer = state["trainer"]
-        self.train_step.loss_sum.copy_(trainer["loss_sum"])
+        self.train_step.loss_sum.copy_(own.get("loss_sum", trainer["loss_sum"]))
         self.loss_count = trainer["loss_count"]
         self.window = LossWindow(**trainer.get("window", {}))
         self.results = trainer["results"]
