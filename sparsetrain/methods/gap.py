@@ -77,7 +77,7 @@ class GaP(MaskedMethod):
         self.schedule: list[GapStep] = parallel_gap(self.k, self.cfg.rounds, ctx.total_steps, finetune, self.replica) \
             if self.cfg.mode == "parallel" else cyclic_gap(self.k, self.cfg.rounds, ctx.total_steps, finetune)
         self.rounds = len(self.schedule)
-        self.replicas_per_round = self.k if self.replica is None else 1
+        self.trainings_per_cycle = self.k if self.replica is None else 1
         owners = {name.rpartition(".")[0]: j for j, group in enumerate(self.partitions) for name in group}
         self.owner = {name: owners.get(name.rpartition(".")[0]) for name in ctx.model.state_dict()}
 
@@ -133,7 +133,7 @@ class GaP(MaskedMethod):
         masks = {name: mask.clone() for name, mask in self.shared["masks"].items()}
         if step.grow is not None:
             masks.update({name: torch.ones_like(masks[name]) for name in self.partitions[step.grow]})
-            cycle = round_index // self.replicas_per_round
+            cycle = round_index // self.trainings_per_cycle
             torch.manual_seed(derive_seed("gap-replica", self.ctx.seed, cycle, step.grow))  # its own dropout draws
         else:  # the fine-tuning: the same dropout draws on one device and on every rank
             torch.manual_seed(derive_seed("gap-finetune", self.ctx.seed))

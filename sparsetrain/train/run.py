@@ -59,9 +59,6 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     device = _resolve_device(cfg.device.value)
     dist = init_distributed(device.type)
     if dist.enabled:
-        if cfg.batch_size % dist.world_size:
-            raise ConfigError(f"batch_size={cfg.batch_size} is the global batch and must divide evenly over "
-                              f"{dist.world_size} processes; e.g. batch_size={dist.world_size * 64}")
         if device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
             torch.cuda.set_device(device)
@@ -86,6 +83,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     optimizer = build_optimizer(cfg.optimizer, model)
     method = _user_error(build_method, cfg.method, cfg.sparsity, start_masks=cfg.init_from is not None)
     data_parallel = dist.enabled and method.data_parallel  # else each rank trains its own model on full batches
+    if data_parallel and cfg.batch_size % dist.world_size:
+        raise ConfigError(f"batch_size={cfg.batch_size} is the global batch and must divide evenly over "
+                          f"{dist.world_size} processes; e.g. batch_size={dist.world_size * 64}")
     step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if data_parallel else model
     step_dist = dist if data_parallel else Distributed()
