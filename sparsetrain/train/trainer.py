@@ -322,8 +322,9 @@ class Trainer:
             },
             "versions": {"torch": str(torch.__version__)},
         }
-        if p.dist.enabled and not p.method.data_parallel:  # ranks train their own models: keep every rank's
-            state["rank_states"] = p.dist.gather_states({**own, "loss_sum": self.train_step.loss_sum})[1:]
+        if p.dist.enabled:  # what ranks 1.. hold differently: their loss sums (and models, when each trains its own)
+            rank_state = {"loss_sum": self.train_step.loss_sum, **({} if p.method.data_parallel else own)}
+            state["rank_states"] = p.dist.gather_states(rank_state)[1:]
         if not p.dist.is_main:
             return
         save_checkpoint(path or checkpoint_path(p.run_dir), state)
@@ -336,7 +337,8 @@ class Trainer:
     def load(self, state: dict) -> None:
         """Restore everything ``save`` stored; the RNG last, after every object is built."""
         p = self.p
-        own = state["rank_states"][p.dist.rank - 1] if p.dist.rank > 0 and "rank_states" in state else state
+        own = {**state, **state["rank_states"][p.dist.rank - 1]} if p.dist.rank > 0 and "rank_states" in state \
+            else state
         p.model.load_state_dict(own["model"])
         p.optimizer.load_state_dict(own["optimizer"])
         self.train_step.reset()
