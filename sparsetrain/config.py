@@ -282,7 +282,7 @@ class GaPConfig(PrunedConfig):
     """Scheduled grow-and-prune (see sparsetrain/methods/gap.py); each GaP step trains the run's length."""
 
     distribution: str = "uniform"  # uniform (the authors' per-layer "irregular") | erk (non-uniform)
-    mode: str = "cyclic"  # cyclic (C-GaP) | parallel (P-GaP: k replicas, one after another on one device)
+    mode: str = "cyclic"  # cyclic (C-GaP) | parallel (P-GaP: k replicas, in turn, or one per torchrun process)
     num_partitions: int = 3  # k contiguous groups of layers balanced by parameter count ...
     partitions: list[str] = field(default_factory=list)  # ... or one entry per partition: "pattern|pattern"
     rounds: int = 2  # cycles over all partitions

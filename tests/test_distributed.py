@@ -1,10 +1,11 @@
 """Multi-process training (torchrun, 2 CPU processes with gloo): identical masks and weights on every rank,
-the same result as one process at the same global batch, and resume."""
+the same result as one process at the same global batch, and resume; P-GaP with one replica per rank."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import time
 
 import torch
 
-from conftest import cli_env, events_without_time, run_cli
+from conftest import cli_command, cli_env, events_without_time, run_cli
+from sparsetrain.train.run import run
 
 
 def torchrun(*overrides: str) -> list[str]:
@@ -69,3 +71,52 @@ def test_killed_distributed_run_resumes_to_the_same_result(tmp_path):
     a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "killed"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert events_without_time(tmp_path / "reference") == events_without_time(tmp_path / "killed")
+
+
+# ---- P-GaP: every rank trains its own replica -------------------------------------------------------------------
+PGAP = ["method=gap", "method.mode=parallel", "method.num_partitions=2", "sparsity=0.9", "steps=6", "method.rounds=1",
+        "method.finetune=100%", "model.dropout=0.1", "device=cpu", "threads=1", "keep_checkpoint_every=3it"]
+
+
+def test_parallel_gap_replicas_on_two_ranks_equal_the_one_device_run_and_resume(tmp_path, compose_config):
+    """Rank i trains replica i on full batches with replica i's dropout draws, so the combine (partition i from
+    rank i), the re-prune and the fine-tuning give the one-device run's bits; a run resumed inside a replica (from a
+    checkpoint holding every rank's state) gives them too."""
+    single = run(compose_config(*PGAP), tmp_path / "single", PGAP)
+    result = run_torchrun(tmp_path, *PGAP, "hydra.run.dir=ddp")
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("single", "ddp"))
+    shared = (one["method"]["shared"], two["method"]["shared"])  # after the last combine and re-prune
+    for name, mask in shared[0]["masks"].items():
+        assert torch.equal(shared[1]["masks"][name], mask) and torch.equal(two["method"]["masks"][name],
+                                                                            one["method"]["masks"][name])
+    for name, value in one["model"].items():
+        assert torch.equal(shared[1]["model"][name], shared[0]["model"][name])
+        assert torch.equal(two["model"][name], value) and torch.equal(two["rank_states"][0]["model"][name], value)
+    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["final"] == single["final"]
+
+    # inside cycle 0 each rank holds its own replica: rank 1's checkpointed masks have partition 1 dense
+    kept = tmp_path / "ddp" / "checkpoints" / "round_00_step_0000003.pt"
+    inside = torch.load(kept, weights_only=True)
+    densities = [[float(m.float().mean()) for m in state["method"]["masks"].values()]
+                 for state in (inside, inside["rank_states"][0])]
+    assert densities[0] != densities[1] and max(densities[0]) == max(densities[1]) == 1.0
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "ddp", resumed)
+    (resumed / "summary.json").unlink()
+    shutil.copy(kept, resumed / "checkpoints" / "last.pt")
+    result = run_torchrun(tmp_path, *PGAP, "hydra.run.dir=resumed", "resume=auto")
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
+    assert all(torch.equal(again["model"][k], v) for k, v in one["model"].items())
+    assert events_without_time(tmp_path / "ddp") == events_without_time(resumed)
+
+
+def test_parallel_gap_refuses_a_world_size_other_than_the_partitions(tmp_path):
+    run_dir = tmp_path / "run"
+    result = subprocess.run(cli_command(*PGAP, "method.num_partitions=3", f"hydra.run.dir={run_dir}"), cwd=tmp_path,
+                            env={**cli_env(), "WORLD_SIZE": "2"}, capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: method.num_partitions=3") and "method.num_partitions=2" in lines[0]
+    assert not run_dir.exists()

@@ -135,6 +135,8 @@ def test_parallel_schedule_grows_each_partition_in_its_replica():
     assert [s.grow for s in schedule] == [0, 1, 2, 0, 1, 2, None]
     assert [s.combine for s in schedule] == [False, False, True, False, False, True, False]
     assert all(s.prune is None for s in schedule) and schedule[-1].length == 40
+    on_rank_1 = parallel_gap(3, 2, 10, 40, replica=1)  # torchrun: one training per cycle, each ending in the combine
+    assert [(s.grow, s.combine, s.length) for s in on_rank_1] == [(1, True, 10), (1, True, 10), (None, False, 40)]
 
 
 def test_combine_copies_partition_i_from_replica_i_before_the_reprune(compose_config, tmp_path, monkeypatch):

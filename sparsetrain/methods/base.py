@@ -15,6 +15,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..train.distributed import Distributed
+
 
 @dataclass
 class RunContext:
@@ -38,6 +40,7 @@ class RunContext:
     num_classes: int = 0  # of the dataset (e.g. for class-balanced scoring data)
     init_masks: dict[str, torch.Tensor] | None = None  # masks of a sparse `init_from` source: the starting masks
     example: Any = None  # a one-sample batch of the data: (input, target), or named tensors (dict)
+    dist: Distributed = field(default_factory=Distributed)  # this process's rank and the number of processes
 
 
 class Method:
@@ -46,6 +49,10 @@ class Method:
     name: str = "base"
     rounds: int = 1  # > 1 for methods that train several times (lottery-ticket levels, GaP cycles)
     table_name: str = "rounds"  # <name>.csv / .png: the per-round table of a multi-round method
+    # Under torchrun: True trains one model data-parallel (DDP, each rank a shard of every batch, masks broadcast
+    # from rank 0); False lets every rank train its own model on full batches (no DDP, each rank's state in the
+    # checkpoint), and the method brings the ranks together itself (P-GaP's replicas).
+    data_parallel: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A class that overrides a step hook without saying which of its steps are plain has none: its hooks

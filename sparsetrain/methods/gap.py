@@ -1,5 +1,6 @@
 """GaP: scheduled grow-and-prune (Ma et al., ICLR 2022, https://arxiv.org/abs/2106.09857; code boone891214/GaP),
-cyclic (C-GaP) and parallel (P-GaP, its k replicas one after another on one device).
+cyclic (C-GaP) and parallel (P-GaP: its k replicas one after another on one device, or as k processes under
+torchrun).
 
 The prunable layers form k partitions (``partitions``: one entry of ``|``-separated patterns each, or
 ``num_partitions`` contiguous groups balanced by parameter count). Partition 0 starts dense, the others at random
@@ -15,7 +16,10 @@ cycle, replica i (one round each) starts from the shared sparse model, grows par
 dropout draws; after the last replica, each partition's layers (weight and the rest of their module, e.g. the
 bias) are taken from the replica that grew it, tensors outside every partition are averaged over the replicas,
 and every layer is magnitude-pruned to its target; the result is the next shared model. A fine-tuning round with
-fixed masks ends the run.
+fixed masks ends the run. Under torchrun with k processes, rank i trains replica i (``data_parallel`` False: full
+batches, no gradient all-reduce, replica i's data order and dropout draws), one round per cycle; the combine
+gathers every rank's hand-in, so every rank re-prunes the same model, and the fine-tuning runs on every rank
+identically (the one-device run's fine-tuning: same batches, same dropout draws), so both give the same result.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ..seeds import derive_seed
 from ..sparsity.masks import random_masks
 from ..sparsity.phases import GapStep, balanced_partitions, cyclic_gap, parallel_gap
 from ..sparsity.targets import match_layers
+from ..train.distributed import world_size_from_env
 from .base import RunContext
 from .masked import MaskedMethod
 
@@ -52,15 +57,27 @@ class GaP(MaskedMethod):
                 raise ConfigError(f"{key}={getattr(cfg, key.split('.', 1)[1])!r} {rule}; e.g. {example}")
         self.finetune_time = parse_interval("method.finetune", cfg.finetune, allow_percent=True)
         self.k = len(cfg.partitions) or cfg.num_partitions
-        self.rounds = len(SCHEDULES[cfg.mode](self.k, cfg.rounds, 0, 0))
+        self.rounds = len(SCHEDULES[cfg.mode](self.k, cfg.rounds, 0, 0))  # on one device; `setup` knows the rank
+        self.data_parallel = cfg.mode != "parallel"  # P-GaP under torchrun: every rank its own replica
         self.shared: dict | None = None  # P-GaP: the shared sparse model every replica starts from
         self.replicas: list[dict[str, torch.Tensor]] = []  # P-GaP: what each finished replica of a cycle hands in
+
+    def check_config(self, config: dict) -> None:
+        super().check_config(config)
+        world = world_size_from_env()
+        if self.cfg.mode == "parallel" and world > 1 and world != self.k:
+            raise ConfigError(f"method.num_partitions={self.k} must equal the {world} torchrun processes with "
+                              f"method.mode=parallel (one replica per process); e.g. method.num_partitions={world}")
 
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
         self.partitions = self._partitions()
-        self.schedule: list[GapStep] = SCHEDULES[self.cfg.mode](
-            self.k, self.cfg.rounds, ctx.total_steps, self.finetune_time.steps(ctx.steps_per_epoch, ctx.total_steps))
+        finetune = self.finetune_time.steps(ctx.steps_per_epoch, ctx.total_steps)
+        self.replica = ctx.dist.rank if ctx.dist.enabled and not self.data_parallel else None  # None: all in turn
+        self.schedule: list[GapStep] = parallel_gap(self.k, self.cfg.rounds, ctx.total_steps, finetune, self.replica) \
+            if self.cfg.mode == "parallel" else cyclic_gap(self.k, self.cfg.rounds, ctx.total_steps, finetune)
+        self.rounds = len(self.schedule)
+        self.trainings_per_cycle = self.k if self.replica is None else 1
         owners = {name.rpartition(".")[0]: j for j, group in enumerate(self.partitions) for name in group}
         self.owner = {name: owners.get(name.rpartition(".")[0]) for name in ctx.model.state_dict()}
 
@@ -116,7 +133,10 @@ class GaP(MaskedMethod):
         masks = {name: mask.clone() for name, mask in self.shared["masks"].items()}
         if step.grow is not None:
             masks.update({name: torch.ones_like(masks[name]) for name in self.partitions[step.grow]})
-            torch.manual_seed(derive_seed("gap-replica", self.ctx.seed, round_index))  # its own dropout draws
+            cycle = round_index // self.trainings_per_cycle
+            torch.manual_seed(derive_seed("gap-replica", self.ctx.seed, cycle, step.grow))  # its own dropout draws
+        else:  # the fine-tuning: the same dropout draws on one device and on every rank
+            torch.manual_seed(derive_seed("gap-finetune", self.ctx.seed))
         self.set_masks(masks)
         self.ctx.log({"event": "gap_step", "replica": step.grow, "sparsity": self.maskset.sparsity()})
 
@@ -126,8 +146,13 @@ class GaP(MaskedMethod):
         if self.cfg.mode != "parallel" or step.grow is None:
             return
         state = self.ctx.model.state_dict()
-        self.replicas.append({name: tensor.clone() for name, tensor in state.items()
-                              if self.owner[name] in (step.grow, None)})
+        hand_in = {name: tensor.clone() for name, tensor in state.items() if self.owner[name] in (step.grow, None)}
+        if self.replica is None:
+            self.replicas.append(hand_in)
+        else:  # every rank's replica, in rank (= replica) order
+            device = self.ctx.device
+            self.replicas = [{name: tensor.to(device) for name, tensor in replica.items()}
+                             for replica in self.ctx.dist.gather_states(hand_in)]
         if step.combine:
             self.ctx.model.load_state_dict(self.combine(self.replicas))
             self.set_masks({name: torch.ones_like(mask) for name, mask in self.maskset.masks.items()})

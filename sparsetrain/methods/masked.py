@@ -49,7 +49,7 @@ class MaskedMethod(Method):
             dense.append("first")  # the RigL paper and code: uniform sparsity keeps the first layer dense
         self.targets = select_targets(ctx.model, dense, list(cfg.layer_density),
                                       modules=list(cfg.modules), include=list(cfg.include), exclude=list(cfg.exclude))
-        self.maskset = MaskSet(self.targets.params)
+        self.maskset = MaskSet(self.targets.params, broadcast=self.data_parallel)
         if ctx.init_masks is not None:  # a sparse init_from source: its masks are the starting masks
             check_masks(ctx.init_masks, self.targets.params, "init_from")
             self.set_masks(ctx.init_masks)

@@ -23,8 +23,9 @@ from ..train.files import atomic_write
 class MaskSet:
     """Masks (bool tensors on the parameters' device) for a fixed set of named parameters."""
 
-    def __init__(self, params: dict[str, nn.Parameter]) -> None:
+    def __init__(self, params: dict[str, nn.Parameter], broadcast: bool = True) -> None:
         self.params = params
+        self.broadcast = broadcast  # under torchrun, rank 0's masks replace every rank's at each change
         self.masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in params.items()}
         self._param_list = list(params.values())
         self._mask_list = list(self.masks.values())
@@ -39,7 +40,8 @@ class MaskSet:
         """Copy new masks in place (the tensors, and any reference to them, stay the same); ``counts``, the
         active entries per layer when the caller knows them, saves a device sync."""
         torch._foreach_copy_([self.masks[name] for name in masks], list(masks.values()))
-        broadcast_masks(self._mask_list)
+        if self.broadcast:
+            broadcast_masks(self._mask_list)
         torch._foreach_copy_(self._factors, self._mask_list)
         self._counts = dict(counts) if counts is not None else None
         self._densities = None

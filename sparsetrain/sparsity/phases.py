@@ -48,12 +48,16 @@ def cyclic_gap(partitions: int, rounds: int, step_length: int, finetune_length: 
     return [*steps, GapStep((k * rounds) % k, None, finetune_length)]
 
 
-def parallel_gap(partitions: int, rounds: int, step_length: int, finetune_length: int) -> list[GapStep]:
-    """Every training of P-GaP on one device: in each of ``rounds`` cycles, replica i starts from the shared sparse
-    model and grows partition i; after the cycle's last replica the replicas are combined (partition i from replica
-    i) and every layer pruned to its target; then the fine-tuning with fixed masks."""
+def parallel_gap(partitions: int, rounds: int, step_length: int, finetune_length: int,
+                 replica: int | None = None) -> list[GapStep]:
+    """Every training of P-GaP: in each of ``rounds`` cycles, replica i starts from the shared sparse model and
+    grows partition i; after the cycle's last replica the replicas are combined (partition i from replica i) and
+    every layer pruned to its target; then the fine-tuning with fixed masks. On one device (``replica`` None) the
+    replicas train one after another; a process that trains only ``replica`` (torchrun: its rank) has one training
+    per cycle, each followed by the combine."""
     k = partitions
-    steps = [GapStep(None, i, step_length, combine=i == k - 1) for _ in range(rounds) for i in range(k)]
+    replicas = range(k) if replica is None else [replica]
+    steps = [GapStep(None, i, step_length, combine=i == replicas[-1]) for _ in range(rounds) for i in replicas]
     return [*steps, GapStep(None, None, finetune_length)]
 
 

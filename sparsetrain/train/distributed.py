@@ -49,6 +49,22 @@ class Distributed:
         dist.all_gather_object(values, value)
         return values
 
+    def gather_states(self, state: object) -> list:
+        """``state`` (nested dicts, lists and tensors) from every rank, in rank order, with its tensors on the CPU
+        (object collectives pickle them)."""
+        return self.gather(on_cpu(state))
+
+
+def on_cpu(value: object) -> object:
+    """``value`` with every tensor in its dicts, lists and tuples moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: on_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(item) for item in value)
+    return value
+
 
 def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))

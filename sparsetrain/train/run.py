@@ -81,9 +81,6 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     device = _resolve_device(cfg.device.value)
     dist = init_distributed(device.type)
     if dist.enabled:
-        if cfg.batch_size % dist.world_size:
-            raise ConfigError(f"batch_size={cfg.batch_size} is the global batch and must divide evenly over "
-                              f"{dist.world_size} processes; e.g. batch_size={dist.world_size * 64}")
         if device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
             torch.cuda.set_device(device)
@@ -104,14 +101,19 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
         model = model.to(memory_format=torch.channels_last)
     if dist.rank > 0:  # same initialisation on every rank, own dropout draws
         torch.manual_seed(derive_seed("rank", cfg.seed, dist.rank))
-    step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if dist.enabled else model
     optimizer = build_optimizer(cfg.optimizer, model)
     method = _user_error(build_method, cfg.method, cfg.sparsity, start_masks=cfg.init_from is not None)
+    data_parallel = dist.enabled and method.data_parallel  # else each rank trains its own model on full batches
+    if data_parallel and cfg.batch_size % dist.world_size:
+        raise ConfigError(f"batch_size={cfg.batch_size} is the global batch and must divide evenly over "
+                          f"{dist.world_size} processes; e.g. batch_size={dist.world_size * 64}")
+    step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if data_parallel else model
+    step_dist = dist if data_parallel else Distributed()
     if method.sparsity != cfg.sparsity:
         log.warning("method=%s ignores sparsity=%s: trained dense, recorded as sparsity 0", method.name, cfg.sparsity)
     total_steps = cfg.steps or cfg.epochs * len(data.train)
-    step_path, why = choose_path(cfg.step_graph.value, device, dist, cfg.compile, optimizer)
+    step_path, why = choose_path(cfg.step_graph.value, device, step_dist, cfg.compile, optimizer)
     log.info("training step: %s (%s)", step_path.replace("_", " "), why)
     logger_names = [*cfg.logger, *(["tensorboard"] if cfg.tensorboard else [])]
     loggers = build_loggers(logger_names, run_dir, total_steps, config, cfg.wandb) if dist.is_main else None
@@ -128,7 +130,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     train_step = TrainStep(
         StepParts(model=model, step_model=torch.compile(step_model) if cfg.compile else step_model,
                   optimizer=optimizer, method=method, task=task, make_batch=data.train.make, autocast=autocast,
-                  dist=dist),
+                  dist=step_dist),
         step_path,
     )
     parts = TrainerParts(
@@ -160,7 +162,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
             seed=cfg.seed, device=device, steps_per_epoch=len(data.train), total_steps=total_steps,
             lr_factor=trainer.lr_factor, run_dir=run_dir, log=trainer.log_event,
             fresh_weights=functools.partial(_fresh_weights, cfg.model, data), config=config,
-            num_classes=data.num_classes, init_masks=init_masks, example=example,
+            num_classes=data.num_classes, init_masks=init_masks, example=example, dist=dist,
         )
     )
     if resuming:

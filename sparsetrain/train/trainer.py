@@ -331,14 +331,13 @@ class Trainer:
         p = self.p
         if not self._weights_finite():
             self._diverged(f"the weights are not finite at step {self.pos.step}")
+        own = {"model": p.model.state_dict(), "optimizer": p.optimizer.state_dict(), "method": p.method.state_dict()}
         state = {
             "format": CHECKPOINT_FORMAT,
             "config": p.config,
             "position": asdict(self.pos),
             "finished": self.finished,
-            "model": p.model.state_dict(),
-            "optimizer": p.optimizer.state_dict(),
-            "method": p.method.state_dict(),
+            **own,
             "rng": p.dist.gather(capture_rng()),  # one entry per rank
             "trainer": {
                 "loss_sum": self.train_step.loss_sum,
@@ -352,6 +351,9 @@ class Trainer:
             },
             "versions": {"torch": str(torch.__version__)},
         }
+        if p.dist.enabled:  # what ranks 1.. hold differently: their loss sums (and models, when each trains its own)
+            rank_state = {"loss_sum": self.train_step.loss_sum, **({} if p.method.data_parallel else own)}
+            state["rank_states"] = p.dist.gather_states(rank_state)[1:]
         if not p.dist.is_main:
             return
         save_checkpoint(path or checkpoint_path(p.run_dir), state)
@@ -364,14 +366,16 @@ class Trainer:
     def load(self, state: dict) -> None:
         """Restore everything ``save`` stored; the RNG last, after every object is built."""
         p = self.p
-        p.model.load_state_dict(state["model"])
-        p.optimizer.load_state_dict(state["optimizer"])
+        own = {**state, **state["rank_states"][p.dist.rank - 1]} if p.dist.rank > 0 and "rank_states" in state \
+            else state
+        p.model.load_state_dict(own["model"])
+        p.optimizer.load_state_dict(own["optimizer"])
         self.train_step.reset()
-        p.method.load_state_dict(state["method"])
+        p.method.load_state_dict(own["method"])
         self.pos = Position(**state["position"])
         self.finished = state["finished"]
         trainer = state["trainer"]
-        self.train_step.loss_sum.copy_(trainer["loss_sum"])
+        self.train_step.loss_sum.copy_(own.get("loss_sum", trainer["loss_sum"]))
         self.loss_count = trainer["loss_count"]
         self.window = LossWindow(**trainer.get("window", {}))
         self.results = trainer["results"]
