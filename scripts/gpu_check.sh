@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine (../shared/gpu/README.md; run ../shared/gpu/prepare.sh once here, carry .whl):
+# One call on a GPU machine with torch installed (the Python wheels the project needs besides torch in .whl/):
 #   bash scripts/gpu_check.sh                            # every case, most telling first (estimated 6 min)
 #   bash scripts/gpu_check.sh --models wrn22_2 resnet18  # some cases (any bench.py options)
 # Runs the step-graph tests on CUDA (graph and eager paths train the same masks and weights) and the benchmark;

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,45 @@ def crashing(cls, after_calls: int):
             super().load_state_dict(state)
 
     return Crashing
+
+
+def crash_and_resume(compose_config, tmp_path: Path, monkeypatch, method: str, overrides: list[str],
+                     crash_after: int) -> tuple[dict, dict]:
+    """Run ``overrides`` to the end in ``reference``; run them again in ``crashed``, crashing after ``crash_after``
+    optimizer steps, and resume. Asserts both end bit-identical (final scores, masks, weights, metrics events) and
+    returns their last checkpoints (reference, crashed)."""
+    import torch
+
+    from sparsetrain import methods
+    from sparsetrain.train.run import run
+
+    reference = run(compose_config(*overrides), tmp_path / "reference", overrides)
+    monkeypatch.setitem(methods.METHODS, method, crashing(methods.METHODS[method], crash_after))
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_config(*overrides), tmp_path / "crashed", overrides)
+    resumed = run(compose_config(*overrides), tmp_path / "crashed", overrides)
+    assert resumed["final"] == reference["final"] and resumed["masks"] == reference["masks"]
+    assert resumed["flops"] == reference["flops"]
+    a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "crashed"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert events_without_time(tmp_path / "reference") == events_without_time(tmp_path / "crashed")
+    return a, b
+
+
+def kill_at_first_checkpoint(command: list[str], run_dir: Path, cwd: Path, env: dict | None = None) -> None:
+    """Start ``command`` and SIGKILL it (its whole process group) as soon as ``run_dir`` holds a checkpoint."""
+    process = subprocess.Popen(command, cwd=cwd, env=env or cli_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoint = Path(run_dir) / "checkpoints" / "last.pt"
+    try:
+        while not checkpoint.exists():
+            assert process.poll() is None, "the run ended before its first checkpoint"
+            time.sleep(0.002)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the run and any processes it started (torchrun's workers)
+        process.wait()
+    assert not (Path(run_dir) / "summary.json").exists(), "the run finished before it was killed"
 
 
 def events_without_time(run_dir: Path) -> list[dict]:

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import crashing, events_without_time
+from conftest import crash_and_resume
 from sparsetrain import methods
 from sparsetrain.config import validate
 from sparsetrain.sparsity.distribution import exact_zeros
@@ -119,15 +119,7 @@ def test_crash_and_resume_inside_a_phase_is_bit_identical(compose_config, tmp_pa
     crash_after = 50  # 22 steps an epoch: inside the decompressed phase (epoch 2), after a compression
     overrides = [*RUN, "epochs=5", "checkpoint_every=7it", "resume=auto", "model.dropout=0.1"]
     overrides = [o for o in overrides if o != "epochs=7"]
-    reference = run(compose_config(*overrides), tmp_path / "reference", overrides)
-    monkeypatch.setitem(methods.METHODS, "acdc", crashing(methods.METHODS["acdc"], crash_after))
-    with pytest.raises(KeyboardInterrupt):
-        run(compose_config(*overrides), tmp_path / "crashed", overrides)
-    resumed = run(compose_config(*overrides), tmp_path / "crashed", overrides)
-    assert resumed["final"] == reference["final"] and resumed["masks"] == reference["masks"]
-    a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "crashed"))
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert events_without_time(tmp_path / "reference") == events_without_time(tmp_path / "crashed")
+    crash_and_resume(compose_config, tmp_path, monkeypatch, "acdc", overrides, crash_after)
 
 
 @pytest.mark.parametrize("preset, compress_at", [

@@ -19,6 +19,7 @@ BAD = [
     (["precision=fp16"], "precision"),
     (["step_graph=sometimes"], "step_graph"),
     (["method=rigl", "sparsity=0.9", "method.delta_t=x"], "method.delta_t"),
+    (["method=rigl", "sparsity=0.9", "method.erk_power=-1"], "method.erk_power"),
     (["sparsty=0.5"], "sparsty"),
     (["~sparsity"], "sparsity"),
     (["=0.5"], "=0.5"),

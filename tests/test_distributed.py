@@ -4,16 +4,13 @@ the same result as one process at the same global batch, and resume; P-GaP with 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import torch
 
-from conftest import cli_command, cli_env, events_without_time, run_cli
+from conftest import cli_command, cli_env, events_without_time, kill_at_first_checkpoint, run_cli
 from sparsetrain.train.run import run
 
 
@@ -55,17 +52,7 @@ def test_killed_distributed_run_resumes_to_the_same_result(tmp_path):
     overrides = ["method=rigl", "sparsity=0.9", "epochs=4", "method.delta_t=5", "checkpoint_every=7it",
                  "model.dropout=0.1"]
     assert run_torchrun(tmp_path, *overrides, "hydra.run.dir=reference").returncode == 0
-    process = subprocess.Popen(torchrun(*overrides, "hydra.run.dir=killed"), cwd=tmp_path, env=cli_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    checkpoint = tmp_path / "killed" / "checkpoints" / "last.pt"
-    try:
-        while not checkpoint.exists():
-            assert process.poll() is None, "the run ended before its first checkpoint"
-            time.sleep(0.01)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)  # torchrun and both workers
-        process.wait()
-    assert not (tmp_path / "killed" / "summary.json").exists()
+    kill_at_first_checkpoint(torchrun(*overrides, "hydra.run.dir=killed"), tmp_path / "killed", tmp_path)
     result = run_torchrun(tmp_path, *overrides, "hydra.run.dir=killed", "resume=auto")
     assert result.returncode == 0, result.stderr[-3000:]
     a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "killed"))

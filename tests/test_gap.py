@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import crashing, events_without_time
+from conftest import crash_and_resume
 from sparsetrain import methods
 from sparsetrain.config import ConfigError, validate
 from sparsetrain.sparsity.phases import balanced_partitions, cyclic_gap, parallel_gap
@@ -108,15 +108,7 @@ def test_partitions_must_cover_every_layer_once(compose_config, tmp_path):
 def test_crash_and_resume_inside_a_gap_step_is_bit_identical(compose_config, tmp_path, monkeypatch):
     crash_after = 30  # 22 steps an epoch: inside GaP step 1
     overrides = [*RUN, "method.num_partitions=2", "checkpoint_every=5it", "resume=auto", "model.dropout=0.1"]
-    reference = run(compose_config(*overrides), tmp_path / "reference", overrides)
-    monkeypatch.setitem(methods.METHODS, "gap", crashing(methods.METHODS["gap"], crash_after))
-    with pytest.raises(KeyboardInterrupt):
-        run(compose_config(*overrides), tmp_path / "crashed", overrides)
-    resumed = run(compose_config(*overrides), tmp_path / "crashed", overrides)
-    assert resumed["final"] == reference["final"] and resumed["masks"] == reference["masks"]
-    a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "crashed"))
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert events_without_time(tmp_path / "reference") == events_without_time(tmp_path / "crashed")
+    crash_and_resume(compose_config, tmp_path, monkeypatch, "gap", overrides, crash_after)
 
 
 def test_cifar_preset_is_a_valid_gap_run(compose_config):
@@ -181,12 +173,4 @@ def test_combine_copies_partition_i_from_replica_i_before_the_reprune(compose_co
 def test_crash_and_resume_inside_a_replica_is_bit_identical(compose_config, tmp_path, monkeypatch):
     crash_after = 30  # 22 steps an epoch: inside replica 1, with replica 0's hand-in in the method state
     overrides = [*PARALLEL, "checkpoint_every=5it", "resume=auto"]
-    reference = run(compose_config(*overrides), tmp_path / "reference", overrides)
-    monkeypatch.setitem(methods.METHODS, "gap", crashing(methods.METHODS["gap"], crash_after))
-    with pytest.raises(KeyboardInterrupt):
-        run(compose_config(*overrides), tmp_path / "crashed", overrides)
-    resumed = run(compose_config(*overrides), tmp_path / "crashed", overrides)
-    assert resumed["final"] == reference["final"] and resumed["masks"] == reference["masks"]
-    a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "crashed"))
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert events_without_time(tmp_path / "reference") == events_without_time(tmp_path / "crashed")
+    crash_and_resume(compose_config, tmp_path, monkeypatch, "gap", overrides, crash_after)

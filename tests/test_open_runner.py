@@ -4,9 +4,7 @@ tensor files, prunable-weight patterns, distillation, and one-line errors for ba
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 import sparsetrain
-from conftest import cli_command, cli_env, events_without_time
+from conftest import cli_command, cli_env, events_without_time, kill_at_first_checkpoint
 from sparsetrain.config import ConfigError
 from sparsetrain.data import DataError
 from sparsetrain.export import export
@@ -71,16 +69,8 @@ def test_custom_model_and_data_with_pruning_methods(tmp_path, method):
 
 def test_custom_run_killed_and_resumed_is_bit_identical(tmp_path):
     overrides = ["method=rigl", "sparsity=0.8", "method.delta_t=5", "epochs=3", "checkpoint_every=7it"]
-    process = subprocess.Popen(cli_command(*USER, *overrides, "hydra.run.dir=killed"), cwd=tmp_path, env=_user_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while not (tmp_path / "killed" / "checkpoints" / "last.pt").exists():
-            assert process.poll() is None, "the run ended before its first checkpoint"
-            time.sleep(0.002)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-    assert not (tmp_path / "killed" / "summary.json").exists()
+    kill_at_first_checkpoint(cli_command(*USER, *overrides, "hydra.run.dir=killed"), tmp_path / "killed", tmp_path,
+                             env=_user_env())
     assert 0 < _checkpoint(tmp_path / "killed")["position"]["step"] < 3 * 17  # killed mid-run
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the killed process (OMP_NUM_THREADS=1), for the same bits

@@ -1,6 +1,7 @@
 """Real-data checks (slow; not in the default run): `SPARSETRAIN_REAL_DATA=<dir> pytest -m slow`.
 
-<dir> holds the torchvision layout (MNIST/raw, FashionMNIST/raw), e.g. as ../shared/data/unpack.sh lays it out.
+<dir> holds the torchvision layout (MNIST/raw, FashionMNIST/raw), as `torchvision.datasets.MNIST(<dir>, download=True)`
+lays it out.
 """
 
 from __future__ import annotations

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import torch
 
-from conftest import cli_command, cli_env, events_without_time, run_cli
+from conftest import cli_command, events_without_time, kill_at_first_checkpoint, run_cli
 
 # Dropout draws from the global torch RNG and the validation split exercises early-stop tracking, so the
 # comparison fails if any RNG state, position or accumulator is not restored.
@@ -37,26 +34,12 @@ def _assert_same_tensors(a, b, where: str = "") -> None:
         assert a == b, where
 
 
-def _kill_after_first_checkpoint(run_dir: Path, cwd: Path) -> None:
-    process = subprocess.Popen(cli_command(*RUN, f"hydra.run.dir={run_dir}"), env=cli_env(), cwd=cwd,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = run_dir / "checkpoints" / "last.pt"
-    try:
-        while not checkpoint.exists():
-            assert process.poll() is None, "training ended before its first checkpoint"
-            time.sleep(0.002)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-
-
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     reference = tmp_path / "uninterrupted"
     assert run_cli(*RUN, f"hydra.run.dir={reference}", cwd=tmp_path).returncode == 0
 
     killed = tmp_path / "killed"
-    _kill_after_first_checkpoint(killed, cwd=tmp_path)
-    assert not (killed / "summary.json").exists(), "the run finished before it was killed"
+    kill_at_first_checkpoint(cli_command(*RUN, f"hydra.run.dir={killed}"), killed, tmp_path)
     position = _final_state(killed)["position"]
     assert position["batch"] != 0, "checkpoint should be mid-epoch"
 

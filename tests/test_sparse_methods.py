@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from conftest import crashing, events_without_time
+from conftest import crash_and_resume
 from sparsetrain import methods
 from sparsetrain.sparsity.distribution import exact_zeros
 from sparsetrain.sparsity.masks import load_masks
@@ -141,20 +141,9 @@ def test_crash_and_resume_is_bit_identical(method, compose_config, tmp_path, mon
                  "resume=auto", "model.dropout=0.1"]
     if method == "gmp":
         overrides += ["method.frequency=3it", "method.end=100%"]
-    reference = run(compose_config(*overrides), tmp_path / "reference", overrides)
-
     crash_after = 60 if method == "oneshot" else 30  # oneshot: inside the retraining round
-
-    monkeypatch.setitem(methods.METHODS, method, crashing(methods.METHODS[method], crash_after))
-    with pytest.raises(KeyboardInterrupt):
-        run(compose_config(*overrides), tmp_path / "crashed", overrides)
-    resumed = run(compose_config(*overrides), tmp_path / "crashed", overrides)
-    assert resumed["final"] == reference["final"] and resumed["masks"] == reference["masks"]
-    a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "crashed"))
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    a, b = crash_and_resume(compose_config, tmp_path, monkeypatch, method, overrides, crash_after)
     assert all(torch.equal(a["method"]["masks"][k], b["method"]["masks"][k]) for k in a["method"]["masks"])
-    assert resumed["flops"] == reference["flops"]
-    assert events_without_time(tmp_path / "reference") == events_without_time(tmp_path / "crashed")
 
 
 def test_oneshot_prunes_a_pretrained_run_in_one_round(compose_config, tmp_path):

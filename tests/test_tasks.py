@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +18,7 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from torch import nn
 
 import sparsetrain
-from conftest import cli_command, cli_env, events_without_time
+from conftest import cli_command, cli_env, events_without_time, kill_at_first_checkpoint
 from sparsetrain.config import ConfigError, CustomDatasetConfig
 from sparsetrain.data import build_data
 from sparsetrain.sparsity.flops import layer_flops
@@ -103,17 +100,8 @@ def test_lottery_rounds_of_a_text_task_tabulate_its_metric(tmp_path):
 def test_dict_batch_run_killed_and_resumed_is_bit_identical(tmp_path):
     overrides = [*MLM, *RIGL, "epochs=2", "checkpoint_every=4it", "dataset.resident_mb=0",
                  "dataset.num_workers=0"]  # the DataLoader path
-    process = subprocess.Popen(cli_command(*overrides, "hydra.run.dir=killed"), cwd=tmp_path,
-                               env={**cli_env(), "PYTHONPATH": str(TESTS)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while not (tmp_path / "killed" / "checkpoints" / "last.pt").exists():
-            assert process.poll() is None, "the run ended before its first checkpoint"
-            time.sleep(0.002)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-    assert not (tmp_path / "killed" / "summary.json").exists()
+    kill_at_first_checkpoint(cli_command(*overrides, "hydra.run.dir=killed"), tmp_path / "killed", tmp_path,
+                             env={**cli_env(), "PYTHONPATH": str(TESTS)})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the killed process (OMP_NUM_THREADS=1), for the same bits
     try:

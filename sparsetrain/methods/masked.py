@@ -31,6 +31,9 @@ class MaskedMethod(Method):
                 f"method.distribution={cfg.distribution!r} is not a distribution; choose one of: "
                 f"{', '.join(DISTRIBUTIONS)} (e.g. method.distribution=erk)"
             )
+        if cfg.erk_power < 0:
+            raise ConfigError(f"method.erk_power={cfg.erk_power} must be >= 0 (the exponent of the ERK layer score; "
+                              "0 gives uniform); e.g. method.erk_power=1.0")
         scope = getattr(cfg, "scope", "layerwise")
         if scope not in SCOPES:
             raise ConfigError(f"method.scope={scope!r} is not a scope; choose layerwise or global (e.g. method.scope=global)")

@@ -53,8 +53,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals 
     (ConfigError) leaves no directory that holds nothing but the lock (and Hydra's own files)."""
     run_dir = Path(run_dir)
     writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process writes files
-    try:
-        with run_dir_lock(run_dir) if writer else contextlib.nullcontext():
+    with run_dir_lock(run_dir) if writer else contextlib.nullcontext():
+        try:
             if writer:
                 remove_temporaries(run_dir)
                 if cfg.resume is None:
@@ -63,10 +63,10 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals 
                     clear_attempt(run_dir)
                 (run_dir / STATUS_NAME).unlink(missing_ok=True)  # a new attempt: an earlier failure no longer stands
             return _run(cfg, run_dir, overrides, stop or StopSignals())
-    except ConfigError:
-        if writer:
-            remove_hydra_only_dir(run_dir)
-        raise
+        except ConfigError:
+            if writer:
+                remove_hydra_only_dir(run_dir)  # ours to remove: this process holds the lock
+            raise
 
 
 def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals) -> dict:
