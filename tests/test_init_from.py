@@ -101,6 +101,10 @@ def test_bad_sources_are_refused_in_one_line(sources, compose_config, tmp_path):
     with pytest.raises(ConfigError, match=f"^init_from='{sources / 'dense'}' does not fit the model"):
         run(compose_config(*overrides), tmp_path / "misfit", overrides)
     assert not (tmp_path / "misfit").exists()  # refused before the run wrote anything
+    (tmp_path / "junk.pt").write_bytes(b"junk")  # a damaged file: one line, as for resume
+    junk = [*BASE, f"init_from={tmp_path / 'junk.pt'}"]
+    with pytest.raises(ConfigError, match="^init_from: .*junk.pt cannot be loaded"):
+        run(compose_config(*junk), tmp_path / "junk", junk)
     result = run_cli(f"init_from={tmp_path / 'nowhere'}", *BASE, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: init_from=") and "neither" in result.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def load_checkpoint(path: Path, device: torch.device, key: str = "resume") -> di
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError:
         raise _unreadable(key, path, "it holds Python objects whose loading would run code; refused") from None
-    except (EOFError, RuntimeError, KeyError, ValueError, OSError) as error:
+    except (EOFError, RuntimeError, KeyError, ValueError, OSError, struct.error) as error:  # struct: short junk
         reason = "empty file" if Path(path).stat().st_size == 0 else f"truncated or not a torch file: {_brief(error)}"
         raise _unreadable(key, path, reason) from None
     return state

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..config import ConfigError
 from ..sparsity.targets import prunable_parameters
+from .checkpoint import load_checkpoint
 from .files import checkpoint_path
 
 EXAMPLE = "e.g. init_from=outputs/2026-11-25/14-03-11 or init_from=<run>/export/model.safetensors"
@@ -38,7 +39,7 @@ def load_init(text: str, model: nn.Module, device: torch.device) -> dict[str, to
         weights = load_file(path, device=str(device))
         masks = {name: weights[name] != 0 for name in prunable_parameters(model) if name in weights}
     else:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = load_checkpoint(path, device, key="init_from")  # damaged or code-running files: one line
         weights = state.get("model", state)
         masks = (state.get("method") or {}).get("masks") if "model" in state else None
     _check_fit(text, weights, model.state_dict())
