@@ -259,6 +259,16 @@ class DistillConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Which parameters the optimizer trains, and how far training moves each one (L0-close fine-tuning)."""
+
+    trainable: list[str] = field(default_factory=lambda: ["*"])  # parameter-name patterns the optimizer trains (fnmatch, re:); the rest stay frozen
+    drift: str = "auto"  # per-tensor distance from the starting weights in summary.json: auto (with init_from) | true | false
+    rank_from: Optional[str] = None  # a finished run directory whose drift table ranks the tensors (L0-close mode)
+    top_layers: int = 0  # with rank_from: also train the this many weight tensors that moved most in that run
+
+
+@dataclass
 class TaskConfig:
     name: str = "image_classification"  # how batches are fed and scored, and the "best" metric
     distill: DistillConfig = field(default_factory=DistillConfig)  # knowledge distillation (off without a teacher)
@@ -329,6 +339,7 @@ class TrainConfig:
     checkpoint_every: str = "1ep"  # checkpoint cadence, same units (the end is always checkpointed)
     tensorboard: bool = False  # also log every metric to <run dir>/tb (needs the tb extra)
     task: TaskConfig = field(default_factory=TaskConfig)  # loss, metrics, "best"; distillation
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # trainable parameters; distance from the start
     init_from: Optional[str] = None  # start from trained weights (and masks): checkpoint, run dir or safetensors
     train_multiplier: float = 1.0  # extended training: stretches the length and every schedule point
     log_every: str = "50it"  # running train loss, lr, sparsity, pace: bar, log line, train_step event; 0 = never

@@ -165,6 +165,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
             num_classes=data.num_classes, init_masks=init_masks, example=example, dist=dist,
         )
     )
+    train_step.reset()  # the method's setup may have changed the optimizer's param groups (mask scores)
     if resuming:
         state = load_run_checkpoint(checkpoint_path(run_dir), device)
         refuse_if_changed(state["config"], config, run_dir)

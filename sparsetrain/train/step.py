@@ -79,9 +79,9 @@ class TrainStep:
         self.path = path
         device = next(parts.model.parameters()).device
         self.loss_sum = torch.zeros((), device=device)
-        self.base_lrs = [float(group["lr"]) for group in parts.optimizer.param_groups]
-        self.lr = self.base_lrs[0]
+        self.base_lrs: list[float] = []  # per param group; groups a method adds in its setup join at ``reset``
         self.prepare_optimizer()
+        self.lr = self.base_lrs[0]
         # (forward/backward, plain update), made at the first plain step; the update None if it cannot be captured
         self.graphs: tuple[CudaGraph | RecordedGraph, CudaGraph | RecordedGraph | None] | None = None
         self.warmups = 0
@@ -89,7 +89,10 @@ class TrainStep:
         self.static: BatchPlan | None = None  # the captured step's plan buffers
 
     def prepare_optimizer(self) -> None:
-        """Fused updates and a device-tensor learning rate in every param group (again after a state load)."""
+        """Fused updates and a device-tensor learning rate in every param group (again after a state load); the
+        base rate of a group seen for the first time is its configured rate."""
+        groups = self.p.optimizer.param_groups
+        self.base_lrs += [float(group["lr"]) for group in groups[len(self.base_lrs):]]
         if not has_fused(self.p.optimizer):
             return
         for group in self.p.optimizer.param_groups:
