@@ -1,0 +1,65 @@
+"""Hugging Face tokenizers for text datasets, and an on-disk cache of tokenised splits.
+
+A tokenised split is a dict of equal-length tensors (``input_ids``, ``attention_mask``, ...). It is stored as a
+safetensors file named by a hash of everything it depends on: the tokenizer's own serialisation, the settings
+(maximum length, padding, task) and the source files' contents, so a changed tokenizer, setting or file is
+tokenised again, and an unchanged one is read back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save
+
+from ..train.files import atomic_write
+from .errors import DataError
+
+NLP_EXTRA = 'pip install "sparsetrain[nlp]"'
+
+
+def load_tokenizer(name_or_path: str, key: str = "dataset.tokenizer") -> Any:
+    """``AutoTokenizer.from_pretrained(name_or_path)``; DataError (one line naming ``key``) when transformers is
+    missing or the tokenizer cannot be loaded (no such local directory, or offline without a cached copy)."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise DataError(f"{key}: text datasets need Hugging Face transformers; {NLP_EXTRA}") from None
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        reason = " ".join(str(error).split())[:100]
+        raise DataError(f"{key}={name_or_path!r} is not a tokenizer ({reason}); give a hub name or a local "
+                        f"directory with the tokenizer files, e.g. {key}=bert-base-uncased") from None
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of the tokenizer's class, vocabulary and normalisation (its full serialisation when it is fast)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    return hashlib.sha256(f"{type(tokenizer).__name__}\n{text}".encode()).hexdigest()
+
+
+def file_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_tensors(cache_dir: Path, key: dict, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The tensors stored under ``key`` (a JSON-able dict) in ``cache_dir``, computed and stored (atomically) the
+    first time."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    path = Path(cache_dir) / f"{digest}.safetensors"
+    if path.is_file():
+        return load_file(str(path))
+    tensors = compute()
+    data = save({name: tensor.contiguous() for name, tensor in tensors.items()})
+    atomic_write(path, lambda handle: handle.write(data))
+    return tensors
