@@ -105,7 +105,8 @@ class MaskTraining(MaskedMethod):
             if self.cfg.binarizer == "threshold":
                 threshold_masks_(self.scores, self.thresholds, list(masks.values()))
             else:
-                torch._foreach_copy_(list(masks.values()), list(self._binarised().values()))
+                binarised = self._binarised()
+                torch._foreach_copy_(list(masks.values()), [binarised[name] for name in masks])
             self.maskset.refresh_factors_()
         self._write_weights()
 
