@@ -193,3 +193,18 @@ def test_bad_keys_are_one_line_and_write_nothing(tmp_path, cli_in_process, args,
     status, out, err = cli_in_process(tmp_path, "method=mask_training", "sparsity=0.5", *args)
     assert status == 2 and key in err and "e.g." in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_resets_a_kept_start_learns_its_own_sparsity_and_reports_it_per_layer():
+    """Supermask fine-tuning from the dense model (init=kept, reset_every=0): `sparsity` is not needed, the scores
+    alone set each layer's sparsity, and the summary reports what they realised."""
+    model = _mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    sparsifier = sparsify(model, optimizer, "mask_training", 0.0, total_steps=6, init="kept", reset_every=0,
+                          score_lr=0.02)
+    assert sparsifier.sparsity() == 0.0
+    _train(model, optimizer, sparsifier, 6)
+    summary = sparsifier.method.summary()
+    realised = {name: int((~mask).sum()) / mask.numel() for name, mask in sparsifier.masks.items()}
+    assert summary["resets"] == 0 and summary["layer_sparsity"] == pytest.approx(realised, abs=1e-12)
+    assert sparsifier.sparsity() > 0
