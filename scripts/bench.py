@@ -13,7 +13,8 @@ classes, pad-28 crop + flip; 25 batches an epoch).
 
 Runner steps are timed inside a run of a few epochs without evaluation or checkpoints: the median epoch after
 the first (which holds warm-up and graph capture) divided by its steps, so the mask events that fall in an epoch
-are in it (RigL's update every 100 steps, SET's and SNFS's at the epoch end, GMP's pruning event once an epoch).
+are in it (RigL's update every 100 steps, SET's and SNFS's at the epoch end, GMP's pruning event once an epoch;
+mask_training's binarisation at every step, its threshold resets every 1000 steps and at the end).
 Where that would misstate them (an interval longer than the epoch, ITOP's 4000 steps; or a synthetic epoch
 shorter than the real one, the ImageNet-shaped case), the run keeps its events to step 0 and the row (marked *)
 is its every-step cost plus the event alone divided by its interval on the real dataset. With a graph path
@@ -55,7 +56,8 @@ REAL_TRAIN = {"cifar10": 50_000, "mnist": 60_000, "imagenet": 1_281_167, "digits
 # mask events (a GMP pruning event, a DST update) only at step 0, so the timed epochs hold none
 EVENTS_AT_START_ONLY = {"gmp": ["method.end=0it"],
                         **{m: ["method.t_end=1e-9"] for m in ("rigl", "set", "snfs", "itop")}}
-METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop", "acdc"]
+# mask_training binarises its scores and rewrites W0 * M every step: its cost is in the step, no update alone
+METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop", "acdc", "mask_training"]
 # AC/DC's phases shortened to fit the timed run: its timed epochs hold a compression (GaP's steps are static steps)
 RUN_OVERRIDES = {"acdc": ["method.warmup_epochs=1", "method.final_epochs=1", "method.compressed_epochs=1",
                           "method.decompressed_epochs=1"]}

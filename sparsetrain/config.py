@@ -249,6 +249,20 @@ class ITOPConfig(DynamicConfig):
 
 
 @dataclass
+class MaskTrainingConfig(MaskedConfig):
+    """Learned masks on frozen starting weights (see sparsetrain/methods/mask_training.py); TAMT's defaults."""
+
+    distribution: str = "uniform"
+    binarizer: str = "threshold"  # threshold (M = scores > tau, TAMT) | topk (exact top-k, edge-popup)
+    scope: str = "layerwise"  # topk: layerwise (counts from `distribution`) | global (one ranking over the budget)
+    threshold: float = 0.01  # tau: the threshold binariser's starting threshold (OMP/kept scores are 2 tau or 0)
+    reset_every: int = 1000  # threshold: steps between resets to each layer's exact zeros (and at the end); 0 = never
+    init: str = "omp"  # omp (largest magnitudes kept) | random (exact counts) | kept (dense start) | uniform (topk)
+    score_lr: float = 5e-5  # peak learning rate of the scores (the run's optimizer type and schedule)
+    score_weight_decay: float = 0.0  # weight decay of the scores
+
+
+@dataclass
 class DistillConfig:
     """Knowledge distillation from a frozen teacher (sparsetrain/tasks/distill.py); off without a teacher."""
 
@@ -369,6 +383,7 @@ def register_configs() -> None:
     for name, node in (("static", StaticConfig), ("gmp", GMPConfig), ("oneshot", OneShotConfig),
                        ("snip", SaliencyConfig), ("grasp", GraSPConfig), ("synflow", SynFlowConfig),
                        ("lth", LTHConfig), ("rigl", DynamicConfig), ("set", DynamicConfig), ("snfs", SNFSConfig), ("itop", ITOPConfig),
+                       ("mask_training", MaskTrainingConfig),
                        ("acdc", ACDCConfig), ("gap", GaPConfig)):
         store.store(group="method", name=f"base_{name}", node=node)
 

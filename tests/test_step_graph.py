@@ -122,6 +122,10 @@ METHOD_RUNS = {
     "gap": ["method=gap", "sparsity=0.8", "method.num_partitions=2", "method.rounds=1", "method.finetune=1ep"],
     "gap-parallel": ["method=gap", "method.mode=parallel", "sparsity=0.8", "method.num_partitions=2",
                      "method.rounds=1", "method.finetune=1ep"],
+    "mask_training": ["method=mask_training", "sparsity=0.5", "optimizer=adamw", "method.reset_every=9",
+                      "method.score_lr=0.01"],
+    "mask_training-topk": ["method=mask_training", "sparsity=0.8", "method.binarizer=topk", "method.scope=global",
+                           "method.init=uniform", "method.score_lr=0.5"],
     "rigl-augmented-conv": ["method=rigl", "sparsity=0.9", "method.delta_t=7", *AUGMENTED],
 }
 

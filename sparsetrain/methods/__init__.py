@@ -15,6 +15,7 @@ from .gmp import GMP
 from .grasp import GraSP
 from .itop import ITOP
 from .lth import LTH
+from .mask_training import MaskTraining
 from .oneshot import OneShot
 from .rigl import RigL
 from .set import SET
@@ -24,7 +25,8 @@ from .static import Static
 from .synflow import SynFlow
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Dense, Static, GMP, OneShot, SNIP, GraSP, SynFlow, LTH, RigL, SET, SNFS, ITOP, ACDC, GaP)
+    cls.name: cls for cls in (Dense, Static, GMP, OneShot, SNIP, GraSP, SynFlow, LTH, RigL, SET, SNFS, ITOP, ACDC, GaP,
+                                   MaskTraining)
 }
 
 

@@ -82,20 +82,20 @@ class MaskedMethod(Method):
                                     erk_power=self.cfg.erk_power)
         return zeros_per_layer(shapes, densities)
 
-    def select(self, scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+    def select(self, scores: dict[str, torch.Tensor], sparsity: float, checked: bool = True) -> dict[str, torch.Tensor]:
         """Masks keeping the highest ``scores`` at ``sparsity``: per layer (``scope=layerwise``, counts from the
         distribution) or with one global ranking over the budgeted layers (``scope=global``); layers with a
-        fixed density always keep their own count."""
+        fixed density always keep their own count. ``checked=False``: device work only (``keep_top``)."""
         numel = {name: p.numel() for name, p in self.targets.params.items()}
         zeros = self.layer_zeros(sparsity)
         keep = {name: numel[name] - zeros[name] for name in numel}
         if self.cfg.scope == "layerwise":
-            return keep_top(scores, keep)
+            return keep_top(scores, keep, checked)
         budgeted = self.targets.budgeted
         total = sum(numel[name] for name in budgeted)
-        masks = keep_top({name: scores[name] for name in budgeted}, total - exact_zeros(total, 1.0 - sparsity))
+        masks = keep_top({name: scores[name] for name in budgeted}, total - exact_zeros(total, 1.0 - sparsity), checked)
         fixed = {name: scores[name] for name in self.targets.fixed}
-        return {**masks, **keep_top(fixed, {name: keep[name] for name in fixed})} if fixed else masks
+        return {**masks, **keep_top(fixed, {name: keep[name] for name in fixed}, checked)} if fixed else masks
 
     def prune(self, scores: dict[str, torch.Tensor], sparsity: float) -> None:
         """Keep the highest ``scores`` at ``sparsity`` (see ``select``)."""

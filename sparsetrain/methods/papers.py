@@ -154,4 +154,43 @@ PAPERS: dict[str, tuple[Paper, ...]] = {
   booktitle = {International Conference on Learning Representations (ICLR)},
   year = {2022}
 }"""),),
+    "mask_training": (Paper(
+        "Liu, Meng, Lin, Fu, Cao, Wang, Zhou. Learning to Win Lottery Tickets in BERT Transfer via Task-agnostic "
+        "Mask Training. NAACL 2022 (TAMT: threshold binariser, OMP init, resets)",
+        "https://arxiv.org/abs/2204.11218",
+        """@inproceedings{liu2022tamt,
+  title = {Learning to Win Lottery Tickets in {BERT} Transfer via Task-agnostic Mask Training},
+  author = {Liu, Yuanxin and Meng, Fandong and Lin, Zheng and Fu, Peng and Cao, Yanan and Wang, Weiping and
+            Zhou, Jie},
+  booktitle = {Proceedings of the 2022 Conference of the North American Chapter of the Association for
+               Computational Linguistics (NAACL)},
+  year = {2022}
+}"""), Paper(
+        "Radiya-Dixit, Wang. How fine can fine-tuning be? Learning efficient language models. AISTATS 2020 "
+        "(supermask fine-tuning: method.init=kept)",
+        "https://arxiv.org/abs/2004.14129",
+        """@inproceedings{radiyadixit2020fine,
+  title = {How fine can fine-tuning be? Learning efficient language models},
+  author = {Radiya-Dixit, Evani and Wang, Xin},
+  booktitle = {Proceedings of the 23rd International Conference on Artificial Intelligence and Statistics (AISTATS)},
+  year = {2020}
+}"""), Paper(
+        "Ramanujan, Wortsman, Kembhavi, Farhadi, Rastegari. What's Hidden in a Randomly Weighted Neural Network? "
+        "CVPR 2020 (edge-popup: method.binarizer=topk method.init=uniform)",
+        "https://arxiv.org/abs/1911.13299",
+        """@inproceedings{ramanujan2020hidden,
+  title = {What's Hidden in a Randomly Weighted Neural Network?},
+  author = {Ramanujan, Vivek and Wortsman, Mitchell and Kembhavi, Aniruddha and Farhadi, Ali and Rastegari, Mohammad},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year = {2020}
+}"""), Paper(
+        "Zhou, Lan, Liu, Yosinski. Deconstructing Lottery Tickets: Zeros, Signs, and the Supermask. NeurIPS 2019 "
+        "(supermasks of random weights)",
+        "https://arxiv.org/abs/1905.01067",
+        """@inproceedings{zhou2019deconstructing,
+  title = {Deconstructing Lottery Tickets: Zeros, Signs, and the Supermask},
+  author = {Zhou, Hattie and Lan, Janice and Liu, Rosanne and Yosinski, Jason},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year = {2019}
+}"""),),
 }

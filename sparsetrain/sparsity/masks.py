@@ -47,6 +47,16 @@ class MaskSet:
         self._densities = None
 
     @torch.no_grad()
+    def refresh_factors_(self) -> None:
+        """The masks were rewritten in place on the device (a learned mask's every-step binarisation): copy them to
+        the factors. No broadcast and no host read; the cached counts stay until ``recount`` or ``set``."""
+        torch._foreach_copy_(self._factors, self._mask_list)
+
+    def recount(self) -> None:
+        """Forget the cached counts: the next ``counts``/``densities`` reads the masks (one device sync)."""
+        self._counts, self._densities = None, None
+
+    @torch.no_grad()
     def apply_(self, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Zero the masked weights (and their optimizer state, when an optimizer is given)."""
         torch._foreach_mul_(self._param_list, self._factors)

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from .scores import top_mask
+
 Batches = Iterable  # made batches: (inputs, targets) pairs or dicts of named tensors, as ``loss_fn`` takes them
 LossFn = Callable[[nn.Module, object], Tensor]  # the training loss of (model, batch), e.g. a task's train_loss
 
@@ -125,16 +127,18 @@ def synflow_masks(model: nn.Module, params: dict[str, nn.Parameter], in_shape: t
     return masks
 
 
-def keep_top(scores: dict[str, Tensor], keep: int | dict[str, int]) -> dict[str, Tensor]:
+def keep_top(scores: dict[str, Tensor], keep: int | dict[str, int], checked: bool = True) -> dict[str, Tensor]:
     """Bool masks keeping exactly the ``keep`` largest scores: globally across all layers when ``keep`` is an
     int, per layer when it is a dict of counts. Ties are broken by position (earlier layer in ``scores``
-    order, then lower flat index, wins)."""
+    order, then lower flat index, wins). ``checked=False`` skips the NaN check, a host read (a learned mask's
+    every-step binarisation, which must stay capturable)."""
+    top = _top if checked else top_mask
     if isinstance(keep, Mapping):
         if keep.keys() != scores.keys():
             raise ValueError(f"per-layer keep names {sorted(keep)} do not match the scores' {sorted(scores)}")
-        return {name: _top(s.detach().flatten(), operator.index(keep[name])).view(s.shape) for name, s in scores.items()}
+        return {name: top(s.detach().flatten(), operator.index(keep[name])).view(s.shape) for name, s in scores.items()}
     flat = torch.cat([s.detach().flatten() for s in scores.values()])
-    kept = _top(flat, operator.index(keep)).split([s.numel() for s in scores.values()])
+    kept = top(flat, operator.index(keep)).split([s.numel() for s in scores.values()])
     return {name: m.view(s.shape) for (name, s), m in zip(scores.items(), kept)}
 
 
@@ -144,11 +148,7 @@ def _top(flat: Tensor, k: int) -> Tensor:
         raise ValueError(f"cannot keep {k} of {flat.numel()} weights")
     if torch.isnan(flat).any():
         raise ValueError("saliency scores contain NaN")
-    if k == 0:
-        return torch.zeros_like(flat, dtype=torch.bool)
-    kth = flat.topk(k, sorted=False).values.min()
-    above, ties = flat > kth, flat == kth
-    return above | (ties & (ties.cumsum(0) <= k - above.sum()))
+    return top_mask(flat, k)
 
 
 def _scheduled(total: int, keep: int, k: int, iterations: int) -> int:
