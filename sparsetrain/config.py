@@ -265,7 +265,7 @@ class FinetuneConfig:
     trainable: list[str] = field(default_factory=lambda: ["*"])  # parameters trained (fnmatch, re:, head); rest frozen
     drift: str = "auto"  # per-tensor distance from the start in summary.json: auto (with init_from) | true | false
     rank_from: Optional[str] = None  # L0-close mode: a finished run directory whose drift table ranks the layers
-    top_layers: int = 0  # with rank_from: also train the layers of this many weight tensors that moved most there
+    top_layers: int = 0  # with rank_from: also train this many layers, those that moved most there
 
 
 @dataclass

@@ -91,8 +91,8 @@ def _write_drift_table(run_dir, relative: dict[str, float], shapes: dict[str, li
 
 def test_rank_from_trains_the_layers_that_moved_most_plus_the_head(source, compose_config, tmp_path):
     shapes = {name: list(t.shape) for name, t in _model(source).items()}
-    ranking = tmp_path / "ranking"  # biases moved most, but only weight tensors are ranked
-    _write_drift_table(ranking, {"1.bias": 9.0, "3.bias": 8.0, "1.weight": 0.2, "3.weight": 0.5, "5.weight": 0.1,
+    ranking = tmp_path / "ranking"  # only weight tensors are ranked, and the head (trained anyway) is not
+    _write_drift_table(ranking, {"1.bias": 9.0, "3.bias": 8.0, "5.weight": 0.9, "1.weight": 0.2, "3.weight": 0.5,
                                  "5.bias": 0.3}, shapes)
     for top, ranked, trained in ((1, ["3.weight"], ["3.weight", "3.bias", "5.weight", "5.bias"]),
                                  (2, ["3.weight", "1.weight"], NAMES)):

@@ -3,9 +3,9 @@
 A pattern is an fnmatch pattern over ``model.named_parameters()`` names (``*`` also matches dots), ``re:<regex>``
 (``re.search``) or ``head``: the parameters of the last module, in registration order, that holds parameters
 of its own (a classifier defined last). L0-close mode: ``rank_from`` names a finished run whose ``summary.json``
-holds a drift table; the ``top_layers`` weight tensors (two or more dimensions) that moved most there (relative
-L2) are trained with the other parameters of their module (a layer = a module's weight and bias), on top of
-what ``trainable`` names.
+holds a drift table; of the weight tensors (two or more dimensions) that ``trainable`` does not already name, the
+``top_layers`` that moved most there (relative L2) are trained too, each with the other parameters of its module
+(a layer = a module's weight and bias).
 """
 
 from __future__ import annotations
@@ -70,19 +70,20 @@ def read_drift_table(rank_from: str) -> list[dict]:
     return rows
 
 
-def ranked_layers(model: nn.Module, rank_from: str, top_layers: int) -> tuple[list[str], list[str]]:
-    """The ``top_layers`` weight tensors of ``rank_from``'s drift table that moved most, and the parameters of
-    their modules; ConfigError for a table of another model or too few weight tensors."""
+def ranked_layers(model: nn.Module, rank_from: str, top_layers: int, trained: set[str]) -> tuple[list[str], list[str]]:
+    """The ``top_layers`` weight tensors outside ``trained`` that moved most in ``rank_from``'s drift table, and the
+    parameters of their modules; ConfigError for a table of another model or too few weight tensors."""
     rows = read_drift_table(rank_from)
     names = [name for name, _ in model.named_parameters()]
     if sorted(row["name"] for row in rows) != sorted(names):
         other = sorted({row["name"] for row in rows} ^ set(names))
         raise ConfigError(f"finetune.rank_from={rank_from!r} is a run of another model (its drift table and this "
                           f"model differ in {other[:3]}); e.g. finetune.rank_from=<a run of this model>")
-    weights = sorted((row for row in rows if len(row["shape"]) >= 2), key=lambda row: -ranking_value(row))
+    weights = sorted((row for row in rows if len(row["shape"]) >= 2 and row["name"] not in trained),
+                     key=lambda row: -ranking_value(row))
     if top_layers > len(weights):
-        raise ConfigError(f"finetune.top_layers={top_layers} but {rank_from!r} ranks {len(weights)} weight tensors; "
-                          f"e.g. finetune.top_layers={min(2, len(weights))}")
+        raise ConfigError(f"finetune.top_layers={top_layers} but {rank_from!r} ranks {len(weights)} weight tensors "
+                          f"that finetune.trainable leaves frozen; e.g. finetune.top_layers={max(1, len(weights))}")
     chosen = [row["name"] for row in weights[:top_layers]]
     layers = {name for weight in chosen for name in layer_names(model, weight.rpartition(".")[0])}
     return chosen, [name for name in names if name in layers]
@@ -105,9 +106,9 @@ def select_trainable(finetune: Any, model: nn.Module) -> Selection:
     names = set(trainable_names(model, patterns))
     ranked: list[str] = []
     if finetune.rank_from:
-        ranked, layers = ranked_layers(model, finetune.rank_from, finetune.top_layers)
+        ranked, layers = ranked_layers(model, finetune.rank_from, finetune.top_layers, names)
         names.update(layers)
-        log.info("finetune.rank_from: the %d weight tensors that moved most in %s: %s", len(ranked),
+        log.info("finetune.rank_from: the %d other weight tensors that moved most in %s: %s", len(ranked),
                  finetune.rank_from, ", ".join(ranked))
     ordered = [name for name, _ in model.named_parameters() if name in names]
     log.info("training %d of %d parameter tensors (the rest frozen at their starting values): %s", len(ordered),
