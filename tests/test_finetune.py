@@ -74,6 +74,16 @@ def test_frozen_tensors_stay_bit_identical_and_drift_matches_a_hand_computation(
     assert "distance from the starting weights" in caplog.text and "3.weight" in caplog.text.split("distance")[-1]
 
 
+def test_the_captured_step_trains_a_selection_like_the_eager_step(source, compose_config, tmp_path):
+    overrides = [*BASE, f"init_from={source}", "finetune.trainable=[head]", "optimizer=adamw", "finetune.drift=false"]
+    for path in ("on", "off"):  # on: the recorded graph off CUDA (frozen weights get no gradient at all)
+        run(compose_config(*overrides, f"step_graph={path}"), tmp_path / path, overrides)
+    graph, eager = _model(tmp_path / "on"), _model(tmp_path / "off")
+    assert all(torch.equal(graph[k], eager[k]) for k in NAMES)
+    assert not torch.equal(graph["5.weight"], _model(source)["5.weight"])
+    assert not (tmp_path / "on" / "checkpoints" / "start.pt").exists()  # finetune.drift=false writes no start
+
+
 def test_the_drift_report_survives_a_crash_and_resume(source, compose_config, tmp_path, monkeypatch):
     overrides = ["steps=12", "device=cpu", "checkpoint_every=4it", "eval_every=0", "log_every=0", "resume=auto",
                  f"init_from={source}", "finetune.trainable=[head]", "method=static", "sparsity=0.5"]

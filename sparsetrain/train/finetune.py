@@ -57,7 +57,7 @@ def layer_names(model: nn.Module, prefix: str) -> list[str]:
 def read_drift_table(rank_from: str) -> list[dict]:
     """The drift table of the run in ``rank_from``; ConfigError (one line) when there is none."""
     path = Path(rank_from).expanduser() / "summary.json"
-    example = ("e.g. finetune.rank_from=<a finished run of init_from=<pretrained> steps=200 finetune.drift=true>")
+    example = "e.g. finetune.rank_from=<a finished run of init_from=<pretrained> steps=200 finetune.drift=true>"
     try:
         rows = json.loads(path.read_text()).get("drift")
     except (OSError, ValueError, AttributeError):
