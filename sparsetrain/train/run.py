@@ -106,7 +106,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     selection = select_trainable(cfg.finetune, model)
     optimizer = build_optimizer(cfg.optimizer, model, selection.names)
     drift = drift_enabled(cfg.finetune.drift, cfg.init_from) and dist.is_main
-    start = (load_start(run_dir, model, device) if resuming else snapshot(model)) if drift else None
+    start = snapshot(model) if drift and not resuming else None  # before the method's setup (masks)
     method = _user_error(build_method, cfg.method, cfg.sparsity, start_masks=cfg.init_from is not None)
     data_parallel = dist.enabled and method.data_parallel  # else each rank trains its own model on full batches
     if data_parallel and cfg.batch_size % dist.world_size:
@@ -179,6 +179,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise ConfigError(f"resume: {checkpoint_path(run_dir)} does not fit this run ({type(error).__name__}: "
                               f"{' '.join(str(error).split())[:120]}); e.g. resume=<an intact run directory>") from None
+        if drift:
+            start = load_start(run_dir, model, device)
         pos = trainer.pos
         log.info("resuming %s at round %d epoch %d batch %d (step %d)", run_dir, pos.round, pos.epoch, pos.batch,
                  pos.step)
