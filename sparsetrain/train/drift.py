@@ -49,7 +49,8 @@ def load_start(run_dir: Path, model: nn.Module, device: torch.device) -> dict[st
                           "e.g. resume=<an intact run directory>, or finetune.drift=false")
     start = load_checkpoint(path, device)
     shapes = {name: tuple(param.shape) for name, param in model.named_parameters()}
-    if not isinstance(start, dict) or {name: tuple(t.shape) for name, t in start.items()} != shapes:
+    if not isinstance(start, dict) or not all(isinstance(t, torch.Tensor) for t in start.values()) or \
+            {name: tuple(t.shape) for name, t in start.items()} != shapes:
         raise ConfigError(f"resume: {path} does not hold this model's starting weights; "
                           "e.g. resume=<an intact run directory>, or finetune.drift=false")
     return start
