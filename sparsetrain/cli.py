@@ -133,6 +133,10 @@ def check(cfg: DictConfig, config: dict | None = None) -> None:
         from .train.init_from import init_source
 
         init_source(cfg.init_from)
+    if cfg.finetune.rank_from:
+        from .train.finetune import read_drift_table
+
+        read_drift_table(cfg.finetune.rank_from)
 
 
 def main() -> None:

@@ -276,10 +276,10 @@ class DistillConfig:
 class FinetuneConfig:
     """Which parameters the optimizer trains, and how far training moves each one (L0-close fine-tuning)."""
 
-    trainable: list[str] = field(default_factory=lambda: ["*"])  # parameter-name patterns the optimizer trains (fnmatch, re:); the rest stay frozen
-    drift: str = "auto"  # per-tensor distance from the starting weights in summary.json: auto (with init_from) | true | false
-    rank_from: Optional[str] = None  # a finished run directory whose drift table ranks the tensors (L0-close mode)
-    top_layers: int = 0  # with rank_from: also train the this many weight tensors that moved most in that run
+    trainable: list[str] = field(default_factory=lambda: ["*"])  # parameters trained (fnmatch, re:, head); rest frozen
+    drift: str = "auto"  # per-tensor distance from the start in summary.json: auto (with init_from) | true | false
+    rank_from: Optional[str] = None  # L0-close mode: a finished run directory whose drift table ranks the layers
+    top_layers: int = 0  # with rank_from: also train this many layers, those that moved most there
 
 
 @dataclass
@@ -471,6 +471,23 @@ def validate(cfg: Any) -> None:
                           "e.g. log_every=100it")
     parse_interval("keep_checkpoint_every", cfg.keep_checkpoint_every)
     _validate_daily_use(cfg)
+    _validate_finetune(cfg.finetune)
+
+
+def _validate_finetune(finetune: Any) -> None:
+    """The finetune section's values and combinations (the patterns are checked against the model at build)."""
+    if str(finetune.drift).lower() not in ("auto", "true", "false"):
+        raise ConfigError(f"finetune.drift={finetune.drift!r} must be auto, true or false; e.g. finetune.drift=true")
+    if finetune.top_layers < 0:
+        raise ConfigError(f"finetune.top_layers={finetune.top_layers} must be >= 0; e.g. finetune.top_layers=2")
+    if finetune.top_layers and not finetune.rank_from:
+        raise ConfigError(f"finetune.top_layers={finetune.top_layers} needs the run that ranks the layers; "
+                          "e.g. finetune.rank_from=<run dir with a drift table> finetune.top_layers=2")
+    if finetune.rank_from and not finetune.top_layers:
+        raise ConfigError("finetune.rank_from needs how many of its top layers to train; e.g. finetune.top_layers=2")
+    if finetune.rank_from and "*" in list(finetune.trainable):
+        raise ConfigError("finetune.rank_from trains the top layers plus finetune.trainable, and trainable=['*'] "
+                          "trains every parameter; e.g. finetune.trainable=[head]")
 
 
 def _validate_daily_use(cfg: Any) -> None:

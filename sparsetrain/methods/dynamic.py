@@ -79,6 +79,10 @@ class DynamicMethod(MaskedMethod):
     # ---- hooks ----------------------------------------------------------------------------------------------
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
+        frozen = [name for name, param in self.targets.params.items() if not param.requires_grad]
+        if frozen:  # drop and growth move every prunable weight; a frozen one would stay at zero once regrown
+            raise ConfigError(f"method={self.name} trains every prunable weight, but finetune.trainable freezes "
+                              f"{frozen[0]!r}; e.g. method.exclude=[{frozen[0]}] or method=static")
         self.end_step = round(self.cfg.t_end * ctx.total_steps)
         self.layout = FlatLayout(list(self.targets.params.values()))
         self.fired = torch.zeros(self.layout.numel, dtype=torch.bool, device=ctx.device)

@@ -124,17 +124,22 @@ def match_layers(params: dict[str, nn.Parameter], pattern: str, key: str) -> lis
         "conv": [name for name, p in params.items() if p.dim() > 2],
         "linear": [name for name, p in params.items() if p.dim() == 2],
     }
-    if pattern.startswith("re:"):
-        try:
-            regex = re.compile(pattern[3:])
-        except re.error as error:
-            raise ConfigError(f"{key}: {pattern!r} is not a regular expression ({error}); e.g. 're:^layer[12]\\.'")
-        matched = [name for name in names if regex.search(name)]
-    else:
-        matched = aliases.get(pattern) or fnmatch.filter(names, pattern)
+    matched = match_names(names, pattern, key, aliases)
     if not matched:
         raise ConfigError(
             f"{key}: {pattern!r} matches no prunable weight; use first, last, conv, linear, or a name such as "
             f"{names[0]!r}, e.g. {key}=[first]"
         )
     return matched
+
+
+def match_names(names: list[str], pattern: str, key: str, aliases: dict[str, list[str]]) -> list[str]:
+    """The ``names`` an alias, ``re:<regex>`` (``re.search``) or fnmatch ``pattern`` selects (maybe none);
+    ConfigError naming ``key`` for a malformed regular expression."""
+    if pattern.startswith("re:"):
+        try:
+            regex = re.compile(pattern[3:])
+        except re.error as error:
+            raise ConfigError(f"{key}: {pattern!r} is not a regular expression ({error}); e.g. 're:^layer[12]\\.'")
+        return [name for name in names if regex.search(name)]
+    return aliases.get(pattern) or fnmatch.filter(names, pattern)

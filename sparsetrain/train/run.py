@@ -26,7 +26,9 @@ from ..provenance import provenance
 from ..seeds import derive_seed
 from .checkpoint import load_run_checkpoint
 from .distributed import Distributed, init_distributed
+from .drift import drift_enabled, drift_rows, format_drift, load_start, save_start, snapshot
 from .extend import extend
+from .finetune import finetune_summary, optimized_names, select_trainable
 from .files import STATUS_NAME, checkpoint_path, remove_hydra_only_dir, remove_temporaries
 from .init_from import load_init
 from .interrupt import StopSignals
@@ -101,7 +103,10 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
         model = model.to(memory_format=torch.channels_last)
     if dist.rank > 0:  # same initialisation on every rank, own dropout draws
         torch.manual_seed(derive_seed("rank", cfg.seed, dist.rank))
-    optimizer = build_optimizer(cfg.optimizer, model)
+    selection = select_trainable(cfg.finetune, model)
+    optimizer = build_optimizer(cfg.optimizer, model, selection.names)
+    drift = drift_enabled(cfg.finetune.drift, cfg.init_from) and dist.is_main
+    start = snapshot(model) if drift and not resuming else None  # before the method's setup (masks)
     method = _user_error(build_method, cfg.method, cfg.sparsity, start_masks=cfg.init_from is not None)
     data_parallel = dist.enabled and method.data_parallel  # else each rank trains its own model on full batches
     if data_parallel and cfg.batch_size % dist.world_size:
@@ -174,15 +179,25 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise ConfigError(f"resume: {checkpoint_path(run_dir)} does not fit this run ({type(error).__name__}: "
                               f"{' '.join(str(error).split())[:120]}); e.g. resume=<an intact run directory>") from None
+        if drift:
+            start = load_start(run_dir, model, device)
         pos = trainer.pos
         log.info("resuming %s at round %d epoch %d batch %d (step %d)", run_dir, pos.round, pos.epoch, pos.batch,
                  pos.step)
     elif dist.is_main:
         write_run_record(run_dir, overrides, config)
+        if start is not None:
+            save_start(run_dir, start)  # before the first checkpoint: a resumed run compares with the same start
     _describe(cfg, device, model, data, method, total_steps)
     run_rounds(trainer)
     trainer.write_final_masks()
     summary = _summary(cfg, run_dir, trainer, model, data, device, dense_flops)
+    trained = optimized_names(model, optimizer)
+    if selection.names is not None:
+        summary["finetune"] = finetune_summary(model, trained, selection, cfg.finetune.rank_from)
+    if start is not None:
+        summary["drift"] = drift_rows(model, start, set(trained))
+        log.info("distance from the starting weights:\n%s", format_drift(summary["drift"]))
     if dist.enabled:
         summary["distributed"] = _rank_checksums(dist, model, method)
     if not dist.is_main:
