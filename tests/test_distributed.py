@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import cli_command, cli_env, events_without_time, kill_at_first_checkpoint, run_cli
@@ -35,8 +36,13 @@ def test_rigl_masks_and_weights_identical_on_every_rank(tmp_path):
     assert len(updates) == summary["dynamics"]["mask_updates"] > 3
 
 
-def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path):
-    overrides = ["method=static", "sparsity=0.5", "epochs=2", "batch_size=64"]
+@pytest.mark.parametrize("method", [
+    ["method=static"],
+    # learned masks over frozen weights: DDP must reduce the gradients of weights only the method's scores train
+    ["method=mask_training", "finetune.trainable=[]", "method.score_lr=0.01", "method.reset_every=5"],
+], ids=["static", "mask_training"])
+def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path, method):
+    overrides = [*method, "sparsity=0.5", "epochs=2", "batch_size=64"]
     assert run_torchrun(tmp_path, *overrides, "hydra.run.dir=ddp").returncode == 0
     assert run_cli(*overrides, "hydra.run.dir=single", cwd=tmp_path).returncode == 0
     ddp, single = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("ddp", "single"))

@@ -112,8 +112,6 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     if data_parallel and cfg.batch_size % dist.world_size:
         raise ConfigError(f"batch_size={cfg.batch_size} is the global batch and must divide evenly over "
                           f"{dist.world_size} processes; e.g. batch_size={dist.world_size * 64}")
-    step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if data_parallel else model
     step_dist = dist if data_parallel else Distributed()
     if method.sparsity != cfg.sparsity:
         log.warning("method=%s ignores sparsity=%s: trained dense, recorded as sparsity 0", method.name, cfg.sparsity)
@@ -133,7 +131,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     example = data.example_batch(device)
     dense_flops = layer_flops(model, forward=lambda net: task.forward(net, example))
     train_step = TrainStep(
-        StepParts(model=model, step_model=torch.compile(step_model) if cfg.compile else step_model,
+        StepParts(model=model, step_model=model,  # DDP and compile wrap it after the method's setup, below
                   optimizer=optimizer, method=method, task=task, make_batch=data.train.make, autocast=autocast,
                   dist=step_dist),
         step_path,
@@ -171,6 +169,10 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
         )
     )
     train_step.reset()  # the method's setup may have changed the optimizer's param groups (mask scores)
+    # wrapped after the method's setup, which may change which parameters need gradients (a learned mask's weights)
+    step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if data_parallel else model
+    train_step.p.step_model = torch.compile(step_model) if cfg.compile else step_model
     if resuming:
         state = load_run_checkpoint(checkpoint_path(run_dir), device)
         refuse_if_changed(state["config"], config, run_dir)
