@@ -21,8 +21,6 @@ from sparsetrain.config import ConfigError
 from sparsetrain.data import DataError, glue
 from sparsetrain.tasks.sequence import SequenceClassification
 
-pytest.importorskip("transformers")
-
 DEFAULT_MATRICES = {f"bert.encoder.layer.{layer}.{name}.weight" for layer in (0, 1) for name in (
     "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
     "intermediate.dense", "output.dense")}
