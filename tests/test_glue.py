@@ -233,3 +233,39 @@ def test_bad_keys_are_one_line_and_write_nothing(tiny_bert, glue_root, tmp_path,
         train(overrides(tiny_bert, glue_root, tmp_path / "run", "sst2", "steps=1", *bad))
     assert key in str(error.value) and "\n" not in str(error.value) and "e.g. " in str(error.value)
     assert not (tmp_path / "run" / "run.yaml").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+# ---- sweep report ------------------------------------------------------------------------------------------------
+
+def test_sweep_report_follows_the_headline_metric_and_lists_the_other_glue_metrics(tmp_path):
+    """MRPC runs (headline f1): summary.csv and groups.csv columns, summary.md and the figure use f1; accuracy
+    gets its own column."""
+    import yaml
+
+    from sparsetrain.report.sweep import accuracy_figure, collect, group, summarize
+
+    sweep, values = tmp_path / "sweep", {}
+    for sparsity in (0.5, 0.9):
+        for seed in (0, 1):
+            f1, accuracy = 0.8 - sparsity / 10 + seed / 100, 0.7 + seed / 100
+            values[(sparsity, seed)] = f1
+            job = sweep / f"sparsity={sparsity},seed={seed}"
+            job.mkdir(parents=True)
+            overrides = ["dataset=glue", "dataset.task=mrpc", "method=gmp", f"sparsity={sparsity}", f"seed={seed}"]
+            (job / "run.yaml").write_text(yaml.safe_dump({"overrides": overrides, "config": {}}))
+            (job / "summary.json").write_text(json.dumps({
+                "method": "gmp", "model": "hf", "dataset": "glue", "sparsity": sparsity, "seed": seed, "metric": "f1",
+                "final": {"test": {"f1": f1, "accuracy": accuracy, "matthews": 0.4, "loss": 0.5}},
+                "best": {"test": {"f1": f1 + 0.01, "accuracy": accuracy, "step": 3}}}))
+    summarize(sweep)
+    rows = {(float(r["sparsity"]), int(r["seed"])): r for r in csv.DictReader(open(sweep / "summary.csv"))}
+    assert all(float(rows[key]["final_test_f1"]) == value for key, value in values.items())
+    assert float(rows[(0.9, 1)]["final_test_accuracy"]) == 0.71 and rows[(0.9, 1)]["metric"] == "f1"
+    groups = {float(g["sparsity"]): g for g in csv.DictReader(open(sweep / "groups.csv"))}
+    assert float(groups[0.9]["final_test_f1_mean"]) == pytest.approx((values[(0.9, 0)] + values[(0.9, 1)]) / 2)
+    assert "| final test f1 | best test f1 |" in (sweep / "summary.md").read_text()
+    figure = accuracy_figure(group(collect(sweep)))
+    axis = figure.axes[0]
+    assert axis.get_ylabel().startswith("final test f1")
+    line = axis.containers[0].lines[0]
+    assert list(line.get_ydata()) == pytest.approx([0.75 + 0.005, 0.71 + 0.005])  # 50 % then 10 % remaining

@@ -211,7 +211,8 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         "method": cfg.method.name,
         "sparsity": trainer.p.method.sparsity,
         "seed": cfg.seed,
-        "metric": trainer.p.task.best_metric,
+        "task": trainer.p.task.name,  # task.name resolved (auto: the data's)
+        "metric": trainer.p.task.best_metric,  # the headline metric ("best", sweep tables)
         "final": last["final"],
         "best": last["best"],
         "early_stop": last["early_stop"],
