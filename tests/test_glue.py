@@ -180,6 +180,18 @@ def test_config_only_model_builds_the_head_of_the_task():
     assert type(build_configured_model(cfg, (8,), 0, "masked_lm")).__name__ == "BertForMaskedLM"
 
 
+def test_model_errors_are_one_line(monkeypatch):
+    from sparsetrain.models import build_configured_model, hf
+
+    cfg = {"source": "hf", "name": "hf", "name_or_path": "no-such-org/no-such-model", "config": None, "head": "auto"}
+    with pytest.raises(ValueError, match=r"^model.name_or_path='no-such-org/no-such-model' cannot be loaded") as error:
+        build_configured_model(cfg, (8,), 2, "sequence_classification")  # offline: not in the cache
+    assert "\n" not in str(error.value)
+    monkeypatch.setattr(hf.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match=r'transformers; pip install "sparsetrain\[nlp\]"$'):
+        hf.check_hf(cfg)
+
+
 @pytest.mark.parametrize("method, extra", [
     ("gmp", ["method.start=1it", "method.end=3it", "method.frequency=1it"]),
     ("oneshot", ["method.distribution=uniform"]),  # one global ranking
