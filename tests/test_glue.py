@@ -122,6 +122,14 @@ def test_hub_column_exports_give_the_same_tensors_as_the_tsv_files(tiny_bert, gl
         assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
 
 
+def test_files_of_another_task_are_refused_with_one_line(tiny_bert, glue_root, tmp_path):
+    (tmp_path / "MRPC").mkdir()
+    for split in ("train", "dev"):  # SST-2's files where MRPC's belong
+        (tmp_path / "MRPC" / f"{split}.tsv").write_text((glue_root / "SST-2" / f"{split}.tsv").read_text())
+    with pytest.raises(DataError, match=r"MRPC/train.tsv has columns \['sentence', 'label'\], not those of GLUE MRPC"):
+        build(glue_cfg(tmp_path, tiny_bert, "mrpc"))
+
+
 def test_tokenisation_is_cached_and_redone_when_a_setting_changes(tiny_bert, tmp_path, monkeypatch):
     write_glue(tmp_path, "rte")
     calls = []

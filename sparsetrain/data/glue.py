@@ -57,9 +57,9 @@ TASKS: dict[str, GlueTask] = {
     "wnli": GlueTask("WNLI", _PAIR, _PAIR, 2, "accuracy"),
 }
 # split -> (file stems, hub split); "test_mm" is MNLI's mismatched dev split
-SPLITS = {"train": (("train",), "train"), "test": (("dev", "validation"), "validation"),
-          "test_mm": (("dev_mismatched", "validation_mismatched"), "validation_mismatched")}
-MNLI_SPLITS = {**SPLITS, "test": (("dev_matched", "validation_matched"), "validation_matched")}
+SPLITS = {"train": (("train",), "train"), "test": (("dev", "validation"), "validation")}
+MNLI_SPLITS = {"train": SPLITS["train"], "test": (("dev_matched", "validation_matched"), "validation_matched"),
+               "test_mm": (("dev_mismatched", "validation_mismatched"), "validation_mismatched")}
 
 
 def check_glue_config(cfg: Any) -> None:
@@ -85,7 +85,7 @@ def build_glue(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else root / ".sparsetrain_cache"
     common = {"tokenizer": tokenizer_fingerprint(tokenizer), "task": cfg.task, "max_seq_length": cfg.max_seq_length}
     splits = {split: cached_tensors(cache_dir, {**common, "split": split, "source": source.fingerprint},
-                                    lambda source=source: _tokenise(source.records(), task, tokenizer, cfg))
+                                    lambda source=source: _tokenise(source, task, tokenizer, cfg))
               for split, source in sources.items()}
     splits = {split: {key: value.to(device) for key, value in tensors.items()} for split, tensors in splits.items()}
     train = splits["train"]
@@ -122,12 +122,14 @@ class _Source:
     def records(self) -> list[dict]:
         return _read_file(self.path) if self.path is not None else list(self.hub_split)
 
+    def describe(self) -> str:
+        return f"dataset.root: {self.path}" if self.path is not None else f"{HUB_NAME} {self.hub_split.split}"
+
 
 def _sources(cfg: Any) -> dict[str, _Source]:
     """Each split's source: local files under ``dataset.root`` when a train file is there, else the hub."""
     task = TASKS[cfg.task]
-    layout = {name: value for name, value in (MNLI_SPLITS if cfg.task == "mnli" else SPLITS).items()
-              if name != "test_mm" or cfg.task == "mnli"}
+    layout = MNLI_SPLITS if cfg.task == "mnli" else SPLITS
     root = Path(cfg.root).expanduser()
     for directory in (root / task.directory, root / cfg.task):
         if _find(directory, ("train",)) is not None:
@@ -185,20 +187,21 @@ def _read_file(path: Path) -> list[dict]:
                         f"{' '.join(str(error).split())[:100]}); e.g. a GLUE train.tsv") from None
 
 
-def _columns(rows: list, task: GlueTask, path_hint: str) -> tuple[list[str], ...]:
+def _columns(rows: list, task: GlueTask, source: str) -> tuple[list[str], ...]:
     """(first texts, second texts or empty, labels as strings) of the rows of one split."""
     if rows and isinstance(rows[0], list):  # TSV: a header row, or the task's fixed columns (CoLA)
         header = list(task.tsv_header) if task.tsv_header else rows[0]
         rows = [dict(zip(header, row)) for row in (rows if task.tsv_header else rows[1:])]
     if not rows:
-        raise DataError(f"dataset.root: {path_hint} has no rows; e.g. a GLUE train.tsv with examples")
+        raise DataError(f"{source} has no rows; e.g. a GLUE train.tsv with examples")
     for names in (task.tsv_columns, task.hub_columns):
         if all(name in rows[0] for name in names):
             *texts, label = names
             return ([str(row[texts[0]]) for row in rows], [str(row[texts[1]]) for row in rows] if len(texts) > 1
                     else [], [str(row[label]) for row in rows])
-    raise DataError(f"dataset.root: {path_hint} has columns {list(rows[0])[:6]}, not those of GLUE {task.directory} "
-                    f"({', '.join(task.tsv_columns)}) nor of the hub ({', '.join(task.hub_columns)})")
+    raise DataError(f"{source} has columns {list(rows[0])[:6]}, not those of GLUE {task.directory} "
+                    f"({', '.join(task.tsv_columns)}) nor of the hub ({', '.join(task.hub_columns)}); e.g. "
+                    f"GLUE's {task.directory}/dev.tsv")
 
 
 def _labels(values: list[str], task: GlueTask) -> torch.Tensor:
@@ -210,12 +213,12 @@ def _labels(values: list[str], task: GlueTask) -> torch.Tensor:
                              for value in values], dtype=torch.long)
     except ValueError as error:
         raise DataError(f"dataset.task: a label of GLUE {task.directory} is not valid ({error}); the labels are "
-                        f"{', '.join(task.label_names) or 'numbers'}") from None
+                        f"{', '.join(task.label_names) or 'numbers'}, e.g. dataset.task=sst2 for 0/1 labels") from None
 
 
-def _tokenise(rows: list, task: GlueTask, tokenizer: Any, cfg: Any) -> dict[str, torch.Tensor]:
+def _tokenise(source: _Source, task: GlueTask, tokenizer: Any, cfg: Any) -> dict[str, torch.Tensor]:
     """Named tensors padded to ``max_seq_length`` (dynamic padding trims each batch later), labels included."""
-    first, second, labels = _columns(rows, task, f"the {cfg.task} files")
+    first, second, labels = _columns(source.records(), task, source.describe())
     encoded = tokenizer(first, second or None, truncation=True, max_length=cfg.max_seq_length, padding="max_length",
                         return_tensors="pt")
     return {**{key: value.to(torch.int64) for key, value in encoded.items()}, "labels": _labels(labels, task)}
