@@ -288,7 +288,8 @@ def metric_label(metrics: list[str]) -> str:
 
 
 def markdown(sweep_dir: Path, rows: list[dict], groups: list[dict], skipped: list[dict]) -> str:
-    label = metric_label(_metrics(groups))
+    metrics = _metrics(groups)
+    label, named = metric_label(metrics), len(metrics) > 1  # a sweep mixing tasks names the metric per cell
     lines = [
         f"# Sweep {sweep_dir}",
         "",
@@ -302,8 +303,8 @@ def markdown(sweep_dir: Path, rows: list[dict], groups: list[dict], skipped: lis
     for g in groups:
         lines.append(
             f"| {g['method']} | {g['model']} | {g['dataset']} | {_fmt(g['sparsity'], 'g')} | {g['n_seeds']} "
-            f"| {_mean_std(*score(g, 'final_test'), g['n_seeds'])} "
-            f"| {_mean_std(*score(g, 'best_test'), g['n_seeds'])} "
+            f"| {_mean_std(*score(g, 'final_test'), g['n_seeds'])}{_named(g, named)} "
+            f"| {_mean_std(*score(g, 'best_test'), g['n_seeds'])}{_named(g, named)} "
             f"| {_md_code(g['overrides'])} | {_fmt(g['realised_sparsity_mean'])} |"
         )
     if skipped:
@@ -315,6 +316,10 @@ def markdown(sweep_dir: Path, rows: list[dict], groups: list[dict], skipped: lis
 def score(g: dict, part: str) -> tuple[float | None, float | None]:
     """(mean, std) of a group's ``part`` (``final_test`` or ``best_test``) score on its headline metric."""
     return g[f"{part}_{g['metric']}_mean"], g[f"{part}_{g['metric']}_std"]
+
+
+def _named(g: dict, named: bool) -> str:
+    return f" ({METRIC_LABELS.get(g['metric'], g['metric'])})" if named else ""
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
