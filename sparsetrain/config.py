@@ -183,7 +183,7 @@ class MaskedConfig(MethodConfig):
     dense_layers: list[str] = field(default_factory=list)  # names, fnmatch patterns, or first / last
     layer_density: list[str] = field(default_factory=list)  # "pattern:density" entries, fixed densities
     modules: list[str] = field(default_factory=lambda: ["linear", "conv"])  # prunable module types (+ embedding)
-    include: list[str] = field(default_factory=list)  # only these prunable weights (fnmatch, re:regex, first, last)
+    include: list[str] = field(default_factory=list)  # only these prunable weights (fnmatch, re:regex, first, last); empty: model.prunable if set, else all
     exclude: list[str] = field(default_factory=list)  # never these
 
 

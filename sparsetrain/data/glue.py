@@ -77,6 +77,8 @@ def check_glue_config(cfg: Any) -> None:
 
 
 def build_glue(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch.device, seed: int) -> Data:
+    """The task's splits tokenised (or read back from the cache), on ``device``: train (less ``val_size`` held-out
+    examples), the dev split as test, and for MNLI the mismatched dev split as the test variant ``mm``."""
     check_glue_config(cfg)
     task = TASKS[cfg.task]
     tokenizer = load_tokenizer(cfg.tokenizer)

@@ -50,7 +50,7 @@ class MaskedMethod(Method):
         dense = list(cfg.dense_layers)
         if cfg.distribution == "uniform" and getattr(cfg, "uniform_dense_first", False):
             dense.append("first")  # the RigL paper and code: uniform sparsity keeps the first layer dense
-        include = list(cfg.include) or list((ctx.config or {}).get("model", {}).get("prunable") or [])
+        include = list(cfg.include) or list(ctx.config.get("model", {}).get("prunable") or [])  # the model's default
         self.targets = select_targets(ctx.model, dense, list(cfg.layer_density),
                                       modules=list(cfg.modules), include=include, exclude=list(cfg.exclude))
         self.maskset = MaskSet(self.targets.params, broadcast=self.data_parallel)
