@@ -61,6 +61,23 @@ class CustomModelConfig(ModelConfig):
     _target_: str = MISSING  # import path of a factory returning an nn.Module; added keys (+model.x=1) reach it
 
 
+DEFAULT_TRANSFORMER_PRUNABLE = [  # BERT/RoBERTa encoder matrices: Q, K, V, attention output, intermediate, output
+    "*encoder.layer.*.attention.self.query.weight", "*encoder.layer.*.attention.self.key.weight",
+    "*encoder.layer.*.attention.self.value.weight", "*encoder.layer.*.attention.output.dense.weight",
+    "*encoder.layer.*.intermediate.dense.weight", "*encoder.layer.*.output.dense.weight",
+]
+
+
+@dataclass
+class HFModelConfig(ModelConfig):
+    source: str = "hf"  # a Hugging Face transformers model (pip install "sparsetrain[nlp]")
+    name: str = "hf"  # a label for the run's outputs
+    name_or_path: Optional[str] = None  # hub name or local directory of a pretrained model (weights loaded)
+    config: Any = None  # random init: {model_type: bert, hidden_size: 64, ...} or a config.json path; with name_or_path: overrides of its config
+    head: str = "auto"  # auto (masked_lm for task masked_lm, else sequence_classification) | sequence_classification | masked_lm
+    prunable: list[str] = field(default_factory=lambda: list(DEFAULT_TRANSFORMER_PRUNABLE))  # weights pruned when method.include is empty (fnmatch, re:)
+
+
 @dataclass
 class DatasetConfig:
     name: str = MISSING  # the dataset (set by the dataset= option)
@@ -99,6 +116,16 @@ class TensorFilesConfig(UserDatasetConfig):
     train_file: Optional[str] = None  # .npz (arrays x, y) or .pt ({"x": ..., "y": ...})
     test_file: Optional[str] = None  # the test split, same formats
     val_file: Optional[str] = None  # optional; else dataset.val_size holds out part of train
+
+
+@dataclass
+class GlueConfig(DatasetConfig):
+    name: str = "glue"
+    task: str = "sst2"  # cola | sst2 | mrpc | qqp | stsb | mnli | qnli | rte | wnli
+    tokenizer: Optional[str] = None  # hub name or directory of the tokenizer (the yaml: ${model.name_or_path})
+    max_seq_length: int = 128  # longer inputs are truncated
+    padding: str = "fixed"  # fixed (to max_seq_length: static shapes, capturable step) | dynamic (each batch to its longest: eager step)
+    cache_dir: Optional[str] = None  # tokenised splits are cached here (null: <root>/.sparsetrain_cache)
 
 
 @dataclass
@@ -156,7 +183,7 @@ class MaskedConfig(MethodConfig):
     dense_layers: list[str] = field(default_factory=list)  # names, fnmatch patterns, or first / last
     layer_density: list[str] = field(default_factory=list)  # "pattern:density" entries, fixed densities
     modules: list[str] = field(default_factory=lambda: ["linear", "conv"])  # prunable module types (+ embedding)
-    include: list[str] = field(default_factory=list)  # only these prunable weights (fnmatch, re:regex, first, last)
+    include: list[str] = field(default_factory=list)  # only these prunable weights (fnmatch, re:regex, first, last); empty: model.prunable if set, else all
     exclude: list[str] = field(default_factory=list)  # never these
 
 
@@ -284,9 +311,9 @@ class FinetuneConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "image_classification"  # how batches are fed and scored, and the "best" metric
+    name: str = "auto"  # auto (the data's task: image_classification, or sequence_classification for glue) | image_classification | sequence_classification | masked_lm
     distill: DistillConfig = field(default_factory=DistillConfig)  # knowledge distillation (off without a teacher)
-    metric: Optional[str] = None  # the "best" metric; default top1 | accuracy (pearson for regression) | loss (mlm)
+    metric: Optional[str] = None  # the "best" metric; default the data's (GLUE: its headline) | top1 | accuracy (pearson for regression) | loss (mlm)
 
 
 @dataclass
@@ -371,10 +398,12 @@ def register_configs() -> None:
     store.store(group="model", name="base_model", node=ModelConfig)
     store.store(group="model", name="base_torchvision_model", node=TorchvisionModelConfig)
     store.store(group="model", name="base_custom_model", node=CustomModelConfig)
+    store.store(group="model", name="base_hf_model", node=HFModelConfig)
     store.store(group="dataset", name="base_dataset", node=DatasetConfig)
     store.store(group="dataset", name="base_imagefolder", node=ImageFolderConfig)
     store.store(group="dataset", name="base_custom_dataset", node=CustomDatasetConfig)
     store.store(group="dataset", name="base_tensor_files", node=TensorFilesConfig)
+    store.store(group="dataset", name="base_glue", node=GlueConfig)
     store.store(group="optimizer", name="base_sgd", node=SGDConfig)
     store.store(group="optimizer", name="base_adam", node=AdamConfig)
     store.store(group="optimizer", name="base_adamw", node=AdamWConfig)

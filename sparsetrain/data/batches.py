@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,6 +28,8 @@ class TrainBatches(abc.ABC):
     and no randomness of its own. A captured training step copies each plan into static buffers and replays
     ``make`` inside its graph.
     """
+
+    static_shapes = True  # every plan has the same shapes (a step graph can replay them)
 
     def __init__(self, num_samples: int, batch_size: int, seed: int, dataset: str) -> None:
         if batch_size < 1:
@@ -95,6 +97,9 @@ class Data:
     num_classes: int
     preprocess: dict | None = None  # how a raw image becomes a model input (recorded in summary.json and exports)
     example: Batch | None = None  # a batch of one sample (e.g. FLOP counting); None: zeros of in_shape
+    task: str | None = None  # the task this data is for (task.name=auto picks it); None: image_classification
+    metric: str | None = None  # the data's headline metric (the default task.metric; GLUE: per task)
+    test_variants: dict[str, EvalBatches] = field(default_factory=dict)  # scored with test, metrics "<name>_<key>"
 
     def example_batch(self, device: torch.device) -> Batch:
         """A batch of one sample on ``device``: ``example``, or a float32 zero input of ``in_shape`` and label 0."""

@@ -46,3 +46,27 @@ class DictEvalBatches(EvalBatches):
     def __iter__(self) -> Iterator[Named]:
         for start in range(0, self.num_samples, self.batch_size):
             yield {key: tensor[start:start + self.batch_size] for key, tensor in self.tensors.items()}
+
+
+class PaddedDictTrainBatches(DictTrainBatches):
+    """Training batches padded to their longest sequence (dynamic padding): every token tensor (two dimensions or
+    more) is cut after the batch's longest ``attention_mask``. The shapes vary from batch to batch, so the step
+    runs eagerly (``static_shapes``); the plan is the made batch."""
+
+    static_shapes = False
+
+    def __init__(self, tensors: Named, *, batch_size: int, seed: int, dataset: str) -> None:
+        super().__init__(tensors, batch_size=batch_size, seed=seed, dataset=dataset)
+        self.keys = tuple(tensors)
+        self.lengths = tensors["attention_mask"].sum(1).cpu()  # read once, here: plans then need no device read
+
+    def plans(self, epoch: int, start_batch: int = 0) -> Iterator[BatchPlan]:
+        device = next(iter(self.tensors.values())).device
+        for positions in self.batch_positions(epoch, start_batch):
+            longest = int(self.lengths[positions].max())
+            on_device = positions.to(device)
+            yield tuple(tensor.index_select(0, on_device)[:, :longest] if tensor.dim() > 1 else
+                        tensor.index_select(0, on_device) for tensor in self.tensors.values())
+
+    def make(self, plan: BatchPlan) -> Named:
+        return dict(zip(self.keys, plan))

@@ -50,8 +50,9 @@ class MaskedMethod(Method):
         dense = list(cfg.dense_layers)
         if cfg.distribution == "uniform" and getattr(cfg, "uniform_dense_first", False):
             dense.append("first")  # the RigL paper and code: uniform sparsity keeps the first layer dense
+        include = list(cfg.include) or list(ctx.config.get("model", {}).get("prunable") or [])  # the model's default
         self.targets = select_targets(ctx.model, dense, list(cfg.layer_density),
-                                      modules=list(cfg.modules), include=list(cfg.include), exclude=list(cfg.exclude))
+                                      modules=list(cfg.modules), include=include, exclude=list(cfg.exclude))
         self.maskset = MaskSet(self.targets.params, broadcast=self.data_parallel)
         if ctx.init_masks is not None:  # a sparse init_from source: its masks are the starting masks
             check_masks(ctx.init_masks, self.targets.params, "init_from")

@@ -71,10 +71,16 @@ def build_model(name: str, in_shape: tuple[int, int, int], num_classes: int, *,
     return spec.build(tuple(in_shape), num_classes, **{key: given[key] for key in spec.options})
 
 
-def build_configured_model(cfg: Any, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """The model of a ``model`` config: from the zoo, ``source: torchvision`` (by name) or ``source: custom``
-    (``_target_``), initialised by ``model.init``; ValueError naming the key for a bad one."""
+def build_configured_model(cfg: Any, in_shape: tuple[int, ...], num_classes: int,
+                           task: str | None = None) -> nn.Module:
+    """The model of a ``model`` config: from the zoo, ``source: torchvision`` (by name), ``source: custom``
+    (``_target_``), initialised by ``model.init``, or ``source: hf`` (a transformers model with the head of
+    ``task``, initialised its own way); ValueError naming the key for a bad one."""
     source = cfg.get("source", "zoo")
+    if source == "hf":
+        from .hf import build_hf  # transformers is slow to import
+
+        return build_hf(cfg, num_classes, task)
     if source == "custom":
         model = build_custom(cfg, in_shape, num_classes)
     elif source == "torchvision":
@@ -92,5 +98,9 @@ def check_model_config(cfg: Any) -> None:
     source = cfg.get("source", "zoo")
     if source == "custom":
         check_custom(cfg)
+    elif source == "hf":
+        from .hf import check_hf
+
+        check_hf(cfg)
     elif source == "torchvision":
         check_torchvision(cfg["name"])

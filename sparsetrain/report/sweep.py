@@ -5,11 +5,15 @@ into the sweep directory:
 
 - ``summary.csv``: one row per finished job (a directory with ``summary.json``, found at any depth);
 - ``groups.csv`` and ``summary.md``: jobs whose result-relevant overrides differ only in ``seed`` form a group,
-  reported with the mean and sample standard deviation of final and best test top-1 over its seeds;
-- ``accuracy_vs_sparsity.png``: mean final test top-1 vs weights remaining (log axis), one line per method with
+  reported with the mean and sample standard deviation of final and best test score over its seeds;
+- ``accuracy_vs_sparsity.png``: mean final test score vs weights remaining (log axis), one line per method with
   n per point, lottery runs through their rounds, dense as a dashed line with its ± std band;
-- ``lottery.png`` when some job ran several rounds: final and best test top-1 and the early-stop iteration vs
+- ``lottery.png`` when some job ran several rounds: final and best test score and the early-stop iteration vs
   weights remaining, one line per group (mean over seeds), dense as a dotted line.
+
+The score is each run's headline metric (``summary.json`` ``metric``: ``task.metric``, e.g. top1 for images,
+matthews for CoLA); columns are named by it (``final_test_top1``, ``final_test_matthews``), and every other
+final test metric of the runs gets a column too (``final_test_f1``, ``final_test_accuracy_mm``, ...).
 
 Unfinished jobs (no ``summary.json``) are listed as skipped; they never stop the report.
 """
@@ -37,15 +41,12 @@ from .plots import lottery_figure, pyplot, save_png, weights_remaining_axis
 SUMMARY = "summary.json"
 EXAMPLE = "sparsetrain-report multirun/<name>"
 
-JOB_COLUMNS = (
-    "job", "method", "model", "dataset", "sparsity", "seed", "final_test_top1", "best_test_top1", "final_val_top1",
-    "final_test_loss", "best_test_step", "realised_sparsity", "itop_rate", "inference_flops", "training_flops",
-    "wall_time_s", "overrides", "status", "error",
-)
-GROUP_COLUMNS = (
-    "method", "model", "dataset", "sparsity", "n_seeds", "seeds", "final_test_top1_mean", "final_test_top1_std",
-    "best_test_top1_mean", "best_test_top1_std", "realised_sparsity_mean", "overrides", "jobs",
-)
+JOB_COLUMNS = ("job", "method", "model", "dataset", "sparsity", "seed", "metric")  # then the metric columns
+JOB_TAIL_COLUMNS = ("best_test_step", "realised_sparsity", "itop_rate", "inference_flops", "training_flops",
+                    "wall_time_s", "overrides", "status", "error")
+GROUP_COLUMNS = ("method", "model", "dataset", "sparsity", "n_seeds", "seeds", "metric")  # then the metric's
+GROUP_TAIL_COLUMNS = ("realised_sparsity_mean", "overrides", "jobs")
+METRIC_LABELS = {"top1": "top-1", "top5": "top-5"}
 # Overrides that never separate two jobs into different groups: the seed (averaged over) and every key that
 # does not change a result (resume, device, ...; see sparsetrain/train/resume.py).
 GROUP_IGNORED_KEYS = ("seed",)
@@ -133,8 +134,14 @@ def _failed_row(job: str, job_dir: Path, status: dict, overrides: list[str] | No
     }
 
 
+def headline_metric(summary: dict) -> str:
+    """The metric a run chose its best by: ``metric`` in summary.json, else its best checkpoint's, else top1."""
+    return summary.get("metric") or (summary.get("best_checkpoint") or {}).get("metric") or "top1"
+
+
 def _row(job: str, summary: dict, overrides: list[str] | None) -> dict:
     final, best = summary["final"], summary["best"]
+    metric = headline_metric(summary)
     flops = summary.get("flops") or {}
     if overrides is None:  # no record of the command line: the summary's own identity
         overrides = [f"{key}={summary.get(key)}" for key in ("method", "model", "dataset", "sparsity", "seed")]
@@ -145,10 +152,10 @@ def _row(job: str, summary: dict, overrides: list[str] | None) -> dict:
         "dataset": summary.get("dataset"),
         "sparsity": summary.get("sparsity"),
         "seed": summary.get("seed"),
-        "final_test_top1": final["test"]["top1"],
-        "best_test_top1": best["test"]["top1"],
-        "final_val_top1": (final.get("val") or {}).get("top1"),
-        "final_test_loss": final["test"].get("loss"),
+        "metric": metric,
+        **{f"final_test_{name}": value for name, value in final["test"].items()},
+        f"best_test_{metric}": best["test"][metric],
+        f"final_val_{metric}": (final.get("val") or {}).get(metric),
         "best_test_step": best["test"].get("step"),
         "realised_sparsity": (summary.get("masks") or {}).get("sparsity") or 0.0,
         "itop_rate": (summary.get("dynamics") or {}).get("itop_rate"),
@@ -197,8 +204,9 @@ def group(rows: list[dict]) -> list[dict]:
     for key, members in by_key.items():
         members = list({r["seed"]: r for r in reversed(members)}.values())[::-1]  # a repeated seed is the same run
         first = members[0]
-        final_mean, final_std = mean_std([r["final_test_top1"] for r in members])
-        best_mean, best_std = mean_std([r["best_test_top1"] for r in members])
+        metric = first["metric"]
+        final_mean, final_std = mean_std([r.get(f"final_test_{metric}") for r in members])
+        best_mean, best_std = mean_std([r.get(f"best_test_{metric}") for r in members])
         groups.append({
             "method": first["method"],
             "model": first["model"],
@@ -206,10 +214,11 @@ def group(rows: list[dict]) -> list[dict]:
             "sparsity": first["sparsity"],
             "n_seeds": len(members),
             "seeds": " ".join(str(r["seed"]) for r in sorted(members, key=lambda r: _number(r["seed"]))),
-            "final_test_top1_mean": final_mean,
-            "final_test_top1_std": final_std,
-            "best_test_top1_mean": best_mean,
-            "best_test_top1_std": best_std,
+            "metric": metric,
+            f"final_test_{metric}_mean": final_mean,
+            f"final_test_{metric}_std": final_std,
+            f"best_test_{metric}_mean": best_mean,
+            f"best_test_{metric}_std": best_std,
             "realised_sparsity_mean": mean_std([r["realised_sparsity"] for r in members])[0],
             "overrides": " ".join(key),
             "jobs": " ".join(r["job"] for r in members),
@@ -244,8 +253,8 @@ def summarize(sweep_dir: Path) -> dict:
         raise NoFinishedRuns(sweep_dir)
     groups = group(rows)
     files = [
-        _write_csv(sweep_dir / "summary.csv", JOB_COLUMNS, rows + failed),
-        _write_csv(sweep_dir / "groups.csv", GROUP_COLUMNS, groups),
+        _write_csv(sweep_dir / "summary.csv", job_columns(rows), rows + failed),
+        _write_csv(sweep_dir / "groups.csv", group_columns(groups), groups),
         _write_text(sweep_dir / "summary.md", markdown(sweep_dir, rows, groups, skipped)),
         save_png(accuracy_figure(groups), sweep_dir / "accuracy_vs_sparsity.png"),
     ]
@@ -254,7 +263,33 @@ def summarize(sweep_dir: Path) -> dict:
     return {"rows": len(rows), "groups": len(groups), "skipped": len(skipped), "files": [str(f) for f in files]}
 
 
+def _metrics(entries: list[dict]) -> list[str]:
+    """The headline metrics of ``entries`` (rows or groups), in order of appearance; top1 when there is none."""
+    return list(dict.fromkeys(entry["metric"] for entry in entries)) or ["top1"]
+
+
+def job_columns(rows: list[dict]) -> tuple[str, ...]:
+    """summary.csv: identity, final/best test and final validation score per headline metric, every other final
+    test metric of the runs, then the rest."""
+    headline = [f"{part}_{metric}" for metric in _metrics(rows) for part in ("final_test", "best_test", "final_val")]
+    others = sorted({key for row in rows for key in row if key.startswith("final_test_")} - set(headline))
+    return (*JOB_COLUMNS, *headline, *others, *JOB_TAIL_COLUMNS)
+
+
+def group_columns(groups: list[dict]) -> tuple[str, ...]:
+    scores = [f"{part}_{metric}_{stat}" for metric in _metrics(groups) for part in ("final_test", "best_test")
+              for stat in ("mean", "std")]
+    return (*GROUP_COLUMNS, *scores, *GROUP_TAIL_COLUMNS)
+
+
+def metric_label(metrics: list[str]) -> str:
+    """``top-1``, ``matthews``, or ``f1/accuracy`` for a sweep mixing tasks."""
+    return "/".join(METRIC_LABELS.get(metric, metric) for metric in metrics)
+
+
 def markdown(sweep_dir: Path, rows: list[dict], groups: list[dict], skipped: list[dict]) -> str:
+    metrics = _metrics(groups)
+    label, named = metric_label(metrics), len(metrics) > 1  # a sweep mixing tasks names the metric per cell
     lines = [
         f"# Sweep {sweep_dir}",
         "",
@@ -262,20 +297,29 @@ def markdown(sweep_dir: Path, rows: list[dict], groups: list[dict], skipped: lis
         "(mean ± sample std over seeds); "
         f"{len(skipped)} job{'s' * (len(skipped) != 1)} skipped.",
         "",
-        "| method | model | dataset | sparsity | seeds | final test top-1 | best test top-1 | overrides | realised |",
+        f"| method | model | dataset | sparsity | seeds | final test {label} | best test {label} | overrides | realised |",
         "|---|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for g in groups:
         lines.append(
             f"| {g['method']} | {g['model']} | {g['dataset']} | {_fmt(g['sparsity'], 'g')} | {g['n_seeds']} "
-            f"| {_mean_std(g['final_test_top1_mean'], g['final_test_top1_std'], g['n_seeds'])} "
-            f"| {_mean_std(g['best_test_top1_mean'], g['best_test_top1_std'], g['n_seeds'])} "
+            f"| {_mean_std(*score(g, 'final_test'), g['n_seeds'])}{_named(g, named)} "
+            f"| {_mean_std(*score(g, 'best_test'), g['n_seeds'])}{_named(g, named)} "
             f"| {_md_code(g['overrides'])} | {_fmt(g['realised_sparsity_mean'])} |"
         )
     if skipped:
         lines += ["", f"Skipped {len(skipped)} job{'s' * (len(skipped) != 1)}:"]
         lines += [f"- {_md_code(item['job'])}: {item['reason']}" for item in skipped]
     return "\n".join(lines) + "\n"
+
+
+def score(g: dict, part: str) -> tuple[float | None, float | None]:
+    """(mean, std) of a group's ``part`` (``final_test`` or ``best_test``) score on its headline metric."""
+    return g[f"{part}_{g['metric']}_mean"], g[f"{part}_{g['metric']}_std"]
+
+
+def _named(g: dict, named: bool) -> str:
+    return f" ({METRIC_LABELS.get(g['metric'], g['metric'])})" if named else ""
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
@@ -346,29 +390,30 @@ def title(groups: list[dict]) -> str:
 def _points(g: dict) -> list[tuple[float, float, float, int]]:
     """(weights remaining %, mean, std, n) of a group: one point, or one per round of a lottery group (mean over its
     seeds)."""
+    mean, std = score(g, "final_test")
     if not g["round_tables"]:
-        return [(100.0 * (1.0 - _number(g["sparsity"])), g["final_test_top1_mean"], g["final_test_top1_std"] or 0.0,
-                 g["n_seeds"])]
+        return [(100.0 * (1.0 - _number(g["sparsity"])), mean, std or 0.0, g["n_seeds"])]
     points = []
     for rounds in zip(*g["round_tables"]):
-        mean, std = mean_std([r["final_test_top1"] for r in rounds])
+        mean, std = mean_std([r.get(f"final_test_{g['metric']}") for r in rounds])
         points.append((mean_std([r["weights_remaining_pct"] for r in rounds])[0], mean, std, len(rounds)))
     return points
 
 
 def accuracy_figure(groups: list[dict]):
-    """Final test top-1 vs weights remaining (log axis, decreasing), one line per method with n per point and
-    error bars (std over seeds), dense as a dashed line with its ± std band."""
+    """Final test score (the headline metric) vs weights remaining (log axis, decreasing), one line per method
+    with n per point and error bars (std over seeds), dense as a dashed line with its ± std band."""
     lines, labels = _series(groups)
     figure, axis = pyplot().subplots(figsize=(7.5, 4.8))
     remaining = []
     for line, members in lines.items():
-        members = [g for g in members if g["final_test_top1_mean"] is not None]
+        members = [g for g in members if score(g, "final_test")[0] is not None]
         if not members:
             continue
         if line[0] == "dense":
             for g in members:
-                mean, std = g["final_test_top1_mean"], g["final_test_top1_std"] or 0.0
+                mean, std = score(g, "final_test")
+                std = std or 0.0
                 drawn = axis.axhline(mean, linestyle="--", color="gray", label=f"{labels[line]} (n={g['n_seeds']})")
                 axis.axhspan(mean - std, mean + std, color=drawn.get_color(), alpha=0.2, lw=0)
             continue
@@ -382,7 +427,7 @@ def accuracy_figure(groups: list[dict]):
                           fontsize="x-small")
         remaining += x
     weights_remaining_axis(axis, remaining or [100.0])
-    axis.set_ylabel("final test top-1 (mean ± std over seeds)")
+    axis.set_ylabel(f"final test {metric_label(_metrics(groups))} (mean ± std over seeds)")
     axis.set_title(title(groups), fontsize="medium")
     axis.grid(True, which="both", alpha=0.3)
     if axis.get_legend_handles_labels()[0]:
@@ -397,16 +442,18 @@ def lottery_sweep_figure(groups: list[dict]):
     series, dense = [], []
     for line, members in lines.items():
         for g in members:
-            if line[0] == "dense" and g["final_test_top1_mean"] is not None:
-                dense.append((f"{labels[line]}: final (n={g['n_seeds']})", g["final_test_top1_mean"]))
+            if line[0] == "dense" and score(g, "final_test")[0] is not None:
+                dense.append((f"{labels[line]}: final (n={g['n_seeds']})", score(g, "final_test")[0]))
             if not g["round_tables"]:
                 continue
             rows = []
+            metric = g["metric"]
             for rounds in zip(*g["round_tables"]):
                 rows.append({key: mean_std([r.get(key) for r in rounds])[0] for key in (
-                    "weights_remaining_pct", "final_test_top1", "best_test_top1", "early_stop_step")})
+                    "weights_remaining_pct", f"final_test_{metric}", f"best_test_{metric}", "early_stop_step")})
             series.append((f"{labels[line]} (n={len(g['round_tables'])})", rows))
-    return lottery_figure(series, dense, title([g for g in groups if g["round_tables"]]))
+    lottery = [g for g in groups if g["round_tables"]]
+    return lottery_figure(series, dense, title(lottery), _metrics(lottery)[0])
 
 
 # ------------------------------------------------------------------------------------------------------- CLI

@@ -13,10 +13,16 @@ from .distill import Distillation
 from .masked_lm import MaskedLM
 from .sequence import SequenceClassification
 
-TASKS = ("image_classification", "sequence_classification", "masked_lm")
+TASKS = ("auto", "image_classification", "sequence_classification", "masked_lm")
 METRICS = {"image_classification": ("top1", "top5", "loss"),
            "sequence_classification": ("accuracy", "f1", "matthews", "pearson", "spearman", "loss"),
            "masked_lm": ("loss", "perplexity", "accuracy")}  # per task; which apply can depend on the data
+METRICS["auto"] = tuple(dict.fromkeys(name for names in METRICS.values() for name in names))
+
+
+def resolve_task(name: str, data_task: str | None) -> str:
+    """``task.name``, where ``auto`` is the task the data declares (image classification when it declares none)."""
+    return name if name != "auto" else data_task or "image_classification"
 
 
 def check_task(cfg: Any) -> None:
@@ -40,22 +46,24 @@ def check_task(cfg: Any) -> None:
 
 
 def build_task(cfg: Any, *, label_smoothing: float, num_classes: int, prepare: Callable[[torch.Tensor], torch.Tensor],
-               teacher: nn.Module | None = None) -> Task:
-    """The task of config ``task``, distilling from ``teacher`` when there is one; ValueError for a bad config."""
+               teacher: nn.Module | None = None, data_task: str | None = None, data_metric: str | None = None) -> Task:
+    """The task of config ``task`` (``auto``: ``data_task``), distilling from ``teacher`` when there is one;
+    ``task.metric`` defaults to ``data_metric`` on the data's own task. ValueError for a bad config."""
     check_task(cfg)
+    name = resolve_task(cfg.name, data_task)
     distillation = None if teacher is None else Distillation(teacher, cfg.distill.temperature, cfg.distill.hardness)
-    metric = cfg.get("metric")
-    if distillation is not None and (cfg.name == "masked_lm" or num_classes == 1):
-        raise ValueError(f"task.distill distils class logits and task.name={cfg.name} here has none (masked "
+    metric = cfg.get("metric") or (data_metric if name == data_task else None)
+    if distillation is not None and (name == "masked_lm" or num_classes == 1):
+        raise ValueError(f"task.distill distils class logits and task.name={name} here has none (masked "
                          "tokens or one regression output); drop task.distill.teacher, or distil a classifier, "
                          "e.g. task.name=sequence_classification")
-    if cfg.name == "masked_lm":
+    if name == "masked_lm":
         return MaskedLM(metric=metric)
-    if cfg.name == "sequence_classification":
+    if name == "sequence_classification":
         return SequenceClassification(num_classes, label_smoothing=label_smoothing, distillation=distillation,
                                       metric=metric)
     return ImageClassification(num_classes, label_smoothing=label_smoothing, prepare=prepare,
                                distillation=distillation, metric=metric)
 
 
-__all__ = ["METRICS", "TASKS", "Task", "build_task", "check_task"]
+__all__ = ["METRICS", "TASKS", "Task", "build_task", "check_task", "resolve_task"]

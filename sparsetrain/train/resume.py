@@ -26,6 +26,7 @@ NON_RESULT_KEYS = (
     "dataset.root",
     "dataset.download",
     "dataset.num_workers",
+    "dataset.cache_dir",
     "log_every",
     "threads",
     "logger",

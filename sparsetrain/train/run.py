@@ -42,7 +42,7 @@ from ..report.rounds import write_round_table
 from ..sparsity.flops import TrainingFlops, inference_flops, layer_flops
 from .teacher import load_teacher
 from .trainer import Trainer, TrainerParts
-from ..tasks import build_task
+from ..tasks import build_task, resolve_task
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     data = build_data(
         cfg.dataset, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size, device=device, seed=cfg.seed
     )
-    model = _user_error(_build_model, cfg.model, data).to(device)
+    task_name = resolve_task(cfg.task.name, data.task)
+    model = _user_error(_build_model, cfg.model, data, task_name).to(device)
     init_masks = load_init(cfg.init_from, model, device) if cfg.init_from and not resuming else None
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
@@ -116,7 +117,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     if method.sparsity != cfg.sparsity:
         log.warning("method=%s ignores sparsity=%s: trained dense, recorded as sparsity 0", method.name, cfg.sparsity)
     total_steps = cfg.steps or cfg.epochs * len(data.train)
-    step_path, why = choose_path(cfg.step_graph.value, device, step_dist, cfg.compile, optimizer)
+    step_path, why = choose_path(cfg.step_graph.value, device, step_dist, cfg.compile, optimizer,
+                                 data.train.static_shapes)
     log.info("training step: %s (%s)", step_path.replace("_", " "), why)
     logger_names = [*cfg.logger, *(["tensorboard"] if cfg.tensorboard else [])]
     loggers = build_loggers(logger_names, run_dir, total_steps, config, cfg.wandb) if dist.is_main else None
@@ -127,7 +129,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     if teacher is not None and channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)
     task = _user_error(build_task, cfg.task, label_smoothing=cfg.label_smoothing, num_classes=data.num_classes,
-                       prepare=prepare, teacher=teacher)
+                       prepare=prepare, teacher=teacher, data_task=data.task, data_metric=data.metric)
     example = data.example_batch(device)
     dense_flops = layer_flops(model, forward=lambda net: task.forward(net, example))
     train_step = TrainStep(
@@ -164,7 +166,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
             sparsity=cfg.sparsity,
             seed=cfg.seed, device=device, steps_per_epoch=len(data.train), total_steps=total_steps,
             lr_factor=trainer.lr_factor, run_dir=run_dir, log=trainer.log_event,
-            fresh_weights=functools.partial(_fresh_weights, cfg.model, data), config=config,
+            fresh_weights=functools.partial(_fresh_weights, cfg.model, data, task_name), config=config,
             num_classes=data.num_classes, init_masks=init_masks, example=example, dist=dist,
         )
     )
@@ -226,6 +228,8 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         "method": cfg.method.name,
         "sparsity": trainer.p.method.sparsity,
         "seed": cfg.seed,
+        "task": trainer.p.task.name,  # task.name resolved (auto: the data's)
+        "metric": trainer.p.task.best_metric,  # the headline metric ("best", sweep tables)
         "final": last["final"],
         "best": last["best"],
         "early_stop": last["early_stop"],
@@ -291,15 +295,16 @@ def _rank_checksums(dist: Distributed, model: nn.Module, method: Method) -> dict
             "mask_checksums": dist.gather(positions)}
 
 
-def _fresh_weights(model_cfg: DictConfig, data: Data, seed: int) -> dict:
+def _fresh_weights(model_cfg: DictConfig, data: Data, task: str, seed: int) -> dict:
     """The initial weights the model would have with ``seed``, without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _build_model(model_cfg, data).state_dict()
+        return _build_model(model_cfg, data, task).state_dict()
 
 
-def _build_model(model_cfg: DictConfig, data: Data) -> nn.Module:
-    return build_configured_model(OmegaConf.to_container(model_cfg, resolve=True), data.in_shape, data.num_classes)
+def _build_model(model_cfg: DictConfig, data: Data, task: str) -> nn.Module:
+    return build_configured_model(OmegaConf.to_container(model_cfg, resolve=True), data.in_shape, data.num_classes,
+                                  task)
 
 
 def _user_error(build: Callable, *args: Any, **kwargs: Any) -> Any:

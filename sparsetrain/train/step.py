@@ -35,12 +35,14 @@ PATHS = ("eager", "cuda_graph", "recorded_graph")
 
 
 def choose_path(setting: str, device: torch.device, dist: Distributed, compiled: bool,
-                optimizer: torch.optim.Optimizer) -> tuple[str, str]:
+                optimizer: torch.optim.Optimizer, static_shapes: bool = True) -> tuple[str, str]:
     """(path, why) for ``step_graph=setting``: ``auto`` captures on CUDA where it is safe, ``on`` always (on a
-    CPU with the recorded graph, which checks that the step can be captured), ``off`` never."""
+    CPU with the recorded graph, which checks that the step can be captured), ``off`` never. Batches whose
+    shapes vary (``static_shapes`` False: dynamic padding) always run eagerly."""
     if setting == "off":
         return "eager", "step_graph=off"
     blocker = ("torchrun (DDP)" if dist.enabled else "compile=true" if compiled else
+               "batches of varying shapes (dataset.padding=dynamic)" if not static_shapes else
                f"{type(optimizer).__name__} (no fused implementation)" if not has_fused(optimizer) else None)
     if blocker is not None:
         if setting == "on":

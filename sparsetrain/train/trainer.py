@@ -266,6 +266,9 @@ class Trainer:
             if batches is None:
                 continue
             scores = self.p.task.evaluate(self.p.model, batches, self.p.autocast)
+            for suffix, variant in (data.test_variants.items() if split == "test" else ()):  # e.g. MNLI mismatched
+                scores.update({f"{name}_{suffix}": value for name, value in
+                               self.p.task.evaluate(self.p.model, variant, self.p.autocast).items()})
             self.log_event({"event": "eval", "split": split, **scores})
             described.append(f"{split} {self.p.task.describe(scores)}")
             stamp = {"step": self.pos.step, "epoch": self.pos.epoch}

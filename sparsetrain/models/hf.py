@@ -1,0 +1,79 @@
+"""Hugging Face transformers models (``model=hf``): a pretrained model by hub name or local directory, or a
+randomly initialised one from config values, with the head the task needs (sequence classification with the
+data's number of labels, regression for one, or masked language modelling)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+from torch import nn
+
+NLP_EXTRA = 'pip install "sparsetrain[nlp]"'
+HEADS = ("auto", "sequence_classification", "masked_lm")
+EXAMPLE = "model.name_or_path=bert-base-uncased"
+
+
+def transformers_module() -> Any:
+    """The transformers package; ValueError (one line) when the nlp extra is not installed."""
+    try:
+        import transformers
+    except ImportError:
+        raise ValueError(f"model=hf needs Hugging Face transformers; {NLP_EXTRA}") from None
+    return transformers
+
+
+def check_hf(cfg: dict[str, Any]) -> None:
+    """The checks that need no download: transformers importable, a model or a config given, a known head."""
+    if cfg.get("head", "auto") not in HEADS:
+        raise ValueError(f"model.head={cfg['head']!r} is not a head; choose one of: {', '.join(HEADS)} "
+                         "(e.g. model.head=auto)")
+    if cfg.get("name_or_path") is None and cfg.get("config") is None:
+        raise ValueError(f"model=hf needs model.name_or_path (pretrained) or model.config (random init); e.g. {EXAMPLE}")
+    config = cfg.get("config")
+    if config is not None and not isinstance(config, (dict, str)):
+        raise ValueError(f"model.config must be a dict of config values or a config.json path; e.g. "
+                         "model.config='{model_type: bert, hidden_size: 64}'")
+    if importlib.util.find_spec("transformers") is None:  # not imported here: preflight stays fast
+        raise ValueError(f"model=hf needs Hugging Face transformers; {NLP_EXTRA}")
+
+
+def head_of(cfg: dict[str, Any], task: str | None) -> str:
+    head = cfg.get("head", "auto")
+    return head if head != "auto" else "masked_lm" if task == "masked_lm" else "sequence_classification"
+
+
+def build_hf(cfg: dict[str, Any], num_classes: int, task: str | None = None) -> nn.Module:
+    """``AutoModelForSequenceClassification`` (``num_classes`` labels, regression for 1) or
+    ``AutoModelForMaskedLM``: from ``name_or_path`` with its weights, or from ``config`` at random."""
+    check_hf(cfg)
+    transformers = transformers_module()
+    masked_lm = head_of(cfg, task) == "masked_lm"
+    auto = transformers.AutoModelForMaskedLM if masked_lm else transformers.AutoModelForSequenceClassification
+    labels = {} if masked_lm else {
+        "num_labels": num_classes,
+        "problem_type": "regression" if num_classes == 1 else "single_label_classification"}
+    name, config = cfg.get("name_or_path"), cfg.get("config")
+    try:
+        if name is not None:
+            overrides = config if isinstance(config, dict) else {}
+            extra = {} if masked_lm else {"ignore_mismatched_sizes": True}  # a new classifier for other labels
+            return auto.from_pretrained(name, **labels, **overrides, **extra)
+        return auto.from_config(_config(transformers, config, labels))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        reason = " ".join(str(error).split())[:160]
+        key = "model.name_or_path" if name is not None else "model.config"
+        shown = name if name is not None else config
+        raise ValueError(f"{key}={shown!r} cannot be loaded ({type(error).__name__}: {reason}); give a hub name "
+                         f"(offline: a cached one) or a local directory, e.g. {EXAMPLE}") from None
+
+
+def _config(transformers: Any, config: dict | str, labels: dict) -> Any:
+    """A transformers config from values (``model_type`` required) or from a config.json file or directory."""
+    if isinstance(config, str):
+        return transformers.AutoConfig.from_pretrained(os.path.expanduser(config), **labels)
+    values = dict(config)
+    if "model_type" not in values:
+        raise ValueError("model.config needs model_type, e.g. model.config='{model_type: bert, hidden_size: 64}'")
+    return transformers.AutoConfig.for_model(values.pop("model_type"), **values, **labels)
