@@ -120,7 +120,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main, mirror=loggers)
     prepare = _channels_last if channels_last else _identity
     autocast = _autocast(cfg.precision.value, device)
-    teacher = _user_error(load_teacher, cfg.task.distill, data.in_shape, data.num_classes, device)
+    teacher = _user_error(load_teacher, cfg.task.distill, data.in_shape, data.num_classes, device,
+                          functools.partial(_starting_model, cfg, data, device))
     if teacher is not None and channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)
     task = _user_error(build_task, cfg.task, label_smoothing=cfg.label_smoothing, num_classes=data.num_classes,
@@ -279,6 +280,17 @@ def _fresh_weights(model_cfg: DictConfig, data: Data, seed: int) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return _build_model(model_cfg, data).state_dict()
+
+
+def _starting_model(cfg: DictConfig, data: Data, device: torch.device) -> nn.Module:
+    """A second copy of the model as this run starts it (built under ``seed``, then ``init_from``), resumed or
+    not; the global RNG is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = _build_model(cfg.model, data).to(device)
+    if cfg.init_from:
+        load_init(cfg.init_from, model, device)
+    return model
 
 
 def _build_model(model_cfg: DictConfig, data: Data) -> nn.Module:
