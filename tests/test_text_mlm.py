@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 import sparsetrain
 from conftest import crash_and_resume
@@ -39,7 +39,7 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
-def _data_config(corpus: Path, **changes) -> OmegaConf:
+def _data_config(corpus: Path, **changes) -> DictConfig:
     values = dict(name="text", train_file=str(corpus / "train.txt"), test_file=str(corpus / "test.txt"),
                   tokenizer=str(corpus / "tokenizer"), max_seq_length=16, mlm_probability=0.15, cache_dir=None,
                   val_size=0)
@@ -262,6 +262,12 @@ def test_bad_text_and_distillation_keys_are_one_line(corpus, tmp_path, extra, me
         sparsetrain.train(_overrides(corpus, *extra, "steps=2", f"hydra.run.dir={tmp_path / 'run'}"))
     assert "\n" not in str(raised.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_hidden_states_of_a_model_without_them_are_refused():
+    with pytest.raises(ValueError, match=r"task\.distill\.hidden_weight needs a model called with "
+                                         r"output_hidden_states=True .* a Linear"):
+        Distillation(torch.nn.Linear(2, 2), 2.0, 1.0, logits=False, hidden_weight=1.0)
 
 
 def test_a_directory_without_a_tokenizer_is_one_line(corpus, tmp_path):

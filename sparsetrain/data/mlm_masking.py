@@ -62,7 +62,7 @@ class Masking:
                                 corrupted)
         return corrupted, torch.where(selected, input_ids, IGNORE)
 
-    def fixed(self, blocks: TokenBlocks) -> dict[str, torch.Tensor]:
+    def mask_once(self, blocks: TokenBlocks) -> dict[str, torch.Tensor]:
         """The named tensors of an evaluation split, corrupted once from a seed that depends on nothing else."""
         generator = torch.Generator().manual_seed(derive_seed("mlm_eval"))
         uniforms, random_ids = self.draws(generator, tuple(blocks.input_ids.shape))

@@ -68,7 +68,7 @@ def build_text(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
     held_out = None if val_idx is None else train.subset(val_idx.to(device))
     train = train.subset(train_idx.to(device))
     masking = Masking(tokenizer.mask_token_id, len(tokenizer), cfg.mlm_probability)
-    evaluation = {name: masking.fixed(split) for name, split in
+    evaluation = {name: masking.mask_once(split) for name, split in
                   (("val", held_out), ("test", blocks.get("test_file"))) if split is not None}
     if "test" not in evaluation:  # no test file: the held-out blocks are the evaluation split
         evaluation = {"test": evaluation.pop("val")}

@@ -11,6 +11,7 @@ The teacher runs in eval mode, without gradients, under the step's autocast, onc
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -24,6 +25,10 @@ from .hidden_states import hidden_state_loss
 class Distillation:
     def __init__(self, teacher: nn.Module, temperature: float, hardness: float, *, logits: bool = True,
                  hidden_weight: float = 0.0) -> None:
+        if hidden_weight and not _takes_hidden_states(teacher):
+            raise ValueError(f"task.distill.hidden_weight needs a model called with output_hidden_states=True (a "
+                             f"Hugging Face transformer); the teacher, a {type(teacher).__name__}, takes no such "
+                             "argument; e.g. task.distill.hidden_weight=0")
         self.teacher = teacher.eval().requires_grad_(False)
         self.temperature = temperature
         self.hardness = hardness
@@ -50,3 +55,9 @@ class Distillation:
             loss = loss + self.hidden_weight * hidden_state_loss(student_output.hidden_states,
                                                                  teacher_output.hidden_states, mask)
         return loss
+
+
+def _takes_hidden_states(model: nn.Module) -> bool:
+    """Whether ``model.forward`` takes ``output_hidden_states`` (by name, or through ``**kwargs``)."""
+    parameters = inspect.signature(model.forward).parameters.values()
+    return any(p.name == "output_hidden_states" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)

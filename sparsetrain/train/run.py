@@ -277,20 +277,23 @@ def _rank_checksums(dist: Distributed, model: nn.Module, method: Method) -> dict
 
 def _fresh_weights(model_cfg: DictConfig, data: Data, seed: int) -> dict:
     """The initial weights the model would have with ``seed``, without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return _build_model(model_cfg, data).state_dict()
+    return _seeded_model(model_cfg, data, seed).state_dict()
 
 
 def _starting_model(cfg: DictConfig, data: Data, device: torch.device) -> nn.Module:
     """A second copy of the model as this run starts it (built under ``seed``, then ``init_from``), resumed or
     not; the global RNG is untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = _build_model(cfg.model, data).to(device)
+    model = _seeded_model(cfg.model, data, cfg.seed).to(device)
     if cfg.init_from:
         load_init(cfg.init_from, model, device)
     return model
+
+
+def _seeded_model(model_cfg: DictConfig, data: Data, seed: int) -> nn.Module:
+    """The model built as ``run`` builds it after seeding with ``seed``, in a forked RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build_model(model_cfg, data)
 
 
 def _build_model(model_cfg: DictConfig, data: Data) -> nn.Module:
