@@ -103,8 +103,8 @@ def main() -> None:
         tokenizer_dir, train_file = write_corpus(Path(tmp), words, train_blocks * (length - 2))
         data_overrides = [f"dataset.train_file={train_file}", f"dataset.test_file={Path(tmp) / 'test.txt'}",
                           f"dataset.tokenizer={tokenizer_dir}", f"dataset.max_seq_length={length}"]
-        common = ["model=custom", "model._target_=bench_text.bert", f"+model.hidden={hidden}", f"+model.layers={layers}",
-                  f"+model.heads={heads}", "dataset=text", *data_overrides, "task.name=masked_lm",
+        common = ["model=custom", "model._target_=bench_text.bert", f"+model.hidden={hidden}",
+                  f"+model.layers={layers}", f"+model.heads={heads}", "dataset=text", *data_overrides, "task.name=masked_lm",
                   f"batch_size={batch}", "optimizer=adamw", "optimizer.lr=1e-4", "schedule=constant",
                   "method=dense", "device=cpu", f"threads={args.threads}", "log_every=0"]
         from sparsetrain.data import build_data

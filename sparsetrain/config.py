@@ -263,7 +263,7 @@ class ITOPConfig(DynamicConfig):
 class DistillConfig:
     """Knowledge distillation from a frozen teacher (sparsetrain/tasks/distill.py); off without a teacher."""
 
-    teacher: Optional[str] = None  # a finished run directory (its model and final weights), or self (the model as the run starts it)
+    teacher: Optional[str] = None  # a finished run directory (its model and final weights), or self (the starting model)
     teacher_target: Optional[str] = None  # or the import path of a factory returning the teacher (weights loaded)
     temperature: float = 2.0  # softmax temperature of teacher and student logits
     hardness: float = 1.0  # the logit KL weighs hardness, the task's own loss 1 - hardness (also without logits)

@@ -70,7 +70,8 @@ def test_blocks_are_the_documents_joined_by_sep_in_cls_sep_frames(corpus):
     assert ids.shape[1] == 16 and torch.all(ids[:, 0] == tokenizer.cls_token_id)
     lengths = mask.sum(1)
     assert torch.all(lengths[:-1] == 16) and 3 <= lengths[-1] <= 16  # only the last block is padded
-    assert torch.all(ids[-1, lengths[-1]:] == tokenizer.pad_token_id) and ids[-1, lengths[-1] - 1] == tokenizer.sep_token_id
+    assert torch.all(ids[-1, lengths[-1]:] == tokenizer.pad_token_id)
+    assert ids[-1, lengths[-1] - 1] == tokenizer.sep_token_id
     body = torch.cat([row[1:n - 1] for row, n in zip(ids, lengths)]).tolist()
     expected = []
     for line in (corpus / "test.txt").read_text().splitlines():
@@ -110,7 +111,8 @@ def test_mlm_masking_rate_80_10_10_and_labels(corpus):
 
 
 def test_masking_is_a_pure_function_of_seed_epoch_and_batch(corpus):
-    first, again, other_seed = _build(_data_config(corpus)), _build(_data_config(corpus)), _build(_data_config(corpus), seed=1)
+    first, again = _build(_data_config(corpus)), _build(_data_config(corpus))
+    other_seed = _build(_data_config(corpus), seed=1)
     epoch = [first.train.make(plan) for plan in first.train.plans(2)]
     resumed = [again.train.make(plan) for plan in again.train.plans(2, start_batch=3)]
     assert all(torch.equal(a[key], b[key]) for a, b in zip(epoch[3:], resumed) for key in a)
@@ -120,6 +122,14 @@ def test_masking_is_a_pure_function_of_seed_epoch_and_batch(corpus):
     for a, b in zip(first.test, other_seed.test):
         assert all(torch.equal(a[key], b[key]) for key in a)
     assert first.num_classes == VOCAB and first.in_shape == (16,)
+
+
+def test_without_a_test_file_held_out_blocks_are_the_evaluation_split(corpus):
+    whole = _build(_data_config(corpus))
+    held = _build(_data_config(corpus, test_file=None, val_size=5))
+    assert held.val is None and held.test.num_samples == 5
+    assert held.train.num_samples == whole.train.num_samples - 5
+    assert all((batch["labels"] != IGNORE).any() for batch in held.test)
 
 
 def test_tokenised_blocks_are_cached_and_keyed_by_file_and_length(corpus, tmp_path, monkeypatch):

@@ -3,8 +3,8 @@
 Each non-empty line is a document. The lines are tokenised without special tokens, joined with [SEP] after each
 document, and cut into blocks of ``max_seq_length - 2`` tokens, each block framed as ``[CLS] ... [SEP]`` (BERT's
 pre-training layout; Hugging Face ``run_mlm`` also concatenates rather than padding each line). The last, shorter
-block is ``[CLS] ... [SEP]`` then padding (attention mask 0), so no text is dropped. The blocks of a file are cached on disk (safetensors)
-under a key of the tokenizer's fingerprint, the block length and the file's contents.
+block is ``[CLS] ... [SEP]`` then padding (attention mask 0), so no text is dropped. The blocks of a file are
+cached on disk (safetensors) under a key of the tokenizer's fingerprint, the block length and the file's contents.
 
 Training batches are corrupted as BERT's MLM afresh each epoch (``mlm_masking``); the evaluation split (``test_file``,
 or ``val_size`` blocks held out of train) once, from a fixed seed. ``num_classes`` is the tokenizer's vocabulary
@@ -56,7 +56,8 @@ def check_text_config(cfg: Any) -> None:
 def build_text(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch.device, seed: int) -> Data:
     check_text_config(cfg)
     tokenizer = load_tokenizer(cfg.tokenizer)
-    missing = [name for name in ("cls_token", "sep_token", "pad_token", "mask_token") if getattr(tokenizer, name) is None]
+    missing = [name for name in ("cls_token", "sep_token", "pad_token", "mask_token")
+               if getattr(tokenizer, name) is None]
     if missing:
         raise DataError(f"dataset.tokenizer={cfg.tokenizer!r} has no {missing[0]}; masked-LM training needs a "
                         "BERT-style tokenizer, e.g. dataset.tokenizer=bert-base-uncased")
