@@ -129,6 +129,17 @@ class GlueConfig(DatasetConfig):
 
 
 @dataclass
+class TextConfig(DatasetConfig):
+    name: str = "text"
+    train_file: Optional[str] = None  # plain text, one document (or line) per line, for masked-LM training
+    test_file: Optional[str] = None  # the evaluation text; without it dataset.val_size blocks of train are held out
+    tokenizer: Optional[str] = None  # hub name or directory of the tokenizer (the yaml: ${model.name_or_path})
+    max_seq_length: int = 128  # tokens per block, [CLS] and [SEP] included
+    mlm_probability: float = 0.15  # share of non-special tokens selected (80 % [MASK], 10 % random, 10 % kept)
+    cache_dir: Optional[str] = None  # tokenised blocks are cached here (null: .sparsetrain_cache next to train_file)
+
+
+@dataclass
 class SGDConfig:
     _target_: str = "torch.optim.SGD"
     _partial_: bool = True
@@ -293,10 +304,12 @@ class MaskTrainingConfig(MaskedConfig):
 class DistillConfig:
     """Knowledge distillation from a frozen teacher (sparsetrain/tasks/distill.py); off without a teacher."""
 
-    teacher: Optional[str] = None  # a finished run directory: its model and final weights
+    teacher: Optional[str] = None  # a finished run directory (its model and final weights), or self (the starting model)
     teacher_target: Optional[str] = None  # or the import path of a factory returning the teacher (weights loaded)
     temperature: float = 2.0  # softmax temperature of teacher and student logits
-    hardness: float = 1.0  # weight of the distillation loss; 1 - hardness for the task's own loss
+    hardness: float = 1.0  # the logit KL weighs hardness, the task's own loss 1 - hardness (also without logits)
+    logits: bool = True  # distil the class logits (KL at `temperature`); false: hidden states only
+    hidden_weight: float = 0.0  # weight of the hidden-state loss (TAMT: mean over layers of 1 - cosine; 0: off)
 
 
 @dataclass
@@ -404,6 +417,7 @@ def register_configs() -> None:
     store.store(group="dataset", name="base_custom_dataset", node=CustomDatasetConfig)
     store.store(group="dataset", name="base_tensor_files", node=TensorFilesConfig)
     store.store(group="dataset", name="base_glue", node=GlueConfig)
+    store.store(group="dataset", name="base_text", node=TextConfig)
     store.store(group="optimizer", name="base_sgd", node=SGDConfig)
     store.store(group="optimizer", name="base_adam", node=AdamConfig)
     store.store(group="optimizer", name="base_adamw", node=AdamWConfig)

@@ -75,12 +75,13 @@ def export(run_dir: Path, out: Path, force: bool) -> None:
     pruned = _prune_format(weights, masks)
     summary = _finished_summary(run_dir)
     in_shape, num_classes = tuple(summary["in_shape"]), int(summary["num_classes"])
-    _check_loads(pruned, masks, model_cfg, in_shape, num_classes)
+    task = summary.get("task")  # the head of a transformers model (sequence classification or masked LM)
+    _check_loads(pruned, masks, model_cfg, in_shape, num_classes, task)
 
     tensors = {name: t.contiguous() for name, t in weights.items()}
     metadata = {
         "sparsetrain_model": model_cfg["name"], "format": "state_dict", "model": json.dumps(model_cfg),
-        "in_shape": json.dumps(list(in_shape)), "num_classes": str(num_classes),
+        "in_shape": json.dumps(list(in_shape)), "num_classes": str(num_classes), "task": json.dumps(task),
         "preprocess": json.dumps(summary.get("preprocess")), "dataset": str(summary.get("dataset")),
         "sparsity": json.dumps((summary.get("masks") or {}).get("sparsity", 0.0)),
         "sparsetrain_version": str(summary.get("sparsetrain")),
@@ -113,7 +114,8 @@ def load_exported(path: Path) -> tuple[torch.nn.Module, dict]:
     for key in ("in_shape", "preprocess", "sparsity"):
         metadata[key] = json.loads(metadata[key])
     metadata["num_classes"] = int(metadata["num_classes"])
-    model = _build(model_cfg, tuple(metadata["in_shape"]), metadata["num_classes"])
+    metadata["task"] = json.loads(metadata.get("task", "null"))
+    model = _build(model_cfg, tuple(metadata["in_shape"]), metadata["num_classes"], metadata["task"])
     model.load_state_dict(load_file(str(path)))
     return model.eval(), metadata
 
@@ -138,9 +140,9 @@ def _prune_format(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tenso
 
 
 def _check_loads(pruned: dict, masks: dict, model_cfg: dict, in_shape: tuple[int, int, int],
-                 num_classes: int) -> None:
+                 num_classes: int, task: str | None) -> None:
     """Load ``pruned`` strictly into a stock model prepared with ``prune.custom_from_mask``."""
-    model = _build(model_cfg, in_shape, num_classes)
+    model = _build(model_cfg, in_shape, num_classes, task)
     try:
         for name, mask in masks.items():
             module, _, param = name.rpartition(".")
@@ -151,9 +153,9 @@ def _check_loads(pruned: dict, masks: dict, model_cfg: dict, in_shape: tuple[int
                           f"({str(error).splitlines()[0]}); export an unmodified run directory, {EXAMPLE}") from None
 
 
-def _build(model_cfg: dict, in_shape: tuple[int, int, int], num_classes: int) -> torch.nn.Module:
+def _build(model_cfg: dict, in_shape: tuple[int, int, int], num_classes: int, task: str | None) -> torch.nn.Module:
     try:
-        return build_configured_model(model_cfg, in_shape, num_classes)
+        return build_configured_model(model_cfg, in_shape, num_classes, task)
     except ValueError as error:  # e.g. a custom model's factory that no longer imports
         raise ExportError(f"cannot rebuild the run's model ({error}); {EXAMPLE}") from None
 

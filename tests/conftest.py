@@ -19,6 +19,7 @@ from PIL import Image
 
 # The machines that run the tests have no network: W&B's error reporting (telemetry over HTTPS) stays off.
 os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # Hugging Face libraries never reach the hub (read at their import)
 # One torch thread in this process as in every CLI subprocess (cli_env): runs in-process (whose `threads` default
 # reads this variable) and in subprocesses compute the same bits, whatever the machine's CPU count.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -14,7 +14,7 @@ from .tensor_batches import ImageTensors, TensorEvalBatches, TensorTrainBatches
 from .synthetic import load_synthetic
 from .vision import TENSOR_DATASETS, load_tensor_source
 
-DATASET_NAMES = tuple(sorted((*TENSOR_DATASETS, "custom", "glue", "imagefolder", "synthetic", "tensors")))
+DATASET_NAMES = tuple(sorted((*TENSOR_DATASETS, "custom", "glue", "imagefolder", "synthetic", "tensors", "text")))
 
 
 def build_data(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch.device, seed: int) -> Data:
@@ -36,6 +36,10 @@ def build_data(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
         from .glue import build_glue  # transformers is slow to import
 
         return build_glue(cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, device=device, seed=seed)
+    if cfg.name == "text":
+        from .text import build_text  # Hugging Face tokenizers are slow to import
+
+        return build_text(cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, device=device, seed=seed)
     if cfg.name in ("custom", "tensors"):
         splits = custom_splits(cfg) if cfg.name == "custom" else tensor_file_splits(cfg)
         return build_from_splits(splits, cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, device=device,

@@ -71,8 +71,8 @@ class SeededItems(Dataset):
 
 
 def check_dataset_config(cfg: Any) -> None:
-    """The checks that need no data: a custom dataset's factory resolves, tensor files are given and exist,
-    GLUE options are valid (DataError / ValueError otherwise)."""
+    """The checks that need no data: a custom dataset's factory resolves, tensor or text files are given and
+    exist, GLUE options are valid (DataError / ValueError otherwise)."""
     if cfg.name == "custom":
         locate("dataset._target_", OmegaConf.to_container(cfg)["_target_"], CUSTOM_EXAMPLE)
     if cfg.name == "tensors":
@@ -81,6 +81,10 @@ def check_dataset_config(cfg: Any) -> None:
         from .glue import check_glue_config
 
         check_glue_config(cfg)
+    if cfg.name == "text":
+        from .text import check_text_config
+
+        check_text_config(cfg)
 
 
 def _tensor_files(cfg: Any) -> dict[str, str]:

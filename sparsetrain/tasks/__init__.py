@@ -43,6 +43,28 @@ def check_task(cfg: Any) -> None:
     if cfg.distill.teacher is not None and cfg.distill.teacher_target is not None:
         raise ValueError("task.distill.teacher and task.distill.teacher_target are both set; give one, "
                          "e.g. task.distill.teacher=outputs/dense_run")
+    if cfg.name != "auto":  # else checked once the data has said its task (build_task)
+        _check_distill_terms(cfg.distill, cfg.name)
+
+
+def _check_distill_terms(distill: Any, task: str) -> None:
+    """The distillation terms fit ``task`` and have a teacher (ValueError, one line)."""
+    has_teacher = distill.teacher is not None or distill.teacher_target is not None
+    if distill.hidden_weight < 0:
+        raise ValueError(f"task.distill.hidden_weight={distill.hidden_weight} must be >= 0; "
+                         "e.g. task.distill.hidden_weight=1.0")
+    if distill.hidden_weight and not has_teacher:
+        raise ValueError(f"task.distill.hidden_weight={distill.hidden_weight} needs a teacher; "
+                         "e.g. task.distill.teacher=self (the model as the run starts it)")
+    if distill.hidden_weight and task == "image_classification":
+        raise ValueError("task.distill.hidden_weight needs a transformer's hidden states and task.name="
+                         "image_classification feeds model(x); e.g. task.distill.hidden_weight=0")
+    if has_teacher and task == "masked_lm" and distill.logits:
+        raise ValueError("task.distill distils class logits (task.distill.logits=true) and task.name=masked_lm has "
+                         "none; distil hidden states, e.g. task.distill.logits=false task.distill.hidden_weight=1.0")
+    if has_teacher and not distill.logits and not distill.hidden_weight:
+        raise ValueError("task.distill has a teacher but distils nothing (task.distill.logits=false, "
+                         "hidden_weight=0); e.g. task.distill.hidden_weight=1.0")
 
 
 def build_task(cfg: Any, *, label_smoothing: float, num_classes: int, prepare: Callable[[torch.Tensor], torch.Tensor],
@@ -51,14 +73,17 @@ def build_task(cfg: Any, *, label_smoothing: float, num_classes: int, prepare: C
     ``task.metric`` defaults to ``data_metric`` on the data's own task. ValueError for a bad config."""
     check_task(cfg)
     name = resolve_task(cfg.name, data_task)
-    distillation = None if teacher is None else Distillation(teacher, cfg.distill.temperature, cfg.distill.hardness)
+    distill = cfg.distill
+    _check_distill_terms(distill, name)
+    distillation = None if teacher is None else Distillation(
+        teacher, distill.temperature, distill.hardness, logits=distill.logits, hidden_weight=distill.hidden_weight)
     metric = cfg.get("metric") or (data_metric if name == data_task else None)
-    if distillation is not None and (name == "masked_lm" or num_classes == 1):
-        raise ValueError(f"task.distill distils class logits and task.name={name} here has none (masked "
-                         "tokens or one regression output); drop task.distill.teacher, or distil a classifier, "
-                         "e.g. task.name=sequence_classification")
+    if distillation is not None and distill.logits and num_classes == 1:
+        raise ValueError(f"task.distill distils class logits and task.name={name} here has none (one "
+                         "regression output); distil hidden states, e.g. task.distill.logits=false "
+                         "task.distill.hidden_weight=1.0, or drop task.distill.teacher")
     if name == "masked_lm":
-        return MaskedLM(metric=metric)
+        return MaskedLM(distillation=distillation, metric=metric)
     if name == "sequence_classification":
         return SequenceClassification(num_classes, label_smoothing=label_smoothing, distillation=distillation,
                                       metric=metric)

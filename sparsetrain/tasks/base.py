@@ -61,8 +61,16 @@ def split_labels(batch: Batch) -> tuple[Any, torch.Tensor | None]:
     return inputs, labels
 
 
-def logits_of(model: nn.Module, inputs: Any) -> torch.Tensor:
-    """``model(**inputs)`` for named tensors, else ``model(inputs)``; its ``.logits`` when it has them (Hugging
-    Face model outputs), as float32."""
-    output = model(**inputs) if isinstance(inputs, dict) else model(inputs)
+def call_model(model: nn.Module, inputs: Any, **options: Any) -> Any:
+    """``model(**inputs, **options)`` for named tensors, else ``model(inputs)``."""
+    return model(**inputs, **options) if isinstance(inputs, dict) else model(inputs)
+
+
+def output_logits(output: Any) -> torch.Tensor:
+    """A model output's ``.logits`` when it has them (Hugging Face model outputs), else the output; float32."""
     return getattr(output, "logits", output).float()
+
+
+def logits_of(model: nn.Module, inputs: Any) -> torch.Tensor:
+    """The float32 logits of ``model`` fed ``inputs`` (``call_model``)."""
+    return output_logits(call_model(model, inputs))

@@ -1,7 +1,8 @@
 """Masked language modelling: ``model(**inputs)`` (every named tensor but ``labels``) gives token logits
 (batch, length, vocabulary), or an object with ``.logits``; ``labels`` holds the original token at masked
 positions and -100 elsewhere (the masking itself is the data's job). The loss is the cross-entropy over the
-masked positions (as a Hugging Face masked-LM head computes it); evaluation reports that loss, its perplexity
+masked positions (as a Hugging Face masked-LM head computes it), optionally plus a hidden-state loss to a frozen
+teacher (TAMT's KD and MLM+KD objectives, ``distill.py``); evaluation reports the masked-LM loss, its perplexity
 and the masked-token accuracy, the "best" being the lowest loss by default."""
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, Task, logits_of, split_labels
+from .base import Batch, Task, call_model, logits_of, output_logits, split_labels
+from .distill import Distillation
 
 IGNORE = -100  # the label of a position that is not scored
 
@@ -22,15 +24,22 @@ class MaskedLM(Task):
     name = "masked_lm"
     metrics = ("loss", "perplexity", "accuracy")
 
-    def __init__(self, *, metric: str | None = None) -> None:
+    def __init__(self, *, distillation: Distillation | None = None, metric: str | None = None) -> None:
         self.choose_metric(metric, self.metrics)
+        self.distillation = distillation  # hidden states only: a masked-LM output has no class logits
 
     def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         return logits_of(model, split_labels(batch)[0])
 
     def train_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         inputs, labels = split_labels(batch)
-        return F.cross_entropy(logits_of(model, inputs).flatten(0, -2), labels.flatten(), ignore_index=IGNORE)
+        options = {} if self.distillation is None else self.distillation.model_options
+        output = call_model(model, inputs, **options)
+        labels = labels.flatten()
+        # the mean over the masked positions, 0 (not NaN) for a batch without any
+        loss = F.cross_entropy(output_logits(output).flatten(0, -2), labels, ignore_index=IGNORE, reduction="sum")
+        loss = loss / labels.ne(IGNORE).sum().clamp(min=1)
+        return loss if self.distillation is None else self.distillation.loss(output, inputs, loss)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Iterable[Batch], autocast: Callable[[], Any]) -> dict:

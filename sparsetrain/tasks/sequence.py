@@ -1,6 +1,7 @@
 """Sequence classification and regression (GLUE): ``model(**inputs)`` (every named tensor but ``labels``) gives
 logits, or an object with ``.logits``. With one label (``num_classes`` 1) it is regression: MSE to float labels,
-scored by Pearson and Spearman correlation; else cross-entropy (optionally distilled from a teacher's logits),
+scored by Pearson and Spearman correlation; else cross-entropy (optionally distilled from a teacher's logits
+and hidden states),
 scored by accuracy, Matthews correlation and, with two classes, F1 of class 1.
 
 Evaluation keeps every prediction on the device and reads the host once, for the final metrics."""
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import glue_metrics
-from .base import Batch, Task, logits_of, split_labels
+from .base import Batch, Task, call_model, logits_of, output_logits, split_labels
 from .distill import Distillation
 
 
@@ -43,11 +44,11 @@ class SequenceClassification(Task):
 
     def train_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         inputs, labels = split_labels(batch)
-        logits = logits_of(model, inputs)
-        loss = self._loss(logits, labels, label_smoothing=self.label_smoothing)
-        if self.distillation is not None:
-            loss = self.distillation.loss(logits, inputs, loss)
-        return loss
+        if self.distillation is None:
+            return self._loss(logits_of(model, inputs), labels, label_smoothing=self.label_smoothing)
+        output = call_model(model, inputs, **self.distillation.model_options)
+        loss = self._loss(output_logits(output), labels, label_smoothing=self.label_smoothing)
+        return self.distillation.loss(output, inputs, loss)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Iterable[Batch], autocast: Callable[[], Any]) -> dict:

@@ -125,7 +125,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=dist.is_main, mirror=loggers)
     prepare = _channels_last if channels_last else _identity
     autocast = _autocast(cfg.precision.value, device)
-    teacher = _user_error(load_teacher, cfg.task.distill, data.in_shape, data.num_classes, device)
+    teacher = _user_error(load_teacher, cfg.task.distill, data.in_shape, data.num_classes, device,
+                          functools.partial(_starting_model, cfg, data, task_name, device), task_name)
     if teacher is not None and channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)
     task = _user_error(build_task, cfg.task, label_smoothing=cfg.label_smoothing, num_classes=data.num_classes,
@@ -297,9 +298,23 @@ def _rank_checksums(dist: Distributed, model: nn.Module, method: Method) -> dict
 
 def _fresh_weights(model_cfg: DictConfig, data: Data, task: str, seed: int) -> dict:
     """The initial weights the model would have with ``seed``, without touching the global RNG."""
+    return _seeded_model(model_cfg, data, task, seed).state_dict()
+
+
+def _starting_model(cfg: DictConfig, data: Data, task: str, device: torch.device) -> nn.Module:
+    """A second copy of the model as this run starts it (built under ``seed``, then ``init_from``), resumed or
+    not; the global RNG is untouched."""
+    model = _seeded_model(cfg.model, data, task, cfg.seed).to(device)
+    if cfg.init_from:
+        load_init(cfg.init_from, model, device)
+    return model
+
+
+def _seeded_model(model_cfg: DictConfig, data: Data, task: str, seed: int) -> nn.Module:
+    """The model built as ``run`` builds it after seeding with ``seed``, in a forked RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _build_model(model_cfg, data, task).state_dict()
+        return _build_model(model_cfg, data, task)
 
 
 def _build_model(model_cfg: DictConfig, data: Data, task: str) -> nn.Module:
