@@ -33,7 +33,7 @@ from .train.files import WriteError, checkpoint_path, remove_hydra_only_dir
 from .train.interrupt import Interrupted, StopSignals, stop_outside_training_from_now
 from .train.lock import refuse_if_locked
 from .train.status import RunFailure, read_status, write_status
-from .train.resume import is_result_key, read_run_record, refuse_if_changed, refuse_to_overwrite, resumable_run_dir
+from .train.resume import read_run_record, refuse_if_changed, refuse_to_overwrite, resumable_run_dir
 
 CONFIG_MODULE = "sparsetrain.configs"
 CONFIG_NAME = "train"

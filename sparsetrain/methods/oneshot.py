@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..config import ConfigError
 from ..train.checkpoint import load_checkpoint
 from ..train.files import checkpoint_path

@@ -33,7 +33,7 @@ def check_hf(cfg: dict[str, Any]) -> None:
         raise ValueError(f"model=hf needs model.name_or_path (pretrained) or model.config (random init); e.g. {EXAMPLE}")
     config = cfg.get("config")
     if config is not None and not isinstance(config, (dict, str)):
-        raise ValueError(f"model.config must be a dict of config values or a config.json path; e.g. "
+        raise ValueError("model.config must be a dict of config values or a config.json path; e.g. "
                          "model.config='{model_type: bert, hidden_size: 64}'")
     if importlib.util.find_spec("transformers") is None:  # not imported here: preflight stays fast
         raise ValueError(f"model=hf needs Hugging Face transformers; {NLP_EXTRA}")
