@@ -156,3 +156,13 @@ def test_oneshot_prunes_a_pretrained_run_in_one_round(compose_config, tmp_path):
     assert [e["step"] for e in events if e["event"] == "prune"] == [0]
     lrs = {e["lr"] for e in events if e["event"] == "train"}
     assert len(lrs) == 1  # fine-tuning at one constant rate
+
+
+def test_oneshot_finetuning_shorter_than_an_epoch_runs_at_the_schedules_first_rate(compose_config, tmp_path):
+    dense = ["epochs=1", "device=cpu"]
+    run(compose_config(*dense), tmp_path / "dense", dense)
+    overrides = ["method=oneshot", "sparsity=0.5", "steps=3", "device=cpu", "optimizer.lr=0.05",
+                 f"method.pretrained={tmp_path / 'dense'}"]
+    run(compose_config(*overrides), tmp_path / "pruned", overrides)
+    events = [json.loads(line) for line in (tmp_path / "pruned" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["lr"] for e in events if e["event"] == "train"] == [pytest.approx(0.05)]  # cosine at step 0

@@ -116,8 +116,9 @@ class Method:
         return factor
 
     def finetune_factor(self) -> float:
-        """The constant learning-rate factor of fine-tuning: the schedule's rate at the start of its last epoch."""
-        return self.ctx.lr_factor(self.ctx.total_steps - self.ctx.steps_per_epoch)
+        """The constant learning-rate factor of fine-tuning: the schedule's rate at the start of its last epoch (at its
+        start for a run shorter than an epoch)."""
+        return self.ctx.lr_factor(max(self.ctx.total_steps - self.ctx.steps_per_epoch, 0))
 
     def on_epoch_end(self, epoch: int) -> None:
         """After the last step of epoch ``epoch`` (1-based) and that epoch's evaluation."""
