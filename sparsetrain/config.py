@@ -295,6 +295,7 @@ class MaskTrainingConfig(MaskedConfig):
     scope: str = "layerwise"  # topk: layerwise (counts from `distribution`) | global (one ranking over the budget)
     threshold: float = 0.01  # tau: the threshold binariser's starting threshold (OMP/kept scores are 2 tau or 0)
     reset_every: int = 1000  # threshold: steps between resets to each layer's exact zeros (and at the end); 0 = never
+    reset_at: list[int] = field(default_factory=list)  # threshold: also reset after these steps (TAMT's KD path: [1])
     init: str = "omp"  # omp (largest magnitudes kept) | random (exact counts) | kept (dense start) | uniform (topk)
     score_lr: float = 5e-5  # peak learning rate of the scores (the run's optimizer type and schedule)
     score_weight_decay: float = 0.0  # weight decay of the scores
