@@ -396,6 +396,7 @@ class TrainConfig:
     task: TaskConfig = field(default_factory=TaskConfig)  # loss, metrics, "best"; distillation
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # trainable parameters; distance from the start
     init_from: Optional[str] = None  # start from trained weights (and masks): checkpoint, run dir or safetensors
+    requires: list[str] = field(default_factory=list)  # keys a preset needs from the command line (refused while null)
     train_multiplier: float = 1.0  # extended training: stretches the length and every schedule point
     log_every: str = "50it"  # running train loss, lr, sparsity, pace: bar, log line, train_step event; 0 = never
     threads: Optional[int] = None  # torch CPU threads (default: OMP_NUM_THREADS, else the CPUs this process may use)
