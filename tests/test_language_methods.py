@@ -13,12 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nlp_fixtures import WORDS, glue_root, tiny_bert  # noqa: F401 - fixtures
+from nlp_fixtures import DEFAULT_MATRICES, WORDS, glue_root, tiny_bert  # noqa: F401 - fixtures
+from nlp_fixtures import glue_overrides as overrides
 from sparsetrain import methods
 from sparsetrain.api import train
 from sparsetrain.cli import preflight
 from sparsetrain.config import ConfigError
-from test_glue import DEFAULT_MATRICES, overrides
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
 LM_PRESETS = ("obert_gmp_glue", "sparse_transfer_glue", "tamt_bert_mlm", "tamt_bert_kd", "tamt_glue_finetune",
@@ -205,3 +205,8 @@ def test_language_model_presets_name_their_required_keys_and_train_a_few_steps(t
                      "schedule.cycle_epochs=0.125"]
         summary = train([f"+experiment={preset}", *small, *given, *extra, f"hydra.run.dir={tmp_path / preset}"])
         assert summary["final"]["test"], preset
+
+
+def test_reset_at_counts_steps_taken():
+    with pytest.raises(ConfigError, match=r"^method.reset_at=\[0\] counts steps taken, .*method.reset_at=\[1\]$"):
+        preflight(["method=mask_training", "sparsity=0.5", "method.reset_at=[0]"], multirun=False)
