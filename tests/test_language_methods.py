@@ -154,7 +154,7 @@ def test_tamt_pipeline_masks_on_text_then_fine_tunes_theta0_times_m(tiny_bert, g
     assert not torch.equal(weights[trained], start[trained])
 
 
-def test_init_from_refuses_a_source_without_the_masked_weights(tiny_bert, glue_root, corpus, tmp_path):
+def test_init_from_refuses_a_masked_weight_of_another_shape(tiny_bert, glue_root, corpus, tmp_path):
     masked_lm = tmp_path / "mask"
     mask_run(tiny_bert, corpus, masked_lm, "method.modules=[linear,embedding]",
              "method.include=[bert.embeddings.word_embeddings.weight]", "steps=1")

@@ -45,16 +45,16 @@ def load_init(text: str, model: nn.Module, device: torch.device,
     """Load the source's weights into ``model``; return its masks by weight name (None for a dense source).
     ``prunable``: the model's default prunable-weight patterns (empty: every linear and conv weight)."""
     path = init_source(text)
+    selected = prunable_parameters(model, include=list(prunable))
     if path.suffix == ".safetensors":
         weights = load_file(path, device=str(device))
-        masks = {name: weights[name] != 0 for name in prunable_parameters(model, include=list(prunable))
-                 if name in weights}
+        masks = {name: weights[name] != 0 for name in selected if name in weights}
     else:
         state = load_checkpoint(path, device, key="init_from")  # damaged or code-running files: one line
         weights = state.get("model", state)
         masks = (state.get("method") or {}).get("masks") if "model" in state else None
     expected = model.state_dict()
-    _check_fit(text, weights, expected, set(prunable_parameters(model, include=list(prunable))) | set(masks or {}))
+    _check_fit(text, weights, expected, set(selected) | set(masks or {}))
     shared = {name: tensor for name, tensor in weights.items()
               if name in expected and tuple(tensor.shape) == tuple(expected[name].shape)}
     kept, ignored = sorted(set(expected) - set(shared)), sorted(set(weights) - set(shared))
