@@ -114,6 +114,7 @@ def _job_failed(run_dir: Path, status: str, error: str, record: bool = True, exi
 def check(cfg: DictConfig, config: dict | None = None) -> None:
     """Every check that needs no data or model: value ranges, then the method's options (and, given the resolved
     run ``config``, the method's checks against it)."""
+    refuse_unset_required(cfg)
     validate(cfg)
     from .data.custom import check_dataset_config
     from .methods import build_method
@@ -137,6 +138,17 @@ def check(cfg: DictConfig, config: dict | None = None) -> None:
         from .train.finetune import read_drift_table
 
         read_drift_table(cfg.finetune.rank_from)
+
+
+# examples for the keys a preset requires (``requires``)
+REQUIRED_EXAMPLES = {"init_from": "outputs/2026-11-25/14-03-11", "task.distill.teacher": "outputs/2026-11-25/14-03-11"}
+
+
+def refuse_unset_required(cfg: DictConfig) -> None:
+    """ConfigError naming the first key of ``requires`` (set by a preset) that is still null."""
+    for key in cfg.requires:
+        if OmegaConf.select(cfg, key) is None:
+            raise ConfigError(f"{key} is required by this preset; e.g. {key}={REQUIRED_EXAMPLES.get(key, '<value>')}")
 
 
 def main() -> None:

@@ -295,6 +295,7 @@ class MaskTrainingConfig(MaskedConfig):
     scope: str = "layerwise"  # topk: layerwise (counts from `distribution`) | global (one ranking over the budget)
     threshold: float = 0.01  # tau: the threshold binariser's starting threshold (OMP/kept scores are 2 tau or 0)
     reset_every: int = 1000  # threshold: steps between resets to each layer's exact zeros (and at the end); 0 = never
+    reset_at: list[int] = field(default_factory=list)  # threshold: also reset after these steps (TAMT's KD path: [1])
     init: str = "omp"  # omp (largest magnitudes kept) | random (exact counts) | kept (dense start) | uniform (topk)
     score_lr: float = 5e-5  # peak learning rate of the scores (the run's optimizer type and schedule)
     score_weight_decay: float = 0.0  # weight decay of the scores
@@ -395,6 +396,7 @@ class TrainConfig:
     task: TaskConfig = field(default_factory=TaskConfig)  # loss, metrics, "best"; distillation
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # trainable parameters; distance from the start
     init_from: Optional[str] = None  # start from trained weights (and masks): checkpoint, run dir or safetensors
+    requires: list[str] = field(default_factory=list)  # keys a preset needs from the command line (refused while null)
     train_multiplier: float = 1.0  # extended training: stretches the length and every schedule point
     log_every: str = "50it"  # running train loss, lr, sparsity, pace: bar, log line, train_step event; 0 = never
     threads: Optional[int] = None  # torch CPU threads (default: OMP_NUM_THREADS, else the CPUs this process may use)

@@ -19,6 +19,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = [f"w{i}" for i in range(200)] + ["good", "bad", "the", "a", "movie", "film", "is", "was"]
 MARKER = "good"  # the single-sentence tasks' positive class: the sentence contains it
+DEFAULT_MATRICES = {f"bert.encoder.layer.{layer}.{name}.weight" for layer in (0, 1) for name in (
+    "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+    "intermediate.dense", "output.dense")}  # model.prunable of the tiny BERT
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                  max_position_embeddings=128)
 
@@ -83,6 +86,13 @@ def write_glue(root: Path, task: str, train: int = 64, dev: int = 32, seed: int 
                 lines.append(f"{i}\tp\tq\tg\t{a}\t{b}\t{label}\t{label}")
         (directory / f"{split}.tsv").write_text("\n".join(lines) + "\n")
     return root
+
+
+def glue_overrides(bert: Path, root: Path, run_dir: Path | None, task: str = "sst2", *extra: str) -> list[str]:
+    """A short GLUE run of the tiny BERT in ``run_dir`` (None: the caller chooses it)."""
+    return ["model=hf", f"model.name_or_path={bert}", "dataset=glue", f"dataset.task={task}", f"dataset.root={root}",
+            "dataset.max_seq_length=24", "batch_size=16", "eval_batch_size=16", "optimizer=adamw", "optimizer.lr=1e-3",
+            "schedule=constant", "log_every=0", *([f"hydra.run.dir={run_dir}"] if run_dir else []), *extra]
 
 
 @pytest.fixture(scope="session")

@@ -15,15 +15,12 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from conftest import crash_and_resume
-from nlp_fixtures import glue_root, tiny_bert, write_glue  # noqa: F401 - fixtures
+from nlp_fixtures import DEFAULT_MATRICES, glue_root, tiny_bert, write_glue  # noqa: F401 - fixtures
+from nlp_fixtures import glue_overrides as overrides
 from sparsetrain.api import train
 from sparsetrain.config import ConfigError
 from sparsetrain.data import DataError, glue
 from sparsetrain.tasks.sequence import SequenceClassification
-
-DEFAULT_MATRICES = {f"bert.encoder.layer.{layer}.{name}.weight" for layer in (0, 1) for name in (
-    "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-    "intermediate.dense", "output.dense")}
 
 
 def glue_cfg(root: Path, tokenizer: Path, task: str, **options) -> object:
@@ -34,13 +31,6 @@ def glue_cfg(root: Path, tokenizer: Path, task: str, **options) -> object:
 
 def build(cfg, batch_size: int = 8):
     return glue.build_glue(cfg, batch_size=batch_size, eval_batch_size=16, device=torch.device("cpu"), seed=0)
-
-
-def overrides(bert: Path, root: Path, run_dir: Path | None, task: str = "sst2", *extra: str) -> list[str]:
-    """A short GLUE run of the tiny BERT in ``run_dir`` (None: the caller chooses it)."""
-    return ["model=hf", f"model.name_or_path={bert}", "dataset=glue", f"dataset.task={task}", f"dataset.root={root}",
-            "dataset.max_seq_length=24", "batch_size=16", "eval_batch_size=16", "optimizer=adamw", "optimizer.lr=1e-3",
-            "schedule=constant", "log_every=0", *([f"hydra.run.dir={run_dir}"] if run_dir else []), *extra]
 
 
 # ---- metrics ----------------------------------------------------------------------------------------------------

@@ -5,9 +5,10 @@ the model's own. After backward, each target weight's gradient is ``∂L/∂W_ef
 ``W0`` (TAMT's ``MaskedLinear1``), the scores are one extra param group of the run's optimizer (``score_lr``,
 ``score_weight_decay``), and the target weights are in no group: the run's optimizer never changes them. After the
 step the scores are binarised again (``threshold``: ``scores > τ_l``; ``topk``: exact top-k per layer or global) and
-``W_eff`` rewritten, every step the same device work (capturable). A threshold reset (every ``reset_every`` steps
-and at the round's end) sets τ_l to the layer's k-th smallest score and the mask to the exact top-(N − k): each
-layer has exactly its configured zeros again; between resets the threshold binariser's sparsity drifts.
+``W_eff`` rewritten, every step the same device work (capturable). A threshold reset (every ``reset_every`` steps,
+after the steps listed in ``reset_at`` and at the round's end) sets τ_l to the layer's k-th smallest score and the
+mask to the exact top-(N − k): each layer has exactly its configured zeros again; between resets the threshold
+binariser's sparsity drifts.
 
 Liu et al. (TAMT, NAACL 2022); Radiya-Dixit & Wang (AISTATS 2020: supermask fine-tuning, ``init=kept``);
 Ramanujan et al. (CVPR 2020: edge-popup, ``binarizer=topk init=uniform``); Zhou et al. (NeurIPS 2019).
@@ -46,6 +47,8 @@ class MaskTraining(MaskedMethod):
              "needs binarizer=topk (threshold resets are per layer)", "method.scope=layerwise"),
             (cfg.reset_every < 0, f"method.reset_every={cfg.reset_every}", "must be >= 0 (0: never reset)",
              "method.reset_every=1000"),
+            (any(step < 1 for step in cfg.reset_at), f"method.reset_at={list(cfg.reset_at)}",
+             "counts steps taken, each >= 1", "method.reset_at=[1]"),
             (cfg.score_lr <= 0, f"method.score_lr={cfg.score_lr}", "must be positive", "method.score_lr=5e-5"),
             (cfg.score_weight_decay < 0, f"method.score_weight_decay={cfg.score_weight_decay}", "must be >= 0",
              "method.score_weight_decay=0.0"),
@@ -61,7 +64,7 @@ class MaskTraining(MaskedMethod):
 
     def uses_sparsity(self) -> bool:
         """Not when the mask starts dense and is never reset: the scores alone then set the sparsity."""
-        return not (self.cfg.init == "kept" and self.cfg.reset_every == 0)
+        return not (self.cfg.init == "kept" and self.cfg.reset_every == 0 and not self.cfg.reset_at)
 
     def setup(self, ctx: RunContext) -> None:
         """Keep W0, create the scores as a new param group of the run's optimizer and take the target weights out
@@ -119,8 +122,9 @@ class MaskTraining(MaskedMethod):
     # ---- mechanics ----------------------------------------------------------------------------------------
     def _is_reset_step(self, step: int) -> bool:
         every = self.cfg.reset_every
-        return self.cfg.binarizer == "threshold" and every > 0 and (
-            (step + 1) % every == 0 or step + 1 == self.round_steps(0))
+        return self.cfg.binarizer == "threshold" and (
+            (every > 0 and ((step + 1) % every == 0 or step + 1 == self.round_steps(0)))
+            or step + 1 in self.cfg.reset_at)
 
     def _binarised(self) -> dict[str, torch.Tensor]:
         """The binariser's masks of the current scores (device work only)."""

@@ -97,7 +97,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     )
     task_name = resolve_task(cfg.task.name, data.task)
     model = _user_error(_build_model, cfg.model, data, task_name).to(device)
-    init_masks = load_init(cfg.init_from, model, device) if cfg.init_from and not resuming else None
+    init_masks = load_init(cfg.init_from, model, device, _prunable(cfg)) if cfg.init_from and not resuming else None
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -305,8 +305,13 @@ def _starting_model(cfg: DictConfig, data: Data, task: str, device: torch.device
     not; the global RNG is untouched."""
     model = _seeded_model(cfg.model, data, task, cfg.seed).to(device)
     if cfg.init_from:
-        load_init(cfg.init_from, model, device)
+        load_init(cfg.init_from, model, device, _prunable(cfg))
     return model
+
+
+def _prunable(cfg: DictConfig) -> list[str]:
+    """The model's default prunable-weight patterns (``model.prunable``; empty: every linear and conv weight)."""
+    return list(cfg.model.get("prunable") or [])
 
 
 def _seeded_model(model_cfg: DictConfig, data: Data, task: str, seed: int) -> nn.Module:

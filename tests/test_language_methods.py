@@ -1,0 +1,212 @@
+"""Every kind of method on a pretrained transformer, the TAMT pipeline (mask training on text with the MLM, KD and
+MLM+KD objectives, then GLUE fine-tuning of theta_0 * M with the mask fixed) and the language-model presets, offline:
+the tiny BERT and GLUE files of tests/nlp_fixtures.py."""
+
+from __future__ import annotations
+
+import json
+import random
+from contextlib import nullcontext
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nlp_fixtures import DEFAULT_MATRICES, WORDS, glue_root, tiny_bert  # noqa: F401 - fixtures
+from nlp_fixtures import glue_overrides as overrides
+from sparsetrain import methods
+from sparsetrain.api import train
+from sparsetrain.cli import preflight
+from sparsetrain.config import ConfigError
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
+LM_PRESETS = ("obert_gmp_glue", "sparse_transfer_glue", "tamt_bert_mlm", "tamt_bert_kd", "tamt_glue_finetune",
+              "sparsify_finetune_bert")
+OBJECTIVES = {  # TAMT's mask-training objectives
+    "mlm": [],
+    "kd": ["task.distill.teacher=self", "task.distill.logits=false", "task.distill.hidden_weight=1.0",
+           "method.reset_at=[1]"],
+    "mlm_kd": ["task.distill.teacher=self", "task.distill.logits=false", "task.distill.hidden_weight=1.0",
+               "task.distill.hardness=0.0"],
+}
+
+
+def pretrained(bert: Path) -> dict[str, torch.Tensor]:
+    return load_file(bert / "model.safetensors")
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def final_masks(run_dir: Path) -> dict[str, torch.Tensor]:
+    return {name: mask.bool() for name, mask in load_file(run_dir / "masks" / "final.safetensors").items()}
+
+
+def events(run_dir: Path, kind: str) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [event for event in map(json.loads, lines) if event.get("event") == kind]
+
+
+def assert_exact_half(masks: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> None:
+    """Exactly half of every default matrix is zero, and the weights are zero there."""
+    assert set(masks) == DEFAULT_MATRICES
+    for name, mask in masks.items():
+        assert int((~mask).sum()) == mask.numel() // 2
+        assert (weights[name][~mask] == 0).all()
+
+
+# ---- item 4: every method on a pretrained transformer ---------------------------------------------------------------
+
+def test_lottery_rewinds_to_the_pretrained_weights(tiny_bert, glue_root, tmp_path, monkeypatch):
+    """rewind_to=0it on a pretrained model: round 1 starts from the pretrained weights at the surviving positions."""
+    starts = {}
+
+    class Recording(methods.METHODS["lth"]):
+        def start_round(self, round_index):
+            super().start_round(round_index)
+            starts[round_index] = {k: v.clone() for k, v in self.ctx.model.state_dict().items()}
+
+    monkeypatch.setitem(methods.METHODS, "lth", Recording)
+    run_dir = tmp_path / "run"
+    train(overrides(tiny_bert, glue_root, run_dir, "rte", "method=lth", "method.levels=1", "method.prune_rate=0.5",
+                    "steps=3", "eval_every=0"))
+    theta0, masks = pretrained(tiny_bert), final_masks(run_dir)
+    assert_exact_half(masks, final_weights(run_dir))
+    assert all(torch.equal(starts[0][name], value) for name, value in theta0.items())  # the pretrained start
+    for name, value in theta0.items():  # round 1: the same values, pruned where the mask says
+        expected = value * masks[name] if name in masks else value
+        assert torch.equal(starts[1][name], expected), name
+    assert not torch.equal(final_weights(run_dir)["classifier.weight"], theta0["classifier.weight"])  # it trained
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("set", ["method.delta_t=2", "method.distribution=uniform", "method.uniform_dense_first=false"]),
+    ("mask_training", ["method.reset_every=2", "method.score_lr=0.05"]),
+    ("gmp", ["schedule=cyclic_linear", "schedule.cycle_start=1", "schedule.cycle_epochs=1",
+             "schedule.final_lr_fraction=0.1", "method.start=1ep", "method.end=2ep", "method.frequency=1ep",
+             "method.initial_sparsity=0.3"]),
+])
+def test_more_methods_mask_exactly_the_default_matrices(tiny_bert, glue_root, tmp_path, method, extra):
+    run_dir = tmp_path / "run"
+    summary = train(overrides(tiny_bert, glue_root, run_dir, "rte", f"method={method}", "sparsity=0.5", "epochs=3",
+                              "batch_size=32", "eval_every=0", "log_every=1it", *extra))
+    assert set(summary["masks"]["layers"]) == DEFAULT_MATRICES
+    weights, masks = final_weights(run_dir), final_masks(run_dir)
+    assert_exact_half(masks, weights)
+    theta0 = pretrained(tiny_bert)
+    if method == "mask_training":  # W0 frozen: the masked matrices hold exactly theta_0 * M
+        assert all(torch.equal(weights[name], theta0[name] * masks[name]) for name in masks)
+        assert summary["dynamics"]["resets"] == 3  # after steps 2 and 4, and at the end (step 6)
+    if method == "gmp":  # oBERT's recipe shape: the rate restarts at every pruning step (epochs 1 and 2)
+        rates = {event["step"]: event["lr"] for event in events(run_dir, "train_step")}
+        peak = 1e-3
+        assert rates[1] == pytest.approx(peak) and rates[3] == pytest.approx(peak) and rates[5] == pytest.approx(peak)
+        assert rates[2] < peak and rates[4] < peak and rates[6] < peak
+        assert [round(e["sparsity"], 2) for e in events(run_dir, "prune")] == [0.3, 0.5]
+
+
+# ---- item 5: the TAMT pipeline --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Train and test text over the tiny BERT's vocabulary."""
+    root, rng = tmp_path_factory.mktemp("corpus"), random.Random(0)
+    for name, lines in (("train.txt", 200), ("test.txt", 40)):
+        (root / name).write_text("\n".join(" ".join(rng.choices(WORDS, k=rng.randint(4, 10))) for _ in range(lines)))
+    return root
+
+
+def mask_run(bert: Path, corpus: Path, run_dir: Path, *extra: str) -> dict:
+    return train(["model=hf", f"model.name_or_path={bert}", "dataset=text", "dataset.max_seq_length=16",
+                  f"dataset.train_file={corpus / 'train.txt'}", f"dataset.test_file={corpus / 'test.txt'}",
+                  "task.name=masked_lm",
+                  "method=mask_training", "sparsity=0.5", "method.reset_every=2", "method.score_lr=0.05",
+                  "optimizer=adamw", "optimizer.lr=1e-3", "schedule=linear", "batch_size=8", "steps=3",
+                  "eval_every=0", "log_every=0", "finetune.trainable=[cls.predictions.transform.*]",
+                  f"hydra.run.dir={run_dir}", *extra])
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_tamt_pipeline_masks_on_text_then_fine_tunes_theta0_times_m(tiny_bert, glue_root, corpus, tmp_path,
+                                                                    objective):
+    masked_lm = tmp_path / "mask"
+    mask_run(tiny_bert, corpus, masked_lm, *OBJECTIVES[objective])
+    theta0, masks = pretrained(tiny_bert), final_masks(masked_lm)
+    lm_weights = final_weights(masked_lm)
+    assert_exact_half(masks, lm_weights)
+    assert all(torch.equal(lm_weights[name], theta0[name] * masks[name]) for name in masks)  # W0 frozen
+    assert len(events(masked_lm, "threshold_reset")) == (3 if objective == "kd" else 2)  # reset_at=[1]: also step 1
+
+    fine_tuned = tmp_path / "glue"
+    train(overrides(tiny_bert, glue_root, fine_tuned, "sst2", "method=static", f"init_from={masked_lm}", "steps=4",
+                    "eval_every=0"))
+    start = torch.load(fine_tuned / "checkpoints" / "start.pt", weights_only=True)
+    for name, value in theta0.items():  # encoder and embeddings from the mask run, the classifier the new model's
+        expected = value * masks[name] if name in masks else value
+        assert torch.equal(start[name], expected), name
+    assert final_masks(fine_tuned).keys() == masks.keys()
+    assert all(torch.equal(final_masks(fine_tuned)[name], mask) for name, mask in masks.items())  # fixed mask
+    weights = final_weights(fine_tuned)
+    assert all((weights[name][~mask] == 0).all() for name, mask in masks.items())
+    trained = "bert.encoder.layer.0.output.dense.weight"
+    assert not torch.equal(weights[trained], start[trained])
+
+
+def test_init_from_refuses_a_masked_weight_of_another_shape(tiny_bert, glue_root, corpus, tmp_path):
+    masked_lm = tmp_path / "mask"
+    mask_run(tiny_bert, corpus, masked_lm, "method.modules=[linear,embedding]",
+             "method.include=[bert.embeddings.word_embeddings.weight]", "steps=1")
+    bigger = ["model.config={hidden_size: 48, num_attention_heads: 2, intermediate_size: 64}"]
+    with pytest.raises(ConfigError, match=r"^init_from=.*does not fit the model: .*word_embeddings.weight' has shape"):
+        train(overrides(tiny_bert, glue_root, tmp_path / "misfit", "sst2", "method=static", f"init_from={masked_lm}",
+                        "steps=1", *bigger))
+
+
+# ---- item 6: presets ------------------------------------------------------------------------------------------------
+
+def test_every_preset_composes(compose_config):
+    presets = sorted(path.stem for path in EXPERIMENTS.glob("*.yaml"))
+    assert set(LM_PRESETS) <= set(presets)
+    for preset in presets:
+        assert compose_config(f"+experiment={preset}").method.name
+
+
+REQUIRED = {  # what each language-model preset needs from the command line: the key refused first, its values
+    "obert_gmp_glue": ("task.distill.teacher", ["task.distill.teacher=self"]),
+    "sparse_transfer_glue": ("init_from", ["init_from={glue}", "task.distill.teacher=self"]),
+    "tamt_bert_mlm": ("dataset.train_file", ["dataset.train_file={corpus}/train.txt"]),
+    "tamt_bert_kd": ("dataset.train_file", ["dataset.train_file={corpus}/train.txt"]),
+    "tamt_glue_finetune": ("init_from", ["init_from={mask}"]),
+    "sparsify_finetune_bert": (None, []),
+}
+
+
+def test_language_model_presets_name_their_required_keys_and_train_a_few_steps(tiny_bert, glue_root, corpus,
+                                                                               tmp_path):
+    """Each preset on the tiny BERT: without its required keys, a one-line refusal naming the first; with them, it
+    passes the preflight and trains 2 steps."""
+    sources = {"corpus": corpus, "glue": tmp_path / "sparse_transfer_source", "mask": tmp_path / "tamt_bert_mlm"}
+    small = [f"model.name_or_path={tiny_bert}", f"dataset.root={glue_root}", "dataset.max_seq_length=16",
+             "batch_size=8", "steps=2", "eval_every=0", "log_every=0"]
+    train(overrides(tiny_bert, glue_root, sources["glue"], "sst2", "method=static", "sparsity=0.5", "steps=1"))
+    for preset in ("tamt_bert_mlm", *(p for p in LM_PRESETS if p != "tamt_bert_mlm")):  # the mask run first
+        key, values = REQUIRED[preset]
+        if key is not None:
+            with pytest.raises(ConfigError, match=rf"^{key} .*e\.g\. {key}=") as error:
+                preflight([f"+experiment={preset}", *small], multirun=False)
+            assert "\n" not in str(error.value)
+        given = [value.format(**sources) for value in values]
+        extra = [f"dataset.test_file={corpus / 'test.txt'}", "method.reset_every=1"] if preset.startswith("tamt_bert") \
+            else []
+        if preset == "obert_gmp_glue":
+            extra = ["method.start=1it", "method.end=2it", "method.frequency=1it", "schedule.cycle_start=0",
+                     "schedule.cycle_epochs=0.125"]
+        summary = train([f"+experiment={preset}", *small, *given, *extra, f"hydra.run.dir={tmp_path / preset}"])
+        assert summary["final"]["test"], preset
+
+
+def test_reset_at_counts_steps_taken():
+    with pytest.raises(ConfigError, match=r"^method.reset_at=\[0\] counts steps taken, .*method.reset_at=\[1\]$"):
+        preflight(["method=mask_training", "sparsity=0.5", "method.reset_at=[0]"], multirun=False)
