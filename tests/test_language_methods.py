@@ -81,6 +81,24 @@ def test_lottery_rewinds_to_the_pretrained_weights(tiny_bert, glue_root, tmp_pat
     assert not torch.equal(final_weights(run_dir)["classifier.weight"], theta0["classifier.weight"])  # it trained
 
 
+def test_a_reinitialising_control_draws_a_random_init_of_the_pretrained_architecture(tiny_bert):
+    """LTH's random_reinit control trains ``fresh_weights(seed)``: for a pretrained model that is a new random
+    initialisation of its architecture (seeded), never the pretrained weights again."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from sparsetrain.train.run import _fresh_weights
+
+    model_cfg = OmegaConf.create({"name": "hf", "source": "hf", "name_or_path": str(tiny_bert)})
+    data = SimpleNamespace(in_shape=(16,), num_classes=2)
+    fresh, again, other = (_fresh_weights(model_cfg, data, "sequence_classification", seed) for seed in (1, 1, 2))
+    theta0 = pretrained(tiny_bert)
+    for name in DEFAULT_MATRICES:
+        assert fresh[name].shape == theta0[name].shape and not torch.equal(fresh[name], theta0[name])
+        assert torch.equal(fresh[name], again[name]) and not torch.equal(fresh[name], other[name])
+
+
 @pytest.mark.parametrize("method, extra", [
     ("set", ["method.delta_t=2", "method.distribution=uniform", "method.uniform_dense_first=false"]),
     ("mask_training", ["method.reset_every=2", "method.score_lr=0.05"]),

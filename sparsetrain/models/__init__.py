@@ -72,15 +72,16 @@ def build_model(name: str, in_shape: tuple[int, int, int], num_classes: int, *,
 
 
 def build_configured_model(cfg: Any, in_shape: tuple[int, ...], num_classes: int,
-                           task: str | None = None) -> nn.Module:
+                           task: str | None = None, pretrained: bool = True) -> nn.Module:
     """The model of a ``model`` config: from the zoo, ``source: torchvision`` (by name), ``source: custom``
     (``_target_``), initialised by ``model.init``, or ``source: hf`` (a transformers model with the head of
-    ``task``, initialised its own way); ValueError naming the key for a bad one."""
+    ``task``, initialised its own way; ``pretrained=False``: the same architecture at random, for controls that
+    re-initialise); ValueError naming the key for a bad one."""
     source = cfg.get("source", "zoo")
     if source == "hf":
         from .hf import build_hf  # transformers is slow to import
 
-        return build_hf(cfg, num_classes, task)
+        return build_hf(cfg, num_classes, task, pretrained)
     if source == "custom":
         model = build_custom(cfg, in_shape, num_classes)
     elif source == "torchvision":

@@ -44,9 +44,10 @@ def head_of(cfg: dict[str, Any], task: str | None) -> str:
     return head if head != "auto" else "masked_lm" if task == "masked_lm" else "sequence_classification"
 
 
-def build_hf(cfg: dict[str, Any], num_classes: int, task: str | None = None) -> nn.Module:
+def build_hf(cfg: dict[str, Any], num_classes: int, task: str | None = None, pretrained: bool = True) -> nn.Module:
     """``AutoModelForSequenceClassification`` (``num_classes`` labels, regression for 1) or
-    ``AutoModelForMaskedLM``: from ``name_or_path`` with its weights, or from ``config`` at random."""
+    ``AutoModelForMaskedLM``: from ``name_or_path`` with its weights (``pretrained=False``: its architecture at
+    random), or from ``config`` at random."""
     check_hf(cfg)
     transformers = transformers_module()
     masked_lm = head_of(cfg, task) == "masked_lm"
@@ -59,6 +60,8 @@ def build_hf(cfg: dict[str, Any], num_classes: int, task: str | None = None) -> 
         if name is not None:
             overrides = config if isinstance(config, dict) else {}
             extra = {} if masked_lm else {"ignore_mismatched_sizes": True}  # a new classifier for other labels
+            if not pretrained:
+                return auto.from_config(transformers.AutoConfig.from_pretrained(name, **labels, **overrides))
             return auto.from_pretrained(name, **labels, **overrides, **extra)
         return auto.from_config(_config(transformers, config, labels))
     except (OSError, ValueError, KeyError, TypeError) as error:

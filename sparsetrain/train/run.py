@@ -296,8 +296,9 @@ def _rank_checksums(dist: Distributed, model: nn.Module, method: Method) -> dict
 
 
 def _fresh_weights(model_cfg: DictConfig, data: Data, task: str, seed: int) -> dict:
-    """The initial weights the model would have with ``seed``, without touching the global RNG."""
-    return _seeded_model(model_cfg, data, task, seed).state_dict()
+    """A new random initialisation of the model's architecture from ``seed`` (a pretrained model's too), without
+    touching the global RNG: what a re-initialising control (LTH ``random_reinit``) trains."""
+    return _seeded_model(model_cfg, data, task, seed, pretrained=False).state_dict()
 
 
 def _starting_model(cfg: DictConfig, data: Data, task: str, device: torch.device) -> nn.Module:
@@ -314,16 +315,16 @@ def _prunable(cfg: DictConfig) -> list[str]:
     return list(cfg.model.get("prunable") or [])
 
 
-def _seeded_model(model_cfg: DictConfig, data: Data, task: str, seed: int) -> nn.Module:
+def _seeded_model(model_cfg: DictConfig, data: Data, task: str, seed: int, pretrained: bool = True) -> nn.Module:
     """The model built as ``run`` builds it after seeding with ``seed``, in a forked RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _build_model(model_cfg, data, task)
+        return _build_model(model_cfg, data, task, pretrained)
 
 
-def _build_model(model_cfg: DictConfig, data: Data, task: str) -> nn.Module:
+def _build_model(model_cfg: DictConfig, data: Data, task: str, pretrained: bool = True) -> nn.Module:
     return build_configured_model(OmegaConf.to_container(model_cfg, resolve=True), data.in_shape, data.num_classes,
-                                  task)
+                                  task, pretrained)
 
 
 def _user_error(build: Callable, *args: Any, **kwargs: Any) -> Any:
