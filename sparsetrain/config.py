@@ -325,7 +325,7 @@ class FinetuneConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "auto"  # auto (the data's task: image_classification, or sequence_classification for glue) | image_classification | sequence_classification | masked_lm
+    name: str = "auto"  # auto (the data's task: sequence_classification for glue, masked_lm for text, else image_classification) | image_classification | sequence_classification | masked_lm
     distill: DistillConfig = field(default_factory=DistillConfig)  # knowledge distillation (off without a teacher)
     metric: Optional[str] = None  # the "best" metric; default the data's (GLUE: its headline) | top1 | accuracy (pearson for regression) | loss (mlm)
 
