@@ -181,6 +181,14 @@ def test_the_learned_mask_serves_static_mask_from_and_init_from(compose_config, 
     assert static["masks"]["sparsity"] == fine_tuned["masks"]["sparsity"] == 0.5
 
 
+def test_with_every_model_parameter_frozen_the_logged_rate_is_the_scores(compose_config, tmp_path):
+    _run(compose_config, tmp_path / "run", *RUN, "epochs=1", "finetune.trainable=[]", "schedule=constant",
+         "log_every=10it")
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    rates = {event["lr"] for event in map(json.loads, lines) if event["event"] in ("train", "train_step")}
+    assert rates == {0.01}  # method.score_lr, not the empty model group's optimizer.lr
+
+
 @pytest.mark.parametrize(("args", "key"), [
     (["method.binarizer=sign"], "method.binarizer"),
     (["method.binarizer=topk", "method.init=kept"], "method.init=kept"),

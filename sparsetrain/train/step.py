@@ -83,7 +83,7 @@ class TrainStep:
         self.loss_sum = torch.zeros((), device=device)
         self.base_lrs: list[float] = []  # per param group; groups a method adds in its setup join at ``reset``
         self.prepare_optimizer()
-        self.lr = self.base_lrs[0]
+        self.lr = self.base_lrs[self.logged_group]
         # (forward/backward, plain update), made at the first plain step; the update None if it cannot be captured
         self.graphs: tuple[CudaGraph | RecordedGraph, CudaGraph | RecordedGraph | None] | None = None
         self.warmups = 0
@@ -95,6 +95,9 @@ class TrainStep:
         base rate of a group seen for the first time is its configured rate."""
         groups = self.p.optimizer.param_groups
         self.base_lrs += [float(group["lr"]) for group in groups[len(self.base_lrs):]]
+        # the group whose rate is logged: the first that trains something (a learned mask's scores when every
+        # model parameter is frozen)
+        self.logged_group = next((index for index, group in enumerate(groups) if group["params"]), 0)
         if not has_fused(self.p.optimizer):
             return
         for group in self.p.optimizer.param_groups:
@@ -116,7 +119,7 @@ class TrainStep:
                 group["lr"].fill_(base * factor)
             else:
                 group["lr"] = base * factor
-        self.lr = self.base_lrs[0] * factor
+        self.lr = self.base_lrs[self.logged_group] * factor
 
     def __call__(self, plan: BatchPlan, step: int, advance: Callable[[], None]) -> None:
         """Train on the batch of ``plan`` as step ``step`` of the round; ``advance`` moves the trainer's position,
