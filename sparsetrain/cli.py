@@ -29,11 +29,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, register_configs, validate
 from .overrides import check_syntax, composition_message, refuse_added_keys
-from .train.files import WriteError, checkpoint_path, remove_hydra_only_dir
+from .runs.files import WriteError, checkpoint_path, remove_hydra_only_dir
+from .runs.record import read_run_record
+from .runs.status import read_status, write_status
+from .train.failures import RunFailure
 from .train.interrupt import Interrupted, StopSignals, stop_outside_training_from_now
 from .train.lock import refuse_if_locked
-from .train.status import RunFailure, read_status, write_status
-from .train.resume import read_run_record, refuse_if_changed, refuse_to_overwrite, resumable_run_dir
+from .train.resume import refuse_if_changed, refuse_to_overwrite, resumable_run_dir
 
 CONFIG_MODULE = "sparsetrain.configs"
 CONFIG_NAME = "train"

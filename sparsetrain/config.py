@@ -169,7 +169,7 @@ class AdamWConfig(AdamConfig):
 
 @dataclass
 class ScheduleConfig:
-    """Learning-rate factor as a function of the step; see ``sparsetrain.train.schedule``."""
+    """Learning-rate factor as a function of the step; see ``train/schedule.py``."""
 
     name: str = MISSING  # constant | cosine | linear | multistep (set by the schedule= option)
     warmup_epochs: float = 0.0  # linear warm-up from 0 over these epochs (any schedule)

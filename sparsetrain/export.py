@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save
 from torch.nn.utils import prune
 
 from .models import build_configured_model
-from .train.files import atomic_write, checkpoint_path
+from .runs.files import atomic_write, checkpoint_path
 
 SAFETENSORS_NAME = "model.safetensors"
 PRUNED_NAME = "pruned_state_dict.pt"

@@ -15,7 +15,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError
-from .train.resume import flatten
+from .runs.record import flatten
 
 _KEY = re.compile(r"^(\+{0,2}|~)[A-Za-z_][A-Za-z0-9_.@/\-]*$")
 FIXED_BY_GROUP = ("method.name",)  # set by the group's YAML: an override would pair a name with another schema

@@ -7,7 +7,7 @@ import errno
 import torch
 
 from conftest import events_without_time
-from sparsetrain.train import checkpoint
+from sparsetrain.runs import checkpoint
 
 
 def test_full_disk_is_one_line_and_the_resume_duplicates_nothing(tmp_path, cli_in_process, monkeypatch):

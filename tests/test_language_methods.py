@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-from contextlib import nullcontext
 from pathlib import Path
 
 import pytest

@@ -11,10 +11,10 @@ from torch.func import functional_call
 from torch.nn.utils import prune
 
 from sparsetrain.api import sparsify
+from sparsetrain.runs.checkpoint import load_checkpoint
+from sparsetrain.runs.files import checkpoint_path
 from sparsetrain.sparsity.masks import load_masks
 from sparsetrain.sparsity.scores import initial_scores, reset_thresholds
-from sparsetrain.train.checkpoint import load_checkpoint
-from sparsetrain.train.files import checkpoint_path
 from sparsetrain.train.run import run
 from conftest import crash_and_resume
 

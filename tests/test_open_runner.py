@@ -264,7 +264,7 @@ class _TwoInputs(nn.Module):
 def test_the_step_feeds_dict_batches_through_the_task(path):
     import contextlib
 
-    from sparsetrain.train.distributed import Distributed
+    from sparsetrain.runs.distributed import Distributed
     from sparsetrain.train.step import StepParts, TrainStep
 
     generator = torch.Generator().manual_seed(0)

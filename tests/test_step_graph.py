@@ -14,10 +14,10 @@ from sparsetrain import methods
 from sparsetrain.config import ConfigError, validate
 from sparsetrain.diagnostics import KernelOps
 from sparsetrain.methods.masked import MaskedMethod
+from sparsetrain.runs.checkpoint import load_checkpoint
+from sparsetrain.runs.distributed import Distributed
+from sparsetrain.runs.files import checkpoint_path
 from sparsetrain.train import trainer as trainer_module
-from sparsetrain.train.checkpoint import load_checkpoint
-from sparsetrain.train.distributed import Distributed
-from sparsetrain.train.files import checkpoint_path
 from sparsetrain.train.graphs import CaptureError, CudaGraph, HostReads, RecordedGraph
 from sparsetrain.train.run import run
 from sparsetrain.train.step import WARMUP_STEPS, choose_path

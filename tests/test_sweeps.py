@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import cli_command, cli_env, run_cli
-from sparsetrain.train.resume import NON_RESULT_KEYS
+from sparsetrain.runs.record import NON_RESULT_KEYS
 
 SWEEP = ["-m", "method=static", "sparsity=0.5", "seed=0,1", "epochs=3"]
 

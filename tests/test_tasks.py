@@ -216,7 +216,7 @@ def test_bad_task_keys_are_refused_in_one_line(tmp_path, overrides, message):
 
 def test_the_step_shards_every_named_tensor_under_torchrun():
     from sparsetrain.methods.dense import Dense
-    from sparsetrain.train.distributed import Distributed
+    from sparsetrain.runs.distributed import Distributed
     from sparsetrain.train.step import StepParts
 
     seen = []

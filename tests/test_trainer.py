@@ -12,10 +12,10 @@ from conftest import events_without_time
 from sparsetrain import methods
 from sparsetrain.config import ConfigError, parse_interval
 from sparsetrain.methods.base import Method
+from sparsetrain.runs.checkpoint import load_checkpoint
+from sparsetrain.runs.files import checkpoint_path
 from sparsetrain.sparsity.targets import prunable_parameters
-from sparsetrain.train.checkpoint import load_checkpoint
-from sparsetrain.train.files import checkpoint_path
-from sparsetrain.train.status import Diverged
+from sparsetrain.train.failures import Diverged
 from sparsetrain.train.run import run
 from sparsetrain.train.schedule import lr_factor
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, save
 
-from ..train.files import atomic_write
+from ..runs.files import atomic_write
 from .errors import DataError
 
 NLP_EXTRA = 'pip install "sparsetrain[nlp]"'

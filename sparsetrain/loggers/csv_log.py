@@ -11,7 +11,7 @@ import io
 import json
 from pathlib import Path
 
-from ..train.files import atomic_write
+from ..runs.files import atomic_write
 from .base import STAMPS
 
 FIRST_COLUMNS = ("event", "split", *STAMPS)

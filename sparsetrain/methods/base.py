@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..train.distributed import Distributed
+from ..runs.distributed import Distributed
 
 
 @dataclass

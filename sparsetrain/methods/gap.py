@@ -29,11 +29,11 @@ from typing import Any
 import torch
 
 from ..config import ConfigError, parse_interval
+from ..runs.distributed import world_size_from_env
 from ..seeds import derive_seed
 from ..sparsity.masks import random_masks
 from ..sparsity.phases import GapStep, balanced_partitions, cyclic_gap, parallel_gap
 from ..sparsity.targets import match_layers
-from ..train.distributed import world_size_from_env
 from .base import RunContext
 from .masked import MaskedMethod
 

@@ -22,13 +22,13 @@ from typing import Any
 import torch
 
 from ..config import ConfigError, parse_interval
+from ..runs.checkpoint import load_checkpoint
+from ..runs.files import checkpoint_path
+from ..runs.record import flatten, read_run_record
 from ..sparsity.dst import drop_count
 from ..sparsity.masks import load_checked_masks, random_masks
 from ..sparsity.saliency import keep_top
 from ..sparsity.targets import match_layers, parse_layer_value
-from ..train.checkpoint import load_checkpoint
-from ..train.files import checkpoint_path
-from ..train.resume import flatten, read_run_record
 from .base import RunContext
 from .masked import MaskedMethod
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
-from ..train.checkpoint import load_checkpoint
-from ..train.files import checkpoint_path
+from ..runs.checkpoint import load_checkpoint
+from ..runs.files import checkpoint_path
 from .masked import MaskedMethod
 
 RETRAIN_LR = ("finetune", "rewind")

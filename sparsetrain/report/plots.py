@@ -6,7 +6,7 @@ import io
 import math
 from pathlib import Path
 
-from ..train.files import atomic_write
+from ..runs.files import atomic_write
 
 
 def pyplot():

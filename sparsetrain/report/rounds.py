@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from ..train.files import atomic_write
+from ..runs.files import atomic_write
 from .plots import lottery_figure, save_png
 
 

@@ -33,9 +33,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from ..train.files import atomic_write
-from ..train.resume import RUN_RECORD, is_result_key, read_run_record
-from ..train.status import read_status
+from ..runs.files import atomic_write
+from ..runs.record import RUN_RECORD, is_result_key, read_run_record
+from ..runs.status import read_status
 from .plots import lottery_figure, pyplot, save_png, weights_remaining_axis
 
 SUMMARY = "summary.json"
@@ -48,7 +48,7 @@ GROUP_COLUMNS = ("method", "model", "dataset", "sparsity", "n_seeds", "seeds", "
 GROUP_TAIL_COLUMNS = ("realised_sparsity_mean", "overrides", "jobs")
 METRIC_LABELS = {"top1": "top-1", "top5": "top-5"}
 # Overrides that never separate two jobs into different groups: the seed (averaged over) and every key that
-# does not change a result (resume, device, ...; see sparsetrain/train/resume.py).
+# does not change a result (resume, device, ...; see sparsetrain/runs/record.py).
 GROUP_IGNORED_KEYS = ("seed",)
 
 

@@ -15,9 +15,9 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from ..config import ConfigError
+from ..runs.distributed import broadcast_masks
+from ..runs.files import atomic_write
 from ..seeds import derive_seed
-from ..train.distributed import broadcast_masks
-from ..train.files import atomic_write
 
 
 class MaskSet:

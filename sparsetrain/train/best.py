@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoint import save_checkpoint
+from ..runs.checkpoint import save_checkpoint
 
 def selection_split(has_val: bool) -> str:
     return "val" if has_val else "test"

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..runs.checkpoint import load_checkpoint, save_checkpoint
 
 START_NAME = "start.pt"
 

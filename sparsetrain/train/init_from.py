@@ -21,9 +21,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..config import ConfigError
+from ..runs.checkpoint import load_checkpoint
+from ..runs.files import checkpoint_path
 from ..sparsity.targets import prunable_parameters
-from .checkpoint import load_checkpoint
-from .files import checkpoint_path
 
 log = logging.getLogger(__name__)
 EXAMPLE = "e.g. init_from=outputs/2026-11-25/14-03-11 or init_from=<run>/export/model.safetensors"

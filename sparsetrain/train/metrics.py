@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ConfigError
-from .files import WriteError, atomic_write
+from ..runs.files import WriteError, atomic_write
 
 
 class MetricsLog:

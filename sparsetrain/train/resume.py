@@ -1,62 +1,13 @@
-"""Which config keys may change on resume, and the record of how a run was started (``run.yaml``)."""
+"""Whether a run may start in, or resume from, a directory: refused for a changed config or earlier outputs."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from ..config import ConfigError
-from .files import STATUS_NAME, atomic_write, checkpoint_path
-
-RUN_RECORD = "run.yaml"
-
-# Keys that do not change what a run computes: they may differ between a run and its resume.
-NON_RESULT_KEYS = (
-    "name",
-    "resume",
-    "device",
-    "compile",
-    "step_graph",
-    "checkpoint_every",
-    "tensorboard",
-    "eval_batch_size",
-    "dataset.root",
-    "dataset.download",
-    "dataset.num_workers",
-    "dataset.cache_dir",
-    "log_every",
-    "threads",
-    "logger",
-    "wandb.project",
-    "wandb.entity",
-    "wandb.mode",
-    "keep_checkpoint_every",
-    "retry_failed",
-)
-
-
-def is_result_key(key: str) -> bool:
-    return not key.startswith("hydra.") and not any(
-        key == skip or key.startswith(skip + ".") for skip in NON_RESULT_KEYS
-    )
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        flat: dict[str, Any] = {}
-        for key, value in tree.items():
-            flat.update(flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): tree}
-
-
-def differing_keys(stored: dict, current: dict) -> list[str]:
-    """Result-relevant keys whose values differ between two resolved configs."""
-    old, new = flatten(stored), flatten(current)
-    return sorted(k for k in old.keys() | new.keys() if is_result_key(k) and old.get(k) != new.get(k))
+from ..runs.files import STATUS_NAME, checkpoint_path
+from ..runs.record import RUN_RECORD, differing_keys, flatten
 
 
 def refuse_if_changed(stored: dict, current: dict, run_dir: Path) -> None:
@@ -102,26 +53,6 @@ def clear_attempt(run_dir: Path) -> None:
             shutil.rmtree(path)
         else:
             path.unlink()
-
-
-def write_run_record(run_dir: Path, overrides: list[str], config: dict) -> None:
-    text = yaml.safe_dump({"overrides": overrides, "config": config}, sort_keys=False)
-    atomic_write(Path(run_dir) / RUN_RECORD, lambda handle: handle.write(text.encode()))
-
-
-def read_run_record(run_dir: Path) -> dict:
-    """run.yaml; ConfigError (one line) when it was damaged or edited into something that is not a run record."""
-    path = Path(run_dir) / RUN_RECORD
-    try:
-        with path.open() as handle:
-            record = yaml.safe_load(handle)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        record = error
-    if not (isinstance(record, dict) and isinstance(record.get("overrides"), list)
-            and isinstance(record.get("config"), dict)):
-        raise ConfigError(f"resume: {path} is not a run record (damaged or edited; it holds the run's overrides and "
-                          "config); e.g. resume=<a run directory written by sparsetrain>")
-    return record
 
 
 def resumable_run_dir(text: str) -> Path:

@@ -22,19 +22,20 @@ from ..loggers import build_loggers
 from ..methods import Method, RunContext, build_method
 from ..models import build_configured_model
 from ..provenance import provenance
+from ..runs.checkpoint import load_run_checkpoint
+from ..runs.distributed import Distributed, init_distributed
+from ..runs.files import STATUS_NAME, checkpoint_path, remove_hydra_only_dir, remove_temporaries
+from ..runs.record import read_run_record, write_run_record
 from ..seeds import derive_seed
-from .checkpoint import load_run_checkpoint
-from .distributed import Distributed, init_distributed
 from .drift import drift_enabled, drift_rows, format_drift, load_start, save_start, snapshot
 from .extend import extend
 from .finetune import finetune_summary, optimized_names, select_trainable
-from .files import STATUS_NAME, checkpoint_path, remove_hydra_only_dir, remove_temporaries
 from .init_from import load_init
 from .interrupt import StopSignals
 from .lock import run_dir_lock
 from .metrics import MetricsLog, read_summary, write_summary
 from .optimizer import build_optimizer
-from .resume import clear_attempt, read_run_record, refuse_if_changed, refuse_to_overwrite, write_run_record
+from .resume import clear_attempt, refuse_if_changed, refuse_to_overwrite
 from .rounds import run_rounds
 from .step import StepParts, TrainStep, choose_path
 from ..report.rounds import write_round_table

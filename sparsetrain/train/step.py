@@ -24,8 +24,8 @@ from torch import nn
 from ..config import ConfigError
 from ..data.batches import Batch, BatchPlan
 from ..methods import Method
+from ..runs.distributed import Distributed
 from ..tasks import Task
-from .distributed import Distributed
 from .graphs import CaptureError, CudaGraph, RecordedGraph
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from torch import nn
 
 from ..factories import call_with, locate
 from ..models import build_configured_model
-from .checkpoint import load_checkpoint
-from .files import checkpoint_path
-from .resume import read_run_record
+from ..runs.checkpoint import load_checkpoint
+from ..runs.files import checkpoint_path
+from ..runs.record import read_run_record
 
 
 SELF = "self"  # task.distill.teacher=self

@@ -24,17 +24,17 @@ from tqdm import tqdm
 from ..config import ConfigError, Interval, ScheduleConfig
 from ..data.batches import BatchPlan
 from ..methods import Method
+from ..runs.checkpoint import capture_rng, restore_rng, save_checkpoint
+from ..runs.distributed import Distributed
+from ..runs.files import atomic_write, checkpoint_path
 from ..sparsity.flops import TrainingFlops
 from ..sparsity.masks import format_report, mask_report, save_masks
 from ..tasks import Task
 from .best import best_path, save_best, selection_split
-from .checkpoint import capture_rng, restore_rng, save_checkpoint
-from .distributed import Distributed
-from .files import atomic_write, checkpoint_path
+from .failures import Diverged
 from .interrupt import Interrupted, StopSignals
 from .metrics import MetricsLog, write_summary
 from .progress import LossWindow, Pace, format_duration, progress_line
-from .status import Diverged
 from .schedule import lr_factor
 from .step import TrainStep
 

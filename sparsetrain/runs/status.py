@@ -12,18 +12,6 @@ from pathlib import Path
 from .files import STATUS_NAME, atomic_write
 
 
-class RunFailure(Exception):
-    """A run that cannot go on (its message is one line); ``status`` is recorded in status.json."""
-
-    status = "failed"
-
-
-class Diverged(RunFailure):
-    """The loss or the weights are no longer finite (or the loss is absurdly large)."""
-
-    status = "diverged"
-
-
 def write_status(run_dir: Path, status: str, error: str) -> None:
     text = json.dumps({"status": status, "error": error}, sort_keys=True) + "\n"
     atomic_write(Path(run_dir) / STATUS_NAME, lambda handle: handle.write(text.encode()))
