@@ -272,7 +272,8 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
         return []
     if resume == "auto":
         if checkpoint_path(run_dir).is_file():
-            refuse_if_changed(read_run_record(run_dir)["config"], _plain(cfg), run_dir)
+            record = read_run_record(run_dir)
+            refuse_if_changed(record["config"], _plain(cfg), run_dir, _baseline(record))
         return []
     run_dir = resumable_run_dir(resume)
     refuse_if_locked(run_dir)
@@ -283,10 +284,20 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
     extra = [o for o in record["overrides"] if _key(o) not in given and _key(o) != "resume"
              and not _key(o).startswith("hydra.")]
     cfg = _compose_checked(extra + overrides)
-    refuse_if_changed(record["config"], _plain(cfg), run_dir)
+    refuse_if_changed(record["config"], _plain(cfg), run_dir, _baseline(record))
     if "hydra.run.dir" not in given:
         extra += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
     return extra
+
+
+def _baseline(record: dict) -> dict:
+    """The config the run's own command line composes to with this version of sparsetrain: the values of keys added
+    after the run started, had it started today ({}: it no longer composes, so every added key counts as changed)."""
+    own = [o for o in record["overrides"] if _key(o) != "resume" and not _key(o).startswith("hydra.")]
+    try:
+        return _plain(_compose_checked(own, run_checks=False))
+    except ConfigError:
+        return {}
 
 
 def _plain(cfg: DictConfig) -> dict:

@@ -53,10 +53,17 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): tree}
 
 
-def differing_keys(stored: dict, current: dict) -> list[str]:
-    """Result-relevant keys whose values differ between two resolved configs."""
+def differing_keys(stored: dict, current: dict, baseline: dict | None = None) -> list[str]:
+    """Result-relevant keys whose values differ between two resolved configs. A key the stored config lacks (its run
+    predates the key) differs only when its current value is not the ``baseline``'s: the config the run's own
+    command line composes to today (without one, such keys never differ)."""
     old, new = flatten(stored), flatten(current)
-    return sorted(k for k in old.keys() | new.keys() if is_result_key(k) and old.get(k) != new.get(k))
+    base = new if baseline is None else flatten(baseline)
+
+    def changed(key: str) -> bool:
+        return new.get(key) != (old[key] if key in old else base.get(key))
+
+    return sorted(key for key in old.keys() | new.keys() if is_result_key(key) and changed(key))
 
 
 def write_run_record(run_dir: Path, overrides: list[str], config: dict) -> None:

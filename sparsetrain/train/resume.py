@@ -10,8 +10,10 @@ from ..runs.files import STATUS_NAME, checkpoint_path
 from ..runs.record import RUN_RECORD, differing_keys, flatten
 
 
-def refuse_if_changed(stored: dict, current: dict, run_dir: Path) -> None:
-    keys = differing_keys(stored, current)
+def refuse_if_changed(stored: dict, current: dict, run_dir: Path, baseline: dict | None = None) -> None:
+    """ConfigError naming the result keys that changed (``differing_keys``: keys added to sparsetrain after the run
+    started count as changed only when they differ from ``baseline``, the run's command line composed today)."""
+    keys = differing_keys(stored, current, baseline)
     if keys:
         shown = "; ".join(f"{k}: {flatten(stored).get(k)!r} -> {flatten(current).get(k)!r}" for k in keys[:6])
         more = f" (+{len(keys) - 6} more)" if len(keys) > 6 else ""
