@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from conftest import run_cli
 from sparsetrain import methods
-from sparsetrain.config import WandbConfig
+from sparsetrain.config import WandbConfig, register_configs
 from sparsetrain.help import GROUPS, field_help, render_help
 from sparsetrain.methods.papers import PAPERS
 
@@ -56,6 +56,7 @@ def test_help_refuses_an_unknown_option_in_one_line(tmp_path):
 
 def test_every_schema_field_has_a_description():
     """Every key's help line comes from its field's comment; nodes (groups, wandb) are described by their keys."""
+    register_configs()  # the schemas, whichever test this process ran before (pytest-xdist spreads them)
     store = ConfigStore.instance().repo
     schemas = [OmegaConf.get_type(store["base_train.yaml"].node), WandbConfig]
     for group in GROUPS:
