@@ -117,7 +117,9 @@ class MaskTraining(MaskedMethod):
         return not self._is_reset_step(step)
 
     def on_epoch_end(self, epoch: int) -> None:
-        self.maskset.recount()  # the threshold binariser's densities drift: FLOP accounting follows per epoch
+        # the threshold binariser's masks change every step; the densities FLOP accounting reads (the MaskSet's cached
+        # counts) are those of the last reset or epoch end, since reading them each step would sync the device
+        self.maskset.recount()
 
     # ---- mechanics ----------------------------------------------------------------------------------------
     def _is_reset_step(self, step: int) -> bool:
@@ -150,11 +152,6 @@ class MaskTraining(MaskedMethod):
         self.maskset.apply_()
 
     # ---- outputs and state --------------------------------------------------------------------------------
-    def densities(self) -> dict[str, float] | None:
-        """As of the last reset or epoch end (the threshold binariser's masks change every step; reading them each
-        step would sync the device)."""
-        return self.maskset.densities()
-
     def summary(self) -> dict:
         return {"binarizer": self.cfg.binarizer, "init": self.cfg.init, "resets": self.resets,
                 "layer_sparsity": {name: 1.0 - d for name, d in self.maskset.densities().items()}}
