@@ -66,18 +66,33 @@ def on_cpu(value: object) -> object:
     return value
 
 
+_created = False  # init_distributed created the process group (close_distributed then destroys it)
+
+
 def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def init_distributed(device_type: str) -> Distributed:
     """The process group torchrun describes in the environment (NCCL on CUDA, Gloo on CPU), or one process."""
+    global _created
     if world_size_from_env() == 1:
         return Distributed()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        _created = True
     return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size(),
                        local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def close_distributed() -> None:
+    """Destroy the process group ``init_distributed`` created (one a caller created is theirs): a group still alive
+    when the interpreter exits can abort the process from its backend's threads ("terminate called without an
+    active exception"), failing a run that finished."""
+    global _created
+    if _created and dist.is_initialized():
+        dist.destroy_process_group()
+    _created = False
 
 
 def broadcast_masks(masks: list[torch.Tensor]) -> None:

@@ -23,7 +23,7 @@ from ..methods import Method, RunContext, build_method
 from ..models import build_configured_model
 from ..provenance import provenance
 from ..runs.checkpoint import load_run_checkpoint
-from ..runs.distributed import Distributed, init_distributed
+from ..runs.distributed import Distributed, close_distributed, init_distributed
 from ..runs.files import STATUS_NAME, checkpoint_path, remove_hydra_only_dir, remove_temporaries
 from ..runs.record import read_run_record, write_run_record
 from ..seeds import derive_seed
@@ -69,6 +69,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals 
             if writer:
                 remove_hydra_only_dir(run_dir)  # ours to remove: this process holds the lock
             raise
+        finally:
+            close_distributed()
 
 
 def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals) -> dict:
