@@ -34,7 +34,7 @@ from .runs.record import read_run_record
 from .runs.status import read_status, write_status
 from .train.failures import RunFailure
 from .train.interrupt import Interrupted, StopSignals, stop_outside_training_from_now
-from .train.lock import refuse_if_locked
+from .runs.lock import first_process, refuse_if_locked
 from .train.resume import refuse_if_changed, refuse_to_overwrite, resumable_run_dir
 
 CONFIG_MODULE = "sparsetrain.configs"
@@ -103,7 +103,7 @@ def _stopped(interrupted: Interrupted, run_dir: Path, stop: StopSignals) -> NoRe
 
 def _job_failed(run_dir: Path, status: str, error: str, record: bool = True, exit_now: bool = False) -> dict:
     """Record a run that failed or diverged (status.json), print one line; a sweep goes on with its next job."""
-    if record and int(os.environ.get("RANK", "0")) == 0:
+    if record and first_process():
         with contextlib.suppress(OSError):  # a full disk may not take this file either
             write_status(run_dir, status, error)
     FAILED_JOBS.append(str(run_dir))

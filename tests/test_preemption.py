@@ -20,7 +20,7 @@ from sparsetrain.cli import _stopped
 from sparsetrain.config import ConfigError
 from sparsetrain.methods.static import Static
 from sparsetrain.train.interrupt import Interrupted, StopSignals
-from sparsetrain.train.lock import refuse_if_locked, run_dir_lock
+from sparsetrain.runs.lock import refuse_if_locked, run_dir_lock
 from sparsetrain.train.run import run
 from test_resume import _assert_same_tensors, _final_state
 
@@ -100,6 +100,16 @@ def test_lock_is_exclusive_and_released(tmp_path):
             refuse_if_locked(tmp_path)
     with run_dir_lock(tmp_path):  # released at the end of the block
         pass
+
+
+def test_only_the_first_torchrun_process_checks_the_lock(tmp_path, monkeypatch):
+    """Rank 0 takes the lock as soon as its run starts; a slower rank's preflight must not refuse its own run."""
+    with run_dir_lock(tmp_path):
+        monkeypatch.setenv("RANK", "1")
+        refuse_if_locked(tmp_path)
+        monkeypatch.setenv("RANK", "0")
+        with pytest.raises(ConfigError, match="in use"):
+            refuse_if_locked(tmp_path)
 
 
 def _compose(*overrides: str):

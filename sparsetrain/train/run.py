@@ -32,7 +32,7 @@ from .extend import extend
 from .finetune import finetune_summary, optimized_names, select_trainable
 from .init_from import load_init
 from .interrupt import StopSignals
-from .lock import run_dir_lock
+from ..runs.lock import first_process, run_dir_lock
 from .metrics import MetricsLog, read_summary, write_summary
 from .optimizer import build_optimizer
 from .resume import clear_attempt, refuse_if_changed, refuse_to_overwrite
@@ -54,7 +54,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals 
     outputs of an earlier attempt that never checkpointed are refused (no ``resume``) or cleared. A refusal
     (ConfigError) leaves no directory that holds nothing but the lock (and Hydra's own files)."""
     run_dir = Path(run_dir)
-    writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process writes files
+    writer = first_process()
     with run_dir_lock(run_dir) if writer else contextlib.nullcontext():
         try:
             if writer:

@@ -1,7 +1,9 @@
 """One process per run directory: an exclusive ``flock`` on ``<run dir>/.lock`` (no torch import).
 
 The operating system releases the lock when its process ends, however it ends, so a lock left by a killed
-run never blocks; the file only tells the refused process who holds it (pid and host).
+run never blocks; the file only tells the refused process who holds it (pid and host). Under torchrun the
+first process holds the lock for the whole run and the others never look at it: the lock they would find is
+their own run's.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from typing import Iterator
 from ..config import ConfigError
 
 LOCK_NAME = ".lock"
+
+
+def first_process() -> bool:
+    """This process writes the run's files and holds its lock (under torchrun: rank 0; else the only one)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 @contextlib.contextmanager
@@ -34,7 +41,11 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
 
 
 def refuse_if_locked(run_dir: Path) -> None:
-    """ConfigError if a live process holds ``run_dir``'s lock; creates nothing (the CLI's check before Hydra)."""
+    """ConfigError if a live process holds ``run_dir``'s lock; creates nothing (the CLI's check before Hydra).
+
+    Only the first process checks: under torchrun rank 0 may already hold the lock when a slower rank gets here."""
+    if not first_process():
+        return
     path = Path(run_dir) / LOCK_NAME
     if not path.is_file():
         return
