@@ -15,6 +15,8 @@ DIVERGING = {
     "gmp": ["method=gmp", "sparsity=0.5", "method.frequency=5it", "optimizer.lr=1e30", "optimizer.momentum=0"],
     "rigl": ["method=rigl", "sparsity=0.5", "method.delta_t=5", "optimizer.lr=1e30"],
     "adam": ["optimizer=adam", "optimizer.lr=100"],  # loss ~1e9, finite: diverged all the same
+    # the weights stay W0 ⊙ M (finite): only the scores, which the optimizer trains beside them, are not
+    "mask_training": ["method=mask_training", "sparsity=0.5", "optimizer=adam", "method.score_lr=1e38"],
 }
 
 

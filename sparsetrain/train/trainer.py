@@ -315,8 +315,10 @@ class Trainer:
         return self.elapsed_before + time.perf_counter() - self.clock_start
 
     def _weights_finite(self) -> bool:
-        """One host read: whether every weight and the loss accumulator are finite (at checkpoints and failures)."""
-        tensors = [*self.p.model.parameters(), self.train_step.loss_sum]
+        """One host read: whether every weight, every tensor the optimizer trains besides them (a method's mask
+        scores) and the loss accumulator are finite (at checkpoints and failures)."""
+        trained = [param for group in self.p.optimizer.param_groups for param in group["params"]]
+        tensors = [*self.p.model.parameters(), *trained, self.train_step.loss_sum]
         return bool(torch.stack([t.detach().isfinite().all() for t in tensors]).all())
 
     def _diverged(self, what: str) -> None:
