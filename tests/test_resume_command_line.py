@@ -48,19 +48,41 @@ def test_info_defaults_works(tmp_path, cli_in_process):
 def test_a_run_from_before_a_key_existed_resumes_and_setting_that_key_is_still_refused(rigl_run, tmp_path):
     """A run started by an earlier version lacks keys added since (here the whole ``finetune`` section): it resumes,
     since its command line composes today to the same values; changing such a key is refused as any change."""
-    old = tmp_path / "old"
-    shutil.copytree(rigl_run, old)
-    record = yaml.safe_load((old / "run.yaml").read_text())
-    del record["config"]["finetune"]
-    (old / "run.yaml").write_text(yaml.safe_dump(record))
-    checkpoint = torch.load(old / "checkpoints" / "last.pt", weights_only=True)
-    del checkpoint["config"]["finetune"]
-    torch.save(checkpoint, old / "checkpoints" / "last.pt")
-
-    extra = preflight([f"resume={old}"], multirun=False)
-    with initialize_config_module(config_module="sparsetrain.configs", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[*extra, f"resume={old}", "device=cpu"])
-    summary = run(cfg, old, [f"resume={old}"])
-    assert summary["final"]["test"]["top1"] > 0
+    old = _recorded_as(rigl_run, tmp_path / "old", lambda config: config.pop("finetune"))
+    assert _resume(old)["final"]["test"]["top1"] > 0
     with pytest.raises(ConfigError, match=r"finetune\.trainable: None -> \['head'\]"):
         preflight([f"resume={old}", "finetune.trainable=[head]"], multirun=False)
+
+
+@pytest.mark.parametrize("recorded", ["image_classification", "auto"])
+def test_a_run_recorded_before_task_name_auto_resumes(rigl_run, tmp_path, recorded):
+    """Runs record the task they resolved; one recorded before (its default, or ``auto``) resumes all the same."""
+    assert yaml.safe_load((rigl_run / "run.yaml").read_text())["config"]["task"]["name"] == "image_classification"
+    old = _recorded_as(rigl_run, tmp_path / "old", lambda config: config["task"].update(name=recorded))
+    assert _resume(old)["final"]["test"]["top1"] > 0
+
+
+def test_a_resume_whose_data_declares_another_task_is_refused(rigl_run, tmp_path):
+    old = _recorded_as(rigl_run, tmp_path / "old", lambda config: config["task"].update(name="masked_lm"))
+    with pytest.raises(ConfigError, match=r"differs in task\.name: 'masked_lm' -> 'image_classification'"):
+        _resume(old)
+
+
+def _recorded_as(run_dir: Path, copy: Path, edit) -> Path:
+    """A copy of ``run_dir`` whose run.yaml and checkpoint hold the config ``edit`` changes in place."""
+    shutil.copytree(run_dir, copy)
+    record = yaml.safe_load((copy / "run.yaml").read_text())
+    edit(record["config"])
+    (copy / "run.yaml").write_text(yaml.safe_dump(record))
+    checkpoint = torch.load(copy / "checkpoints" / "last.pt", weights_only=True)
+    edit(checkpoint["config"])
+    torch.save(checkpoint, copy / "checkpoints" / "last.pt")
+    return copy
+
+
+def _resume(run_dir: Path) -> dict:
+    """``sparsetrain resume=<run_dir>`` in this process: the CLI's checks, then the run."""
+    extra = preflight([f"resume={run_dir}"], multirun=False)
+    with initialize_config_module(config_module="sparsetrain.configs", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*extra, f"resume={run_dir}", "device=cpu"])
+    return run(cfg, run_dir, [f"resume={run_dir}"])

@@ -53,6 +53,11 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): tree}
 
 
+# Keys whose ``auto`` a run resolves once its data is built (and records resolved): ``auto`` on either side matches
+# any value here; the run compares the resolved values (a run recorded before the default became ``auto`` resumes).
+RESOLVED_BY_THE_RUN = ("task.name",)
+
+
 def differing_keys(stored: dict, current: dict, baseline: dict | None = None) -> list[str]:
     """Result-relevant keys whose values differ between two resolved configs. A key the stored config lacks (its run
     predates the key) differs only when its current value is not the ``baseline``'s: the config the run's own
@@ -61,6 +66,8 @@ def differing_keys(stored: dict, current: dict, baseline: dict | None = None) ->
     base = new if baseline is None else flatten(baseline)
 
     def changed(key: str) -> bool:
+        if key in RESOLVED_BY_THE_RUN and "auto" in (new.get(key), old.get(key)):
+            return False
         return new.get(key) != (old[key] if key in old else base.get(key))
 
     return sorted(key for key in old.keys() | new.keys() if is_result_key(key) and changed(key))

@@ -99,6 +99,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
         cfg.dataset, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size, device=device, seed=cfg.seed
     )
     task_name = resolve_task(cfg.task.name, data.task)
+    config["task"]["name"] = task_name  # recorded resolved: a resume compares the task the data declares now
     model = _user_error(_build_model, cfg.model, data, task_name).to(device)
     init_masks = load_init(cfg.init_from, model, device, _prunable(cfg)) if cfg.init_from and not resuming else None
     channels_last = cfg.channels_last and device.type == "cuda"
@@ -180,7 +181,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
     train_step.p.step_model = torch.compile(step_model) if cfg.compile else step_model
     if resuming:
         state = load_run_checkpoint(checkpoint_path(run_dir), device)
-        refuse_if_changed(state["config"], config, run_dir)
+        refuse_if_changed(_with_resolved_task(state["config"], data.task), config, run_dir)
         try:
             trainer.load(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
@@ -328,6 +329,14 @@ def _seeded_model(model_cfg: DictConfig, data: Data, task: str, seed: int, pretr
 def _build_model(model_cfg: DictConfig, data: Data, task: str, pretrained: bool = True) -> nn.Module:
     return build_configured_model(OmegaConf.to_container(model_cfg, resolve=True), data.in_shape, data.num_classes,
                                   task, pretrained)
+
+
+def _with_resolved_task(config: dict, data_task: str | None) -> dict:
+    """A recorded config with its task name resolved as this run resolves it (it recorded ``auto``)."""
+    task = config.get("task")
+    if not isinstance(task, dict) or "name" not in task:
+        return config
+    return {**config, "task": {**task, "name": resolve_task(task["name"], data_task)}}
 
 
 def _user_error(build: Callable, *args: Any, **kwargs: Any) -> Any:
