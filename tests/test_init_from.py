@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from conftest import run_cli
 from sparsetrain import methods
@@ -109,3 +110,17 @@ def test_bad_sources_are_refused_in_one_line(sources, compose_config, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: init_from=") and "neither" in result.stderr
     assert not (tmp_path / "outputs").exists()  # refused before Hydra made a run directory
+
+
+def test_oneshot_loads_method_pretrained_as_init_from_loads_weights(sources, compose_config, tmp_path):
+    """An export loads (pruned to 0.95, the kept weights are among the 90 %-sparse export's non-zeros: its weights,
+    not a fresh init); a run of another model is refused in one line."""
+    export_file = sources / "sparse" / "export" / "model.safetensors"
+    overrides = ["method=oneshot", "sparsity=0.95", f"method.pretrained={export_file}", *BASE]
+    run(compose_config(*overrides), tmp_path / "pruned", overrides)
+    exported = load_file(export_file)
+    masks = torch.load(tmp_path / "pruned" / "checkpoints" / "last.pt", weights_only=True)["method"]["masks"]
+    assert masks and all(not (mask & (exported[name] == 0)).any() for name, mask in masks.items())
+    misfit = ["model=conv2", "method=oneshot", "sparsity=0.5", f"method.pretrained={sources / 'dense'}", *BASE]
+    with pytest.raises(ConfigError, match=f"^method.pretrained='{sources / 'dense'}' does not fit the model"):
+        run(compose_config(*misfit), tmp_path / "misfit", misfit)

@@ -171,6 +171,19 @@ def test_tamt_pipeline_masks_on_text_then_fine_tunes_theta0_times_m(tiny_bert, g
     assert not torch.equal(weights[trained], start[trained])
 
 
+def test_oneshot_prunes_a_masked_lm_run_loaded_into_a_classifier(tiny_bert, glue_root, corpus, tmp_path):
+    """method.pretrained loads another head's run as init_from does: a run of W0 ⊙ M (exactly half zeros per matrix)
+    pruned once to 0.5 by magnitude keeps exactly M."""
+    masked_lm = tmp_path / "mask"
+    mask_run(tiny_bert, corpus, masked_lm)
+    pruned = tmp_path / "oneshot"
+    train(overrides(tiny_bert, glue_root, pruned, "sst2", "method=oneshot", "sparsity=0.5",
+                    f"method.pretrained={masked_lm}", "steps=2", "eval_every=0"))
+    masks = final_masks(masked_lm)
+    assert final_masks(pruned).keys() == masks.keys()
+    assert all(torch.equal(final_masks(pruned)[name], mask) for name, mask in masks.items())
+
+
 def test_init_from_refuses_a_masked_weight_of_another_shape(tiny_bert, glue_root, corpus, tmp_path):
     masked_lm = tmp_path / "mask"
     mask_run(tiny_bert, corpus, masked_lm, "method.modules=[linear,embedding]",

@@ -1,5 +1,8 @@
 """One-shot magnitude pruning: train dense (or load a trained model), prune once to ``sparsity``, retrain.
 
+``method.pretrained`` (a checkpoint, a run directory or a ``model.safetensors`` export) is loaded as ``init_from``
+loads weights: a model with another head on the same body (a masked-LM run into a classifier) keeps its own head.
+
 Retraining either fine-tunes at a constant learning rate, the schedule's rate at the start of its last epoch
 (``retrain_lr=finetune``), or replays the whole schedule (``retrain_lr=rewind``: learning-rate rewinding,
 Renda et al. 2020). Both trainings have the run's length (``epochs``/``steps``).
@@ -7,15 +10,15 @@ Renda et al. 2020). Both trainings have the run's length (``epochs``/``steps``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
-from ..runs.checkpoint import load_checkpoint
-from ..runs.files import checkpoint_path
+from ..runs.weights import load_shared_weights, read_weights, weights_file
+from ..sparsity.targets import prunable_parameters
 from .masked import MaskedMethod
 
 RETRAIN_LR = ("finetune", "rewind")
+EXAMPLE = "e.g. method.pretrained=outputs/2026-11-25/14-03-11"
 
 
 class OneShot(MaskedMethod):
@@ -25,7 +28,7 @@ class OneShot(MaskedMethod):
         super().__init__(cfg, sparsity)
         if cfg.retrain_lr not in RETRAIN_LR:
             raise ConfigError(f"method.retrain_lr={cfg.retrain_lr!r} must be finetune or rewind; e.g. method.retrain_lr=rewind")
-        self.pretrained = pretrained_file(cfg.pretrained) if cfg.pretrained else None
+        self.pretrained = weights_file("method.pretrained", cfg.pretrained, EXAMPLE) if cfg.pretrained else None
         self.rounds = 1 if self.pretrained else 2  # round 0 trains dense unless a trained model is given
 
     def start_round(self, round_index: int) -> None:
@@ -43,22 +46,8 @@ class OneShot(MaskedMethod):
         return factor
 
     def _load_pretrained(self) -> None:
-        state = load_checkpoint(self.pretrained, self.ctx.device, "method.pretrained")
-        weights = state.get("model", state) if isinstance(state, dict) else state
-        try:
-            self.ctx.model.load_state_dict(weights)
-        except (RuntimeError, TypeError, AttributeError) as error:
-            first = " ".join(str(error).split())[:200]
-            raise ConfigError(f"method.pretrained={str(self.cfg.pretrained)!r} does not fit the model ({first})") from None
-
-
-def pretrained_file(text: str) -> Path:
-    path = Path(text).expanduser()
-    if path.is_dir():
-        path = checkpoint_path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"method.pretrained={text!r} is neither a checkpoint file nor a run directory with checkpoints/last.pt; "
-            "e.g. method.pretrained=outputs/2026-11-25/14-03-11"
-        )
-    return path
+        """The trained weights (as ``init_from`` loads them: another head on the same body keeps its own)."""
+        weights, _ = read_weights(self.pretrained, self.ctx.device, "method.pretrained")
+        model_prunable = list(self.ctx.config.get("model", {}).get("prunable") or [])
+        required = prunable_parameters(self.ctx.model, include=model_prunable)
+        load_shared_weights(self.ctx.model, weights, required, "method.pretrained", self.cfg.pretrained, EXAMPLE)

@@ -1,0 +1,70 @@
+"""Trained weights from a checkpoint, a run directory or a ``model.safetensors`` export, into a model that may carry
+another head on the same body (a masked-LM run into a sequence classifier).
+
+The tensors both hold with one shape are loaded and the rest keep the model's values (logged); refused in one line
+only when a weight the caller needs (its prunable or masked weights) is missing or shaped differently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from ..config import ConfigError
+from .checkpoint import load_checkpoint
+from .files import checkpoint_path
+
+log = logging.getLogger(__name__)
+
+
+def weights_file(key: str, text: str, example: str) -> Path:
+    """The file ``key=text`` names (a run directory means its last checkpoint); ConfigError (one line) if none."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        path = checkpoint_path(path)
+    if not path.is_file() or path.suffix not in (".pt", ".safetensors"):
+        raise ConfigError(f"{key}={text!r} is neither a checkpoint (.pt), a run directory with checkpoints/last.pt "
+                          f"nor a model.safetensors export; {example}")
+    return path
+
+
+def read_weights(path: Path, device: torch.device, key: str) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The weights in ``path`` and the masks its method state holds (None: an export, or a plain state dict)."""
+    if path.suffix == ".safetensors":
+        return load_file(path, device=str(device)), None
+    state = load_checkpoint(path, device, key=key)  # damaged or code-running files: one line
+    if "model" not in state:
+        return state, None
+    return state["model"], (state.get("method") or {}).get("masks")
+
+
+def load_shared_weights(model: nn.Module, weights: dict[str, torch.Tensor], required: Iterable[str], key: str,
+                        text: str, example: str) -> None:
+    """Load the tensors ``model`` and ``weights`` both hold with one shape; ConfigError unless every ``required``
+    name is among them."""
+    expected = model.state_dict()
+    _check_fit(key, text, example, weights, expected, set(required))
+    shared = {name: tensor for name, tensor in weights.items()
+              if name in expected and tuple(tensor.shape) == tuple(expected[name].shape)}
+    kept, ignored = sorted(set(expected) - set(shared)), sorted(set(weights) - set(shared))
+    if kept or ignored:
+        log.warning("%s=%s: %d tensors left at the new model's values (%s), %d of the source not loaded (%s)",
+                    key, text, len(kept), ", ".join(kept), len(ignored), ", ".join(ignored))
+    model.load_state_dict(shared, strict=False)
+
+
+def _check_fit(key: str, text: str, example: str, weights: dict, expected: dict, required: set[str]) -> None:
+    missing = sorted(name for name in required if name not in weights or name not in expected)
+    if missing:
+        raise ConfigError(f"{key}={text!r} does not fit the model: {len(missing)} prunable or masked weights "
+                          f"missing, e.g. {missing[:3]}; use weights of the same model, {example}")
+    for name in sorted(required):
+        tensor = weights[name]
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise ConfigError(f"{key}={text!r} does not fit the model: {name!r} has shape {tuple(tensor.shape)}, "
+                              f"the model's {tuple(expected[name].shape)}; use weights of the same model, {example}")
