@@ -86,7 +86,10 @@ def test_parallel_gap_replicas_on_two_ranks_equal_the_one_device_run_and_resume(
     for name, value in one["model"].items():
         assert torch.equal(shared[1]["model"][name], shared[0]["model"][name])
         assert torch.equal(two["model"][name], value) and torch.equal(two["rank_states"][0]["model"][name], value)
-    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["final"] == single["final"]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["final"] == single["final"]
+    # the training FLOPs of every replica, as on one device (rank 0 alone counted only its own replicas)
+    assert summary["flops"]["training"] == pytest.approx(single["flops"]["training"], rel=1e-12)
 
     # inside cycle 0 each rank holds its own replica: rank 1's checkpointed masks have partition 1 dense
     kept = tmp_path / "ddp" / "checkpoints" / "round_00_step_0000003.pt"
@@ -103,6 +106,8 @@ def test_parallel_gap_replicas_on_two_ranks_equal_the_one_device_run_and_resume(
     again = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
     assert all(torch.equal(again["model"][k], v) for k, v in one["model"].items())
     assert events_without_time(tmp_path / "ddp") == events_without_time(resumed)
+    flops = json.loads((resumed / "summary.json").read_text())["flops"]["training"]
+    assert flops == pytest.approx(single["flops"]["training"], rel=1e-12)  # each rank resumed its own count
 
 
 def test_parallel_gap_refuses_a_world_size_other_than_the_partitions(tmp_path):

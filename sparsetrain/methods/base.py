@@ -54,6 +54,11 @@ class Method:
     # checkpoint), and the method brings the ranks together itself (P-GaP's replicas).
     data_parallel: bool = True
 
+    def same_model_on_every_rank(self, round_index: int) -> bool:
+        """Under torchrun with ``data_parallel`` False: whether every rank trains the same model in round
+        ``round_index`` (its FLOPs count once) or each rank its own (the run's FLOPs are theirs added up)."""
+        return True
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A class that overrides a step hook without saying which of its steps are plain has none: its hooks
         may rely on running at every step, so the trainer never replays them from a graph."""

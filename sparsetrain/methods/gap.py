@@ -102,6 +102,9 @@ class GaP(MaskedMethod):
     def round_steps(self, round_index: int) -> int:
         return self.schedule[round_index].length
 
+    def same_model_on_every_rank(self, round_index: int) -> bool:
+        return self.schedule[round_index].grow is None  # P-GaP's fine-tuning; each rank grows its own replica
+
     def dense_partition(self, round_index: int) -> int | None:
         """The partition that is dense during training ``round_index`` (None in the final fine-tuning)."""
         return self.schedule[round_index].grow

@@ -74,6 +74,7 @@ class TrainingFlops:
         self.total_dense = total_dense
         self.per_layer = per_layer
         self.total = 0.0  # FLOPs so far
+        self.round_start = 0.0  # the total when the current round began
         self._densities: dict[str, float] | None = None  # the last densities seen, and their sparse FLOPs
         self._sparse = float(total_dense)
 
@@ -90,8 +91,20 @@ class TrainingFlops:
         per_example = 2 * sparse + self.total_dense if dense_backward else 3 * sparse
         self.total += float(per_example) * batch_size * steps
 
+    def begin_round(self) -> None:
+        self.round_start = self.total
+
+    def add_other_ranks(self, round_totals: list[float]) -> None:
+        """The current round's FLOPs become those of every rank added up (``round_totals``: each rank's, this
+        one's among them), for a round in which each rank trained its own model."""
+        self.total = self.round_start + sum(round_totals)
+
+    def round_total(self) -> float:
+        return self.total - self.round_start
+
     def state_dict(self) -> dict:
-        return {"total": self.total}
+        return {"total": self.total, "round_start": self.round_start}
 
     def load_state_dict(self, state: dict) -> None:
         self.total = float(state["total"])
+        self.round_start = float(state.get("round_start", self.total))

@@ -106,6 +106,7 @@ class Trainer:
             self.train_step.reset()
         epoch, batch = divmod(start_step, self.steps_per_epoch)
         self.pos = Position(round=self.pos.round, epoch=epoch, batch=batch, step=start_step, started=True)
+        self.p.flops.begin_round()
 
     def write_round_outputs(self) -> None:
         """``round_XX/``: the round's results, metrics, trained weights and masks (for multi-round methods)."""
@@ -155,6 +156,9 @@ class Trainer:
 
     def end_round(self) -> None:
         """Record the round's results and move to the next round (or finish), then checkpoint."""
+        p = self.p
+        if p.dist.enabled and not p.method.data_parallel and not p.method.same_model_on_every_rank(self.pos.round):
+            p.flops.add_other_ranks(p.dist.gather(p.flops.round_total()))  # every rank's own model cost FLOPs
         self.results.append(self.round_result)
         self.round_result = self._empty_round_result()
         self.pos = Position(round=self.pos.round + 1)
@@ -357,7 +361,8 @@ class Trainer:
             "versions": {"torch": str(torch.__version__)},
         }
         if p.dist.enabled:  # what ranks 1.. hold differently: their loss sums (and models, when each trains its own)
-            rank_state = {"loss_sum": self.train_step.loss_sum, **({} if p.method.data_parallel else own)}
+            rank_state = {"loss_sum": self.train_step.loss_sum, "flops": p.flops.state_dict(),
+                          **({} if p.method.data_parallel else own)}
             state["rank_states"] = p.dist.gather_states(rank_state)[1:]
         if not p.dist.is_main:
             return
@@ -386,7 +391,7 @@ class Trainer:
         self.results = trainer["results"]
         self.round_result = trainer["round_result"]
         self.elapsed_before = trainer["elapsed"]
-        p.flops.load_state_dict(trainer["flops"])
+        p.flops.load_state_dict(own.get("flops", trainer["flops"]))
         self.clock_start = time.perf_counter()
         if len(state["rng"]) != p.dist.world_size:
             raise ConfigError(f"the checkpoint was written by {len(state['rng'])} processes; resume it with as many "
