@@ -68,6 +68,33 @@ def test_masks_are_in_place_at_construction_and_state_round_trips():
     assert torch.equal(other.masks["0.weight"], sparsifier.masks["0.weight"])
 
 
+def test_mask_training_in_ones_own_loop_learns_a_mask_over_frozen_weights():
+    """The scores join the user's optimizer as a group of their own; the weights stay W0 ⊙ M at every step (the
+    biases train), and each threshold reset restores exactly half zeros per layer."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 3))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    inputs = torch.randn(256, 20)
+    labels = (inputs[:, 0] > 0).long() + (inputs[:, 1] > 0).long()
+    start = {name: param.detach().clone() for name, param in model.named_parameters()}
+    sparsifier = sparsetrain.sparsify(model, optimizer, "mask_training", 0.5, total_steps=100, reset_every=25,
+                                      score_lr=0.05)
+    assert [group["lr"] for group in optimizer.param_groups] == [1e-3, 0.05]
+    losses = []
+    for step in range(100):
+        loss = nn.functional.cross_entropy(model(inputs), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        sparsifier.step()
+        losses.append(loss.item())
+        for name, mask in sparsifier.masks.items():
+            assert torch.equal(dict(model.named_parameters())[name].detach(), start[name] * mask), (step, name)
+        if (step + 1) % 25 == 0:
+            assert all(int(mask.sum()) * 2 == mask.numel() for mask in sparsifier.masks.values()), step
+    assert sparsifier.method.resets == 4 and losses[-1] < losses[0]
+    assert not torch.equal(model[0].bias.detach(), start["0.bias"])
+
+
 def test_bad_method_or_option_is_one_line():
     model = nn.Linear(4, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
