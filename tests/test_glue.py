@@ -279,3 +279,50 @@ def test_sweep_report_follows_the_headline_metric_and_lists_the_other_glue_metri
     assert axis.get_ylabel().startswith("final test f1")
     line = axis.containers[0].lines[0]
     assert list(line.get_ydata()) == pytest.approx([0.75 + 0.005, 0.71 + 0.005])  # 50 % then 10 % remaining
+
+
+def write_hub_glue(repo: Path, glue_root: Path, task: str, hub_splits: dict[str, str]) -> None:
+    """``repo`` laid out as the hub's GLUE dataset repository: a README declaring each config's parquet files
+    (``<task>/<split>-00000-of-00001.parquet``, label numbers as ClassLabel), from the GLUE TSV files' rows."""
+    import datasets
+
+    spec = glue.TASKS[task]
+    names = list(spec.label_names) or ["negative", "positive"]
+    files = []
+    for hub_split, tsv in hub_splits.items():
+        rows = list(csv.DictReader(open(glue_root / spec.directory / f"{tsv}.tsv"), delimiter="\t"))
+        *texts, label = spec.tsv_columns
+        columns = {hub: [row[name] for row in rows] for hub, name in zip(spec.hub_columns[:-1], texts)}
+        columns["label"] = [names.index(row[label]) if spec.label_names else int(row[label]) for row in rows]
+        columns["idx"] = list(range(len(rows)))
+        features = datasets.Features({**{name: datasets.Value("string") for name in spec.hub_columns[:-1]},
+                                      "label": datasets.ClassLabel(names=names), "idx": datasets.Value("int32")})
+        datasets.Dataset.from_dict(columns, features=features).to_parquet(
+            str(repo / task / f"{hub_split}-00000-of-00001.parquet"))
+        files.append(f"  - split: {hub_split}\n    path: {task}/{hub_split}-*\n")
+    (repo / "README.md").write_text(f"---\nconfigs:\n- config_name: {task}\n  data_files:\n{''.join(files)}---\n")
+
+
+@pytest.mark.parametrize("task,hub_splits", [
+    ("sst2", {"train": "train", "validation": "dev"}),
+    ("mnli", {"train": "train", "validation_matched": "dev_matched", "validation_mismatched": "dev_mismatched"}),
+])
+def test_the_hub_dataset_gives_the_same_tensors_as_the_tsv_files(tiny_bert, glue_root, tmp_path, monkeypatch, task,
+                                                                   hub_splits):
+    """With no files under dataset.root the splits come from the hub's dataset (here its repository layout on disk,
+    loaded by ``datasets.load_dataset`` as the hub's would be), tokenised like GLUE's own files, and cached."""
+    import datasets
+
+    repo = tmp_path / "hub"
+    (repo / task).mkdir(parents=True)
+    write_hub_glue(repo, glue_root, task, hub_splits)
+    monkeypatch.setattr(glue, "HUB_NAME", str(repo))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
+    cfg = glue_cfg(tmp_path / "empty", tiny_bert, task, cache_dir=str(tmp_path / "cache"))
+    hub, original = build(cfg), build(glue_cfg(glue_root, tiny_bert, task))
+    pairs = [(hub.train.tensors, original.train.tensors), (hub.test.tensors, original.test.tensors)]
+    pairs += [(hub.test_variants[name].tensors, original.test_variants[name].tensors) for name in original.test_variants]
+    assert hub.test_variants.keys() == original.test_variants.keys()
+    for a, b in pairs:
+        assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+    assert len(list((tmp_path / "cache").iterdir())) == len(hub_splits)  # one cached tokenisation per split
