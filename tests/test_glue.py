@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from omegaconf import OmegaConf
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from conftest import crash_and_resume
+from conftest import cli_command, cli_env, crash_and_resume
 from nlp_fixtures import DEFAULT_MATRICES, glue_root, tiny_bert, write_glue  # noqa: F401 - fixtures
 from nlp_fixtures import glue_overrides as overrides
 from sparsetrain.api import train
@@ -326,3 +328,22 @@ def test_the_hub_dataset_gives_the_same_tensors_as_the_tsv_files(tiny_bert, glue
     for a, b in pairs:
         assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
     assert len(list((tmp_path / "cache").iterdir())) == len(hub_splits)  # one cached tokenisation per split
+
+
+def test_a_hub_model_name_loads_from_the_hub_cache_offline(tiny_bert, glue_root, tmp_path):
+    """``model.name_or_path=<org>/<name>`` (tokenizer included) resolves from the Hugging Face cache as a download
+    leaves it (``models--<org>--<name>/refs/main`` naming a snapshot) with the network off."""
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    model_dir = tmp_path / "hub_cache" / "models--sparsetrain-tests--tiny-bert"
+    (model_dir / "refs").mkdir(parents=True)
+    (model_dir / "refs" / "main").write_text(revision)
+    shutil.copytree(tiny_bert, model_dir / "snapshots" / revision)
+    env = {**cli_env(), "HF_HUB_CACHE": str(tmp_path / "hub_cache"), "HF_HUB_OFFLINE": "1"}
+    command = cli_command(*overrides("sparsetrain-tests/tiny-bert", glue_root, tmp_path / "run", "sst2", "steps=2",
+                                     "eval_every=0", f"dataset.cache_dir={tmp_path / 'tokens'}"))
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["metric"] == "accuracy" and 0.0 <= summary["final"]["test"]["accuracy"] <= 1.0
+    record = (tmp_path / "run" / "run.yaml").read_text()
+    assert "name_or_path: sparsetrain-tests/tiny-bert" in record and "tokenizer: sparsetrain-tests/tiny-bert" in record
