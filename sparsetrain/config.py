@@ -299,6 +299,7 @@ class MaskTrainingConfig(MaskedConfig):
     init: str = "omp"  # omp (largest magnitudes kept) | random (exact counts) | kept (dense start) | uniform (topk)
     score_lr: float = 5e-5  # peak learning rate of the scores (the run's optimizer type and schedule)
     score_weight_decay: float = 0.0  # weight decay of the scores
+    tied_weights: str = "masked"  # a module sharing a masked weight (a tied MLM decoder) reads W0 ⊙ M | unmasked: W0
 
 
 @dataclass

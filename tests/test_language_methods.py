@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,27 @@ def test_oneshot_prunes_a_masked_lm_run_loaded_into_a_classifier(tiny_bert, glue
     masks = final_masks(masked_lm)
     assert final_masks(pruned).keys() == masks.keys()
     assert all(torch.equal(final_masks(pruned)[name], mask) for name, mask in masks.items())
+
+
+EMBEDDINGS, DECODER = "bert.embeddings.word_embeddings.weight", "cls.predictions.decoder.weight"
+
+
+@pytest.mark.parametrize("tied", ["masked", "unmasked"])
+def test_a_tied_decoder_reads_the_masked_or_the_frozen_embeddings(tiny_bert, corpus, tmp_path, tied):
+    """Masked word embeddings: the tied MLM decoder reads W0 ⊙ M, or (``tied_weights=unmasked``, TAMT) its own frozen
+    copy of W0; a run resumed inside (the model rebuilt tied, untied again, then loaded) ends with the same bits."""
+    run_dir = tmp_path / tied
+    overrides = ["method.modules=[linear,embedding]", f"method.include=[{EMBEDDINGS}]", f"method.tied_weights={tied}",
+                 "keep_checkpoint_every=2it", "resume=auto"]
+    mask_run(tiny_bert, corpus, run_dir, *overrides)
+    weights, mask = final_weights(run_dir), final_masks(run_dir)[EMBEDDINGS]
+    w0 = pretrained(tiny_bert)[EMBEDDINGS]
+    assert torch.equal(weights[EMBEDDINGS], w0 * mask) and not mask.all()
+    assert torch.equal(weights[DECODER], w0 * mask if tied == "masked" else w0)
+    (run_dir / "summary.json").unlink()
+    shutil.copy(run_dir / "checkpoints" / "step_0000002.pt", run_dir / "checkpoints" / "last.pt")
+    mask_run(tiny_bert, corpus, run_dir, *overrides)
+    assert all(torch.equal(final_weights(run_dir)[name], value) for name, value in weights.items())
 
 
 def test_init_from_refuses_a_masked_weight_of_another_shape(tiny_bert, glue_root, corpus, tmp_path):

@@ -196,6 +196,7 @@ def test_with_every_model_parameter_frozen_the_logged_rate_is_the_scores(compose
     (["method.reset_every=-1"], "method.reset_every"),
     (["method.score_lr=0"], "method.score_lr"),
     (["method.init=magnitude"], "method.init"),
+    (["method.tied_weights=shared"], "method.tied_weights"),
 ])
 def test_bad_keys_are_one_line_and_write_nothing(tmp_path, cli_in_process, args, key):
     status, out, err = cli_in_process(tmp_path, "method=mask_training", "sparsity=0.5", *args)

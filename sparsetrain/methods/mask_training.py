@@ -10,15 +10,21 @@ after the steps listed in ``reset_at`` and at the round's end) sets τ_l to the 
 mask to the exact top-(N − k): each layer has exactly its configured zeros again; between resets the threshold
 binariser's sparsity drifts.
 
+A weight another module shares (an MLM decoder tied to the word embeddings) is masked for every reader by default
+(``tied_weights=masked``); ``tied_weights=unmasked`` gives the other readers their own frozen copy of W0, as TAMT's
+masked embedding leaves its tied decoder reading the unmasked weights.
+
 Liu et al. (TAMT, NAACL 2022); Radiya-Dixit & Wang (AISTATS 2020: supermask fine-tuning, ``init=kept``);
 Ramanujan et al. (CVPR 2020: edge-popup, ``binarizer=topk init=uniform``); Zhou et al. (NeurIPS 2019).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..config import ConfigError
 from ..sparsity.masks import check_masks
@@ -27,6 +33,8 @@ from .base import RunContext
 from .masked import MaskedMethod
 
 BINARIZERS = ("threshold", "topk")
+TIED_WEIGHTS = ("masked", "unmasked")
+log = logging.getLogger(__name__)
 
 
 class MaskTraining(MaskedMethod):
@@ -52,6 +60,8 @@ class MaskTraining(MaskedMethod):
             (cfg.score_lr <= 0, f"method.score_lr={cfg.score_lr}", "must be positive", "method.score_lr=5e-5"),
             (cfg.score_weight_decay < 0, f"method.score_weight_decay={cfg.score_weight_decay}", "must be >= 0",
              "method.score_weight_decay=0.0"),
+            (cfg.tied_weights not in TIED_WEIGHTS, f"method.tied_weights={cfg.tied_weights!r}",
+             "must be masked or unmasked", "method.tied_weights=unmasked"),
         ]
         for refused, key, rule, example in refusals:
             if refused:
@@ -75,6 +85,10 @@ class MaskTraining(MaskedMethod):
         for param in params.values():
             param.requires_grad_(True)  # whatever finetune.trainable says: ∂L/∂W_eff is the scores' gradient
         self.w0 = [param.detach().clone() for param in params.values()]
+        if self.cfg.tied_weights == "unmasked":
+            untied = _untie(ctx.model, params, self.w0)
+            if untied:
+                log.info("method.tied_weights=unmasked: %s read the frozen starting weights", ", ".join(untied))
         zeros = self.layer_zeros(self.sparsity)
         scores = initial_scores(dict(zip(params, self.w0)), zeros, self.cfg.init, self.cfg.threshold, ctx.seed)
         self.scores = [score.requires_grad_(True) for score in scores.values()]
@@ -187,3 +201,17 @@ def _take_out_of_optimizer(optimizer: torch.optim.Optimizer, weights: list[torch
                           "e.g. start the run from init_from=<run dir> instead of loading optimizer state")
     for group in optimizer.param_groups:
         group["params"] = [param for param in group["params"] if id(param) not in ids]
+
+
+def _untie(model: nn.Module, targets: dict[str, nn.Parameter], w0: list[torch.Tensor]) -> list[str]:
+    """Give every module other than its owner that holds a target weight its own frozen copy of that weight's W0;
+    return the names those copies have in the model."""
+    starting = {id(param): start for param, start in zip(targets.values(), w0)}
+    owners = {id(param): model.get_submodule(name.rpartition(".")[0]) for name, param in targets.items()}
+    untied = []
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for attr, param in list(module._parameters.items()):
+            if param is not None and id(param) in starting and module is not owners[id(param)]:
+                module._parameters[attr] = nn.Parameter(starting[id(param)].clone(), requires_grad=False)
+                untied.append(f"{module_name}.{attr}" if module_name else attr)
+    return untied
