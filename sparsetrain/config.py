@@ -222,7 +222,7 @@ class GMPConfig(PrunedConfig):
 @dataclass
 class OneShotConfig(PrunedConfig):
     scope: str = "global"
-    pretrained: Optional[str] = None  # a run directory or checkpoint to prune instead of training dense first
+    pretrained: Optional[str] = None  # a run directory, checkpoint or model.safetensors to prune instead of training dense first
     retrain_lr: str = "finetune"  # finetune (constant: the schedule's last-epoch lr) | rewind (the schedule again)
 
 
