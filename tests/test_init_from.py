@@ -106,6 +106,10 @@ def test_bad_sources_are_refused_in_one_line(sources, compose_config, tmp_path):
     junk = [*BASE, f"init_from={tmp_path / 'junk.pt'}"]
     with pytest.raises(ConfigError, match="^init_from: .*junk.pt cannot be loaded"):
         run(compose_config(*junk), tmp_path / "junk", junk)
+    torch.save([1, 2], tmp_path / "list.pt")  # a torch file without weights: one line
+    listed = [*BASE, f"init_from={tmp_path / 'list.pt'}"]
+    with pytest.raises(ConfigError, match="^init_from: .*list.pt holds no model weights"):
+        run(compose_config(*listed), tmp_path / "listed", listed)
     result = run_cli(f"init_from={tmp_path / 'nowhere'}", *BASE, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: init_from=") and "neither" in result.stderr

@@ -38,9 +38,12 @@ def read_weights(path: Path, device: torch.device, key: str) -> tuple[dict[str, 
     if path.suffix == ".safetensors":
         return load_file(path, device=str(device)), None
     state = load_checkpoint(path, device, key=key)  # damaged or code-running files: one line
-    if "model" not in state:
-        return state, None
-    return state["model"], (state.get("method") or {}).get("masks")
+    weights = state.get("model", state) if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or not all(isinstance(value, torch.Tensor) for value in weights.values()):
+        raise ConfigError(f"{key}: {path} holds no model weights (a state dict of tensors); e.g. {key}=<a run "
+                          "directory written by sparsetrain>")
+    masks = (state.get("method") or {}).get("masks") if "model" in state else None
+    return weights, masks
 
 
 def load_shared_weights(model: nn.Module, weights: dict[str, torch.Tensor], required: Iterable[str], key: str,
