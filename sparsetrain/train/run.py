@@ -25,6 +25,7 @@ from ..provenance import provenance
 from ..runs.checkpoint import load_run_checkpoint
 from ..runs.distributed import Distributed, close_distributed, init_distributed
 from ..runs.files import STATUS_NAME, checkpoint_path, remove_hydra_only_dir, remove_temporaries
+from ..runs.lock import first_process, run_dir_lock
 from ..runs.record import read_run_record, write_run_record
 from ..seeds import derive_seed
 from .drift import drift_enabled, drift_rows, format_drift, load_start, save_start, snapshot
@@ -32,7 +33,6 @@ from .extend import extend
 from .finetune import finetune_summary, optimized_names, select_trainable
 from .init_from import load_init
 from .interrupt import StopSignals
-from ..runs.lock import first_process, run_dir_lock
 from .metrics import MetricsLog, read_summary, write_summary
 from .optimizer import build_optimizer
 from .resume import clear_attempt, refuse_if_changed, refuse_to_overwrite

@@ -360,7 +360,7 @@ class Trainer:
             },
             "versions": {"torch": str(torch.__version__)},
         }
-        if p.dist.enabled:  # what ranks 1.. hold differently: their loss sums (and models, when each trains its own)
+        if p.dist.enabled:  # what ranks 1.. hold differently: loss sums, FLOP counts (and models, if each its own)
             rank_state = {"loss_sum": self.train_step.loss_sum, "flops": p.flops.state_dict(),
                           **({} if p.method.data_parallel else own)}
             state["rank_states"] = p.dist.gather_states(rank_state)[1:]
