@@ -30,11 +30,11 @@ from omegaconf.errors import OmegaConfBaseException
 from .config import ConfigError, register_configs, validate
 from .overrides import check_syntax, composition_message, refuse_added_keys
 from .runs.files import WriteError, checkpoint_path, remove_hydra_only_dir
+from .runs.lock import first_process, refuse_if_locked
 from .runs.record import read_run_record
 from .runs.status import read_status, write_status
 from .train.failures import RunFailure
 from .train.interrupt import Interrupted, StopSignals, stop_outside_training_from_now
-from .runs.lock import first_process, refuse_if_locked
 from .train.resume import refuse_if_changed, refuse_to_overwrite, resumable_run_dir
 
 CONFIG_MODULE = "sparsetrain.configs"
