@@ -33,8 +33,10 @@ def start_path(run_dir: Path) -> Path:
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of every parameter, by name."""
-    return {name: param.detach().clone() for name, param in model.named_parameters()}
+    """A copy of every parameter, by every name it has (a tied weight's one copy under each: a method may untie
+    it)."""
+    copies = {id(param): param.detach().clone() for param in model.parameters()}
+    return {name: copies[id(param)] for name, param in model.named_parameters(remove_duplicate=False)}
 
 
 def save_start(run_dir: Path, start: dict[str, torch.Tensor]) -> None:
@@ -48,7 +50,7 @@ def load_start(run_dir: Path, model: nn.Module, device: torch.device) -> dict[st
         raise ConfigError(f"resume: {path} (the starting weights finetune.drift compares with) is missing; "
                           "e.g. resume=<an intact run directory>, or finetune.drift=false")
     start = load_checkpoint(path, device)
-    shapes = {name: tuple(param.shape) for name, param in model.named_parameters()}
+    shapes = {name: tuple(param.shape) for name, param in model.named_parameters(remove_duplicate=False)}
     if not isinstance(start, dict) or not all(isinstance(t, torch.Tensor) for t in start.values()) or \
             {name: tuple(t.shape) for name, t in start.items()} != shapes:
         raise ConfigError(f"resume: {path} does not hold this model's starting weights; "
