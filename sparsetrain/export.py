@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save
 from torch.nn.utils import prune
 
 from .models import build_configured_model
+from .models.tying import tied_names, untie_
 from .runs.files import atomic_write, checkpoint_path
 
 SAFETENSORS_NAME = "model.safetensors"
@@ -76,9 +77,9 @@ def export(run_dir: Path, out: Path, force: bool) -> None:
     summary = _finished_summary(run_dir)
     in_shape, num_classes = tuple(summary["in_shape"]), int(summary["num_classes"])
     task = summary.get("task")  # the head of a transformers model (sequence classification or masked LM)
-    _check_loads(pruned, masks, model_cfg, in_shape, num_classes, task)
+    untied = _check_loads(pruned, masks, model_cfg, in_shape, num_classes, task, weights)
 
-    tensors = {name: t.contiguous() for name, t in weights.items()}
+    tensors = _unshared(weights)
     metadata = {
         "sparsetrain_model": model_cfg["name"], "format": "state_dict", "model": json.dumps(model_cfg),
         "in_shape": json.dumps(list(in_shape)), "num_classes": str(num_classes), "task": json.dumps(task),
@@ -86,14 +87,30 @@ def export(run_dir: Path, out: Path, force: bool) -> None:
         "sparsity": json.dumps((summary.get("masks") or {}).get("sparsity", 0.0)),
         "sparsetrain_version": str(summary.get("sparsetrain")),
     }
-    atomic_write(out / SAFETENSORS_NAME, lambda handle: handle.write(save(tensors, metadata)))
+    data = save(tensors, metadata)
+    atomic_write(out / SAFETENSORS_NAME, lambda handle: handle.write(data))
     print(f"wrote {out / SAFETENSORS_NAME}")
     if masks:
         atomic_write(out / PRUNED_NAME, lambda handle: torch.save(pruned, handle))
         print(f"wrote {out / PRUNED_NAME} ({len(masks)} masked tensors, torch.nn.utils.prune format)")
+        if untied:
+            print(f"note: the run untied {', '.join(untied)} from the weight the stock model ties them to: give them "
+                  "parameters of their own before loading it (load_exported does)")
     else:
         (out / PRUNED_NAME).unlink(missing_ok=True)  # a stale one from an earlier export (only with --force)
         print(f"dense run (no {MASKS_PATH}): wrote only {SAFETENSORS_NAME}")
+
+
+def _unshared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous tensors, each with storage of its own: safetensors refuses tensors that share memory, as tied
+    weights do (an MLM decoder and its bias); a tied weight is written under each of its names."""
+    seen: set[int] = set()
+    tensors = {}
+    for name, tensor in weights.items():
+        storage = tensor.untyped_storage().data_ptr()
+        tensors[name] = tensor.contiguous() if storage not in seen else tensor.clone()
+        seen.add(storage)
+    return tensors
 
 
 def _finished_summary(run_dir: Path) -> dict:
@@ -116,8 +133,18 @@ def load_exported(path: Path) -> tuple[torch.nn.Module, dict]:
     metadata["num_classes"] = int(metadata["num_classes"])
     metadata["task"] = json.loads(metadata.get("task", "null"))
     model = _build(model_cfg, tuple(metadata["in_shape"]), metadata["num_classes"], metadata["task"])
-    model.load_state_dict(load_file(str(path)))
+    weights = load_file(str(path))
+    for name in _untied_in_run(model, weights):
+        untie_(model, name, weights[name])
+    model.load_state_dict(weights)
     return model.eval(), metadata
+
+
+def _untied_in_run(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> list[str]:
+    """Names the rebuilt model ties to another name but whose values differ in ``weights``: the run untied them
+    (``method.tied_weights=unmasked``), so the loaded model must hold them apart."""
+    return [name for name, first in tied_names(model).items()
+            if name in weights and first in weights and not torch.equal(weights[name], weights[first])]
 
 
 def _check_masks(masks: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], path: Path) -> None:
@@ -140,9 +167,13 @@ def _prune_format(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tenso
 
 
 def _check_loads(pruned: dict, masks: dict, model_cfg: dict, in_shape: tuple[int, int, int],
-                 num_classes: int, task: str | None) -> None:
-    """Load ``pruned`` strictly into a stock model prepared with ``prune.custom_from_mask``."""
+                 num_classes: int, task: str | None, weights: dict[str, torch.Tensor]) -> list[str]:
+    """Load ``pruned`` strictly into a stock model prepared with ``prune.custom_from_mask`` (the names the run
+    untied given parameters of their own first); return those names."""
     model = _build(model_cfg, in_shape, num_classes, task)
+    untied = _untied_in_run(model, weights)
+    for name in untied:
+        untie_(model, name, weights[name])
     try:
         for name, mask in masks.items():
             module, _, param = name.rpartition(".")
@@ -151,6 +182,7 @@ def _check_loads(pruned: dict, masks: dict, model_cfg: dict, in_shape: tuple[int
     except (AttributeError, RuntimeError) as error:
         raise ExportError(f"the checkpoint does not load into model {model_cfg['name']} for inputs {in_shape} "
                           f"({str(error).splitlines()[0]}); export an unmodified run directory, {EXAMPLE}") from None
+    return untied
 
 
 def _build(model_cfg: dict, in_shape: tuple[int, int, int], num_classes: int, task: str | None) -> torch.nn.Module:

@@ -19,6 +19,7 @@ from sparsetrain import methods
 from sparsetrain.api import train
 from sparsetrain.cli import preflight
 from sparsetrain.config import ConfigError
+from sparsetrain.export import export, load_exported
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
 LM_PRESETS = ("obert_gmp_glue", "sparse_transfer_glue", "tamt_bert_mlm", "tamt_bert_kd", "tamt_glue_finetune",
@@ -189,9 +190,10 @@ EMBEDDINGS, DECODER = "bert.embeddings.word_embeddings.weight", "cls.predictions
 
 
 @pytest.mark.parametrize("tied", ["masked", "unmasked"])
-def test_a_tied_decoder_reads_the_masked_or_the_frozen_embeddings(tiny_bert, corpus, tmp_path, tied):
+def test_a_tied_decoder_reads_the_masked_or_the_frozen_embeddings(tiny_bert, corpus, tmp_path, capsys, tied):
     """Masked word embeddings: the tied MLM decoder reads W0 ⊙ M, or (``tied_weights=unmasked``, TAMT) its own frozen
-    copy of W0; a run resumed inside (the model rebuilt tied, untied again, then loaded) ends with the same bits."""
+    copy of W0; a run resumed inside (the model rebuilt tied, untied again, then loaded) ends with the same bits, and
+    its export loads back into the rebuilt model with every tensor as trained."""
     run_dir = tmp_path / tied
     overrides = ["method.modules=[linear,embedding]", f"method.include=[{EMBEDDINGS}]", f"method.tied_weights={tied}",
                  "keep_checkpoint_every=2it", "resume=auto", "finetune.drift=true"]  # drift: its start has every name
@@ -204,6 +206,12 @@ def test_a_tied_decoder_reads_the_masked_or_the_frozen_embeddings(tiny_bert, cor
     shutil.copy(run_dir / "checkpoints" / "step_0000002.pt", run_dir / "checkpoints" / "last.pt")
     mask_run(tiny_bert, corpus, run_dir, *overrides)
     assert all(torch.equal(final_weights(run_dir)[name], value) for name, value in weights.items())
+
+    export(run_dir, run_dir / "export", force=False)  # tied tensors share memory: each name is written
+    note = "note: the run untied cls.predictions.decoder.weight" in capsys.readouterr().out
+    assert note == (tied == "unmasked")
+    loaded = load_exported(run_dir / "export" / "model.safetensors")[0].state_dict()
+    assert all(torch.equal(loaded[name], value) for name, value in weights.items())  # held apart where untied
 
 
 def test_init_from_refuses_a_masked_weight_of_another_shape(tiny_bert, glue_root, corpus, tmp_path):

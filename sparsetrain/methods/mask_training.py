@@ -24,9 +24,9 @@ import logging
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..config import ConfigError
+from ..models.tying import tied_names, untie_
 from ..sparsity.masks import check_masks
 from ..sparsity.scores import INITS, initial_scores, reset_thresholds, straight_through_grads_, threshold_masks_
 from .base import RunContext
@@ -86,7 +86,10 @@ class MaskTraining(MaskedMethod):
             param.requires_grad_(True)  # whatever finetune.trainable says: ∂L/∂W_eff is the scores' gradient
         self.w0 = [param.detach().clone() for param in params.values()]
         if self.cfg.tied_weights == "unmasked":
-            untied = _untie(ctx.model, params, self.w0)
+            starting = dict(zip(params, self.w0))
+            untied = {name: first for name, first in tied_names(ctx.model).items() if first in starting}
+            for name, first in untied.items():
+                untie_(ctx.model, name, starting[first], requires_grad=False)
             if untied:
                 log.info("method.tied_weights=unmasked: %s read the frozen starting weights", ", ".join(untied))
         zeros = self.layer_zeros(self.sparsity)
@@ -202,16 +205,3 @@ def _take_out_of_optimizer(optimizer: torch.optim.Optimizer, weights: list[torch
     for group in optimizer.param_groups:
         group["params"] = [param for param in group["params"] if id(param) not in ids]
 
-
-def _untie(model: nn.Module, targets: dict[str, nn.Parameter], w0: list[torch.Tensor]) -> list[str]:
-    """Give every module other than its owner that holds a target weight its own frozen copy of that weight's W0;
-    return the names those copies have in the model."""
-    starting = {id(param): start for param, start in zip(targets.values(), w0)}
-    owners = {id(param): model.get_submodule(name.rpartition(".")[0]) for name, param in targets.items()}
-    untied = []
-    for module_name, module in model.named_modules(remove_duplicate=False):
-        for attr, param in list(module._parameters.items()):
-            if param is not None and id(param) in starting and module is not owners[id(param)]:
-                module._parameters[attr] = nn.Parameter(starting[id(param)].clone(), requires_grad=False)
-                untied.append(f"{module_name}.{attr}" if module_name else attr)
-    return untied
