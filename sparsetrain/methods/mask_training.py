@@ -204,4 +204,3 @@ def _take_out_of_optimizer(optimizer: torch.optim.Optimizer, weights: list[torch
                           "e.g. start the run from init_from=<run dir> instead of loading optimizer state")
     for group in optimizer.param_groups:
         group["params"] = [param for param in group["params"] if id(param) not in ids]
-
