@@ -187,7 +187,7 @@ def _check_loads(pruned: dict, masks: dict, model_cfg: dict, in_shape: tuple[int
 
 def _build(model_cfg: dict, in_shape: tuple[int, int, int], num_classes: int, task: str | None) -> torch.nn.Module:
     try:
-        return build_configured_model(model_cfg, in_shape, num_classes, task)
+        return build_configured_model(model_cfg, in_shape, num_classes, task, pretrained=False)  # weights: the file's
     except ValueError as error:  # e.g. a custom model's factory that no longer imports
         raise ExportError(f"cannot rebuild the run's model ({error}); {EXAMPLE}") from None
 
