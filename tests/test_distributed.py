@@ -24,10 +24,14 @@ def run_torchrun(cwd, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(torchrun(*overrides), cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=300)
 
 
+def assert_succeeded(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_rigl_masks_and_weights_identical_on_every_rank(tmp_path):
     result = run_torchrun(tmp_path, "method=rigl", "sparsity=0.9", "epochs=2", "method.delta_t=5",
                           "hydra.run.dir=ddp")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert_succeeded(result)
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     ranks = summary["distributed"]
     assert ranks["world_size"] == 2
@@ -43,8 +47,8 @@ def test_rigl_masks_and_weights_identical_on_every_rank(tmp_path):
 ], ids=["static", "mask_training"])
 def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path, method):
     overrides = [*method, "sparsity=0.5", "epochs=2", "batch_size=64"]
-    assert run_torchrun(tmp_path, *overrides, "hydra.run.dir=ddp").returncode == 0
-    assert run_cli(*overrides, "hydra.run.dir=single", cwd=tmp_path).returncode == 0
+    assert_succeeded(run_torchrun(tmp_path, *overrides, "hydra.run.dir=ddp"))
+    assert_succeeded(run_cli(*overrides, "hydra.run.dir=single", cwd=tmp_path))
     ddp, single = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("ddp", "single"))
     for name, value in single["model"].items():
         torch.testing.assert_close(ddp["model"][name], value, rtol=1e-4, atol=1e-5)
@@ -57,10 +61,10 @@ def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path, meth
 def test_killed_distributed_run_resumes_to_the_same_result(tmp_path):
     overrides = ["method=rigl", "sparsity=0.9", "epochs=4", "method.delta_t=5", "checkpoint_every=7it",
                  "model.dropout=0.1"]
-    assert run_torchrun(tmp_path, *overrides, "hydra.run.dir=reference").returncode == 0
+    assert_succeeded(run_torchrun(tmp_path, *overrides, "hydra.run.dir=reference"))
     kill_at_first_checkpoint(torchrun(*overrides, "hydra.run.dir=killed"), tmp_path / "killed", tmp_path)
     result = run_torchrun(tmp_path, *overrides, "hydra.run.dir=killed", "resume=auto")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert_succeeded(result)
     a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("reference", "killed"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert events_without_time(tmp_path / "reference") == events_without_time(tmp_path / "killed")
@@ -77,7 +81,7 @@ def test_parallel_gap_replicas_on_two_ranks_equal_the_one_device_run_and_resume(
     checkpoint holding every rank's state) gives them too."""
     single = run(compose_config(*PGAP), tmp_path / "single", PGAP)
     result = run_torchrun(tmp_path, *PGAP, "hydra.run.dir=ddp")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert_succeeded(result)
     one, two = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("single", "ddp"))
     shared = (one["method"]["shared"], two["method"]["shared"])  # after the last combine and re-prune
     for name, mask in shared[0]["masks"].items():
@@ -102,7 +106,7 @@ def test_parallel_gap_replicas_on_two_ranks_equal_the_one_device_run_and_resume(
     (resumed / "summary.json").unlink()
     shutil.copy(kept, resumed / "checkpoints" / "last.pt")
     result = run_torchrun(tmp_path, *PGAP, "hydra.run.dir=resumed", "resume=auto")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert_succeeded(result)
     again = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
     assert all(torch.equal(again["model"][k], v) for k, v in one["model"].items())
     assert events_without_time(tmp_path / "ddp") == events_without_time(resumed)

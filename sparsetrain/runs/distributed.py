@@ -9,6 +9,7 @@ rank 0 whenever they change. Only rank 0 writes outputs; checkpoints hold every 
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -85,12 +86,17 @@ def init_distributed(device_type: str) -> Distributed:
                        local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def close_distributed() -> None:
+def close_distributed(finished: bool = False) -> None:
     """Destroy the process group ``init_distributed`` created (one a caller created is theirs): a group still alive
     when the interpreter exits can abort the process from its backend's threads ("terminate called without an
-    active exception"), failing a run that finished."""
+    active exception"), failing a run that finished. After a finished run (``finished``) the ranks first meet in a
+    barrier, so none closes its connections while another still has traffic on them, and the run's objects that
+    hold the group in reference cycles (DDP, the trainer) are collected while the interpreter is fully alive."""
     global _created
     if _created and dist.is_initialized():
+        if finished:
+            dist.barrier()
+            gc.collect()
         dist.destroy_process_group()
     _created = False
 

@@ -64,7 +64,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals 
                 elif not checkpoint_path(run_dir).is_file():
                     clear_attempt(run_dir)
                 (run_dir / STATUS_NAME).unlink(missing_ok=True)  # a new attempt: an earlier failure no longer stands
-            return _run(cfg, run_dir, overrides, stop or StopSignals())
+            summary = _run(cfg, run_dir, overrides, stop or StopSignals())
+            close_distributed(finished=True)
+            return summary
         except ConfigError:
             if writer:
                 remove_hydra_only_dir(run_dir)  # ours to remove: this process holds the lock
