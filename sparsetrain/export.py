@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save
 from torch.nn.utils import prune
 
 from .models import build_configured_model
-from .models.tying import tied_names, untie_
+from .models.tying import untie_differing_
 from .runs.files import atomic_write, checkpoint_path
 
 SAFETENSORS_NAME = "model.safetensors"
@@ -134,17 +134,9 @@ def load_exported(path: Path) -> tuple[torch.nn.Module, dict]:
     metadata["task"] = json.loads(metadata.get("task", "null"))
     model = _build(model_cfg, tuple(metadata["in_shape"]), metadata["num_classes"], metadata["task"])
     weights = load_file(str(path))
-    for name in _untied_in_run(model, weights):
-        untie_(model, name, weights[name])
+    untie_differing_(model, weights)  # names the run held apart (method.tied_weights=unmasked)
     model.load_state_dict(weights)
     return model.eval(), metadata
-
-
-def _untied_in_run(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> list[str]:
-    """Names the rebuilt model ties to another name but whose values differ in ``weights``: the run untied them
-    (``method.tied_weights=unmasked``), so the loaded model must hold them apart."""
-    return [name for name, first in tied_names(model).items()
-            if name in weights and first in weights and not torch.equal(weights[name], weights[first])]
 
 
 def _check_masks(masks: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], path: Path) -> None:
@@ -171,9 +163,7 @@ def _check_loads(pruned: dict, masks: dict, model_cfg: dict, in_shape: tuple[int
     """Load ``pruned`` strictly into a stock model prepared with ``prune.custom_from_mask`` (the names the run
     untied given parameters of their own first); return those names."""
     model = _build(model_cfg, in_shape, num_classes, task)
-    untied = _untied_in_run(model, weights)
-    for name in untied:
-        untie_(model, name, weights[name])
+    untied = untie_differing_(model, weights)
     try:
         for name, mask in masks.items():
             module, _, param = name.rpartition(".")

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..factories import call_with, locate
 from ..models import build_configured_model
+from ..models.tying import untie_differing_
 from ..runs.checkpoint import load_checkpoint
 from ..runs.files import checkpoint_path
 from ..runs.record import read_run_record
@@ -32,8 +33,10 @@ def load_teacher(cfg: Any, in_shape: tuple[int, ...], num_classes: int, device: 
             raise ValueError(f"task.distill.teacher={cfg.teacher!r} is not a run directory with a checkpoint; "
                              "e.g. task.distill.teacher=outputs/dense_run")
         model_cfg = read_run_record(run_dir)["config"]["model"]
-        teacher = build_configured_model(model_cfg, in_shape, num_classes, task)
-        teacher.load_state_dict(load_checkpoint(checkpoint_path(run_dir), torch.device("cpu"))["model"])
+        weights = load_checkpoint(checkpoint_path(run_dir), torch.device("cpu"))["model"]
+        teacher = build_configured_model(model_cfg, in_shape, num_classes, task, pretrained=False)  # weights: the run's
+        untie_differing_(teacher, weights)  # names the run held apart (method.tied_weights=unmasked)
+        teacher.load_state_dict(weights)
     elif cfg.teacher_target is not None:
         factory = locate("task.distill.teacher_target", cfg.teacher_target, "my_pkg.nets.load_teacher")
         teacher = call_with(factory, {"num_classes": num_classes, "in_shape": tuple(in_shape)}, {})
