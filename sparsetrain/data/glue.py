@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..models.hf import NLP_EXTRA
 from .batches import Data
 from .dict_batches import DictEvalBatches, DictTrainBatches, PaddedDictTrainBatches
 from .errors import DataError
@@ -157,7 +158,7 @@ def _hub_sources(cfg: Any, layout: dict) -> dict[str, _Source]:
     try:
         import datasets
     except ImportError:
-        raise DataError('dataset=glue needs Hugging Face datasets; pip install "sparsetrain[nlp]"') from None
+        raise DataError(f"dataset=glue needs Hugging Face datasets; {NLP_EXTRA}") from None
     try:
         loaded = datasets.load_dataset(HUB_NAME, cfg.task)
     except Exception as error:  # noqa: BLE001 - offline, unknown config, network: all the same one line

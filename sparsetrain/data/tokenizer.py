@@ -16,10 +16,9 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, save
 
+from ..models.hf import NLP_EXTRA
 from ..runs.files import atomic_write
 from .errors import DataError
-
-NLP_EXTRA = 'pip install "sparsetrain[nlp]"'
 
 
 def load_tokenizer(name_or_path: str, key: str = "dataset.tokenizer") -> Any:
