@@ -39,6 +39,7 @@ class MaskedMethod(Method):
             raise ConfigError(f"method.scope={scope!r} is not a scope; choose layerwise or global (e.g. method.scope=global)")
         self.targets: Targets | None = None
         self.maskset: MaskSet | None = None
+        self.model_prunable: list[str] = []  # model.prunable: the default selection when method.include is empty
 
     def uses_sparsity(self) -> bool:
         """Whether the ``sparsity`` key sets this method's target (a zero target is then refused)."""
@@ -50,7 +51,8 @@ class MaskedMethod(Method):
         dense = list(cfg.dense_layers)
         if cfg.distribution == "uniform" and getattr(cfg, "uniform_dense_first", False):
             dense.append("first")  # the RigL paper and code: uniform sparsity keeps the first layer dense
-        include = list(cfg.include) or list(ctx.config.get("model", {}).get("prunable") or [])  # the model's default
+        self.model_prunable = list(ctx.config.get("model", {}).get("prunable") or [])
+        include = list(cfg.include) or self.model_prunable
         self.targets = select_targets(ctx.model, dense, list(cfg.layer_density),
                                       modules=list(cfg.modules), include=include, exclude=list(cfg.exclude))
         self.maskset = MaskSet(self.targets.params, broadcast=self.data_parallel)

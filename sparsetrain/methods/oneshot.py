@@ -48,6 +48,5 @@ class OneShot(MaskedMethod):
     def _load_pretrained(self) -> None:
         """The trained weights (as ``init_from`` loads them: another head on the same body keeps its own)."""
         weights, _ = read_weights(self.pretrained, self.ctx.device, "method.pretrained")
-        model_prunable = list(self.ctx.config.get("model", {}).get("prunable") or [])
-        required = prunable_parameters(self.ctx.model, include=model_prunable)
+        required = prunable_parameters(self.ctx.model, include=self.model_prunable)
         load_shared_weights(self.ctx.model, weights, required, "method.pretrained", self.cfg.pretrained, EXAMPLE)
