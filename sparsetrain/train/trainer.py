@@ -321,9 +321,9 @@ class Trainer:
     def _weights_finite(self) -> bool:
         """One host read: whether every weight, every tensor the optimizer trains besides them (a method's mask
         scores) and the loss accumulator are finite (at checkpoints and failures)."""
-        trained = [param for group in self.p.optimizer.param_groups for param in group["params"]]
-        tensors = [*self.p.model.parameters(), *trained, self.train_step.loss_sum]
-        return bool(torch.stack([t.detach().isfinite().all() for t in tensors]).all())
+        trained = (param for group in self.p.optimizer.param_groups for param in group["params"])
+        tensors = {id(t): t for t in (*self.p.model.parameters(), *trained, self.train_step.loss_sum)}  # each once
+        return bool(torch.stack([t.detach().isfinite().all() for t in tensors.values()]).all())
 
     def _diverged(self, what: str) -> None:
         raise Diverged(f"training diverged in round {self.pos.round}: {what}; lower the learning rate, e.g. "
