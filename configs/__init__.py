@@ -1,5 +1,5 @@
 """The Hydra config tree, shipped inside the wheel as ``sparsetrain.configs``; importing it registers the schemas."""
 
-from sparsetrain.config import register_configs
+from sparsetrain.compose.schema import register_configs
 
 register_configs()

@@ -36,14 +36,15 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_module
 
-from sparsetrain.config import parse_interval
-from sparsetrain.data import build_data
+from sparsetrain.times import parse_interval
+from sparsetrain.data.build import build_data
 from sparsetrain.data.synthetic import load_synthetic
 from sparsetrain.data.tensor_batches import random_crop_flip
 from sparsetrain.diagnostics import kernel_ops
-from sparsetrain.methods import RunContext, build_method
-from sparsetrain.models import build_model
-from sparsetrain.train.run import run
+from sparsetrain.methods.base import RunContext
+from sparsetrain.methods.build import build_method
+from sparsetrain.models.zoo import build_model
+from sparsetrain.runner.run import run
 
 # (model, data shape, batch, optimizer)
 CASES = [("resnet20", "cifar10", 128, "sgd"), ("wrn22_2", "cifar10", 128, "sgd"), ("resnet18", "cifar10", 128, "sgd"),

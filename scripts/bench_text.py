@@ -107,7 +107,7 @@ def main() -> None:
                   f"+model.layers={layers}", f"+model.heads={heads}", "dataset=text", *data_overrides, "task.name=masked_lm",
                   f"batch_size={batch}", "optimizer=adamw", "optimizer.lr=1e-4", "schedule=constant",
                   "method=dense", "device=cpu", f"threads={args.threads}", "log_every=0"]
-        from sparsetrain.data import build_data
+        from sparsetrain.data.build import build_data
 
         data = build_data(compose_train(*common).dataset, batch_size=batch, eval_batch_size=batch,
                           device=torch.device("cpu"), seed=0)

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from .cli import CONFIG_MODULE, CONFIG_NAME, preflight
-from .config import ConfigError
+from .compose.command_line import compose_group, compose_run
+from .errors import ConfigError
+from .methods.catalog import METHODS
 
 
 class Sparsifier:
@@ -98,7 +96,8 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, method: str = "
     ((inputs, targets) pairs, ``loss_fn`` default cross-entropy), synflow needs ``in_shape``. Raises ConfigError
     (one line) for a bad name or option.
     """
-    from .methods import RunContext, build_method
+    from .methods.base import RunContext
+    from .methods.build import build_method
     from .sparsity.saliency import pair_loss
 
     if not 0.0 <= sparsity < 1.0:
@@ -128,32 +127,17 @@ def train(overrides: Sequence[str] = ()) -> dict:
     The run directory is ``hydra.run.dir`` (default ``outputs/<date>/<time>``); ``resume=<dir>`` works as on the
     command line. Seeds and torch's determinism settings are set for the run and stay set afterwards.
     """
-    from .train.run import run
+    from .runner.run import run
 
     overrides = list(overrides)
-    extra = preflight(overrides, multirun=False)  # every check of the command line
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose(config_name=CONFIG_NAME, overrides=overrides + extra, return_hydra_config=True)
-    run_dir = Path(cfg.hydra.run.dir)
-    job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    job, run_dir = compose_run(overrides)  # every check of the command line
     return run(job, run_dir, overrides)
 
 
 def _method_config(name: str, options: dict[str, Any]) -> Any:
-    """The method's config as the runner composes it (schema + YAML defaults), with ``options`` merged in."""
-    from .methods import METHODS
-
-    if name not in METHODS:
-        raise ConfigError(f"method={name!r} is not a method; choose one of: {', '.join(sorted(METHODS))} "
-                          "(e.g. method='rigl')")
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose(config_name=CONFIG_NAME, overrides=[f"method={name}"]).method
-    try:
-        return OmegaConf.merge(cfg, options)
-    except OmegaConfBaseException as error:
-        key = getattr(error, "full_key", "") or "option"
-        raise ConfigError(f"{key}: {str(error).splitlines()[0]} (method {name}; see configs/method/{name}.yaml)") \
-            from None
+    """The method's config as the runner composes it (its schema's defaults), with ``options`` merged in."""
+    METHODS.record(name, key="method")  # an unknown name: one line with the choices
+    return compose_group("method", name, options)
 
 
 class _Batches:

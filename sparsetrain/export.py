@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save
 from torch.nn.utils import prune
 
-from .models import build_configured_model
+from .models.zoo import build_configured_model
 from .models.tying import untie_differing_
 from .runs.files import atomic_write, checkpoint_path
 

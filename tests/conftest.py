@@ -79,7 +79,7 @@ def crash_and_resume(compose_config, tmp_path: Path, monkeypatch, method: str, o
     import torch
 
     from sparsetrain import methods
-    from sparsetrain.train.run import run
+    from sparsetrain.runner.run import run
 
     reference = run(compose_config(*overrides), tmp_path / "reference", overrides)
     monkeypatch.setitem(methods.METHODS, method, crashing(methods.METHODS[method], crash_after))
@@ -130,8 +130,8 @@ def write_image_folder(root: Path, classes=("ant", "bee", "cat"), n_train: int =
 @pytest.fixture
 def cli_in_process(monkeypatch, capsys):
     """cli(cwd, *args) -> (exit status, stdout, stderr) of ``sparsetrain *args`` run in this process (fast)."""
-    from sparsetrain.cli import FAILED_JOBS, main
-    from sparsetrain.train.interrupt import STOP_SIGNALS
+    from sparsetrain.cli.main import FAILED_JOBS, main
+    from sparsetrain.runs.interrupt import STOP_SIGNALS
 
     saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}  # main() installs its own
 

@@ -9,10 +9,10 @@ import torch
 
 from conftest import crash_and_resume
 from sparsetrain import methods
-from sparsetrain.config import validate
+from sparsetrain.compose.checks import validate
 from sparsetrain.sparsity.distribution import exact_zeros
 from sparsetrain.sparsity.phases import acdc_phase
-from sparsetrain.train.run import run
+from sparsetrain.runner.run import run
 
 IMAGENET = dict(warmup=10, compressed=5, decompressed=5, final=15)  # iht_imagenet_resnet50_*_ep100
 CIFAR = dict(warmup=10, compressed=20, decompressed=20, final=30)  # iht_cifar100_wideresnet_steplr_freq20

@@ -11,7 +11,7 @@ from torch import nn
 
 import sparsetrain
 from sparsetrain.api import Sparsifier
-from sparsetrain.config import ConfigError
+from sparsetrain.errors import ConfigError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

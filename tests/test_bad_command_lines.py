@@ -82,7 +82,7 @@ def test_bad_command_line_is_one_line_with_key_and_example_and_writes_nothing(tm
 
 
 def test_refusals_before_hydra_import_no_torch(tmp_path):
-    code = ("import sys; from sparsetrain.cli import main; sys.argv = ['sparsetrain', 'epochs=abc']\n"
+    code = ("import sys; from sparsetrain.cli.main import main; sys.argv = ['sparsetrain', 'epochs=abc']\n"
             "try:\n    main()\nexcept SystemExit as exit:\n    assert exit.code == 2\n"
             "assert 'torch' not in sys.modules, 'preflight imported torch'")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)

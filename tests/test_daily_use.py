@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sparsetrain.provenance import provenance
-from sparsetrain.train.run import cpu_threads, run
+from sparsetrain.runner.run import cpu_threads, run
 
 STEPS_PER_EPOCH = 1437 // 64  # digits train split, drop_last
 
@@ -202,8 +202,8 @@ def test_best_checkpoint_is_the_best_evaluation_and_kept_checkpoints_match(val_s
 
 def test_a_sparse_method_at_sparsity_zero_is_refused_and_dense_shares_a_sparsity_sweep(compose_config, tmp_path,
                                                                                         caplog):
-    from sparsetrain.cli import preflight
-    from sparsetrain.config import ConfigError
+    from sparsetrain.compose.command_line import preflight
+    from sparsetrain.errors import ConfigError
 
     for method in ("rigl", "gmp", "snip", "static"):
         with pytest.raises(ConfigError, match=rf"^sparsity=0\.0 with method={method} would train a dense model"):
@@ -217,7 +217,7 @@ def test_a_sparse_method_at_sparsity_zero_is_refused_and_dense_shares_a_sparsity
 
 
 def test_on_a_terminal_the_bar_shows_loss_lr_and_sparsity(compose_config, tmp_path, monkeypatch, caplog):
-    from sparsetrain.train import trainer as trainer_module
+    from sparsetrain.training import trainer as trainer_module
 
     postfixes = []
     monkeypatch.setattr(trainer_module.sys.stdout, "isatty", lambda: True)
@@ -231,7 +231,8 @@ def test_on_a_terminal_the_bar_shows_loss_lr_and_sparsity(compose_config, tmp_pa
 
 
 def test_log_every_in_epochs_is_refused(compose_config):
-    from sparsetrain.config import ConfigError, validate
+    from sparsetrain.compose.checks import validate
+    from sparsetrain.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^log_every='1ep' must be in steps"):
         validate(compose_config("log_every=1ep"))
@@ -241,7 +242,8 @@ def test_log_every_in_epochs_is_refused(compose_config):
 def test_a_logger_without_its_package_is_refused_before_the_run(compose_config, monkeypatch):
     import importlib.util
 
-    from sparsetrain.config import ConfigError, validate
+    from sparsetrain.compose.checks import validate
+    from sparsetrain.errors import ConfigError
 
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else find_spec(name, *a))

@@ -28,7 +28,7 @@ class _RunsCode:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    from sparsetrain.train.run import run
+    from sparsetrain.runner.run import run
     from hydra import compose, initialize_config_module
 
     run_dir = tmp_path_factory.mktemp("finished") / "run"

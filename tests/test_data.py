@@ -22,7 +22,10 @@ from torchvision import datasets, transforms
 
 import sparsetrain.data.tensor_batches as tensor_batches
 from conftest import write_image_folder
-from sparsetrain.data import DATASET_NAMES, Data, DataError, build_data
+from sparsetrain.data.catalog import DATASETS
+from sparsetrain.data.batches import Data
+from sparsetrain.data.build import build_data
+from sparsetrain.errors import DataError
 
 CPU = torch.device("cpu")
 DEVICES = [CPU] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
@@ -399,7 +402,7 @@ def test_errors_are_one_line_and_name_the_key(tmp_path, monkeypatch):
     assert message.startswith("dataset.download=true could not fetch Fashion-MNIST") and "no network" in message
 
     message = one_line_error(config("svhn"))
-    assert message == (f"dataset.name='svhn' is not a dataset; choose one of: {', '.join(DATASET_NAMES)} "
+    assert message == (f"dataset.name='svhn' is not a dataset; choose one of: {', '.join(DATASETS.names())} "
                        "(e.g. dataset=digits)")
     assert "dataset.val_size=1437 must be in [0, 1437)" in one_line_error(config(val_size=1437))
     message = one_line_error(config(val_size=1400), batch_size=64)

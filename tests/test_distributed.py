@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import cli_command, cli_env, events_without_time, kill_at_first_checkpoint, run_cli
-from sparsetrain.train.run import run
+from sparsetrain.runner.run import run
 
 
 def torchrun(*overrides: str) -> list[str]:

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from sparsetrain.train.failures import Diverged
-from sparsetrain.train.run import run
+from sparsetrain.errors import Diverged
+from sparsetrain.runner.run import run
 
 DIVERGING = {
     "sgd": ["optimizer.lr=1e30", "optimizer.momentum=0"],

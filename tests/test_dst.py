@@ -18,14 +18,15 @@ import torch
 
 from conftest import cli_env, crashing, events_without_time, run_cli
 from sparsetrain import methods
-from sparsetrain.config import ConfigError
+from sparsetrain.methods.build import build_method
+from sparsetrain.errors import ConfigError
 from sparsetrain.sparsity import dst
 from sparsetrain.sparsity.flat import FlatLayout
 from sparsetrain.sparsity.masks import load_masks
 from sparsetrain.diagnostics import kernel_ops
-from sparsetrain.methods import RunContext
-from sparsetrain.models import build_model
-from sparsetrain.train.run import run
+from sparsetrain.methods.base import RunContext
+from sparsetrain.models.zoo import build_model
+from sparsetrain.runner.run import run
 
 SPARSITY = 0.9
 BASE = [f"sparsity={SPARSITY}", "device=cpu", "model=lenet300_100", "checkpoint_every=0", "eval_every=0"]
@@ -214,7 +215,7 @@ def set_up(compose_config, *overrides, method="rigl", seed=0, model=None, in_sha
     torch.manual_seed(0)
     model = model or torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    built = methods.build_method(cfg.method, cfg.sparsity)
+    built = build_method(cfg.method, cfg.sparsity)
     built.setup(RunContext(
         model=model, optimizer=optimizer, train_batches=None, loss_fn=None,
         in_shape=in_shape, sparsity=cfg.sparsity, seed=seed, device=torch.device("cpu"), steps_per_epoch=10,

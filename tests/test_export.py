@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn.utils import prune
 
 from sparsetrain.export import load_exported, main
-from sparsetrain.models import build_model
+from sparsetrain.models.zoo import build_model
 
 IN_SHAPE = (1, 8, 8)
 PREPROCESS = {"scale": 1 / 255, "mean": [0.1307], "std": [0.3081]}

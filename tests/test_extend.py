@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from sparsetrain import methods
-from sparsetrain.config import ConfigError, validate
-from sparsetrain.methods import RunContext
+from sparsetrain.methods.build import build_method
+from sparsetrain.compose.checks import validate
+from sparsetrain.errors import ConfigError
+from sparsetrain.methods.base import RunContext
 from sparsetrain.sparsity.phases import acdc_phase
-from sparsetrain.train.extend import extend
-from sparsetrain.train.run import run
+from sparsetrain.runner.extend import extend
+from sparsetrain.runner.run import run
 
 
 def test_two_doubles_every_schedule_point(compose_config):
@@ -39,7 +40,7 @@ def test_rigl_end_and_update_count_double(compose_config):
         cfg = extend(compose_config("method=rigl", "sparsity=0.5", "method.delta_t=10", "steps=400",
                                     f"train_multiplier={multiplier}"))
         model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
-        method = methods.build_method(cfg.method, cfg.sparsity)
+        method = build_method(cfg.method, cfg.sparsity)
         method.setup(RunContext(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), train_batches=None,
                                 loss_fn=None, in_shape=(8,), sparsity=0.5, seed=0, device=torch.device("cpu"),
                                 steps_per_epoch=10, total_steps=cfg.steps, lr_factor=lambda step: 1.0,

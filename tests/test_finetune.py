@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from conftest import crash_and_resume
-from sparsetrain.train.optimizer import build_optimizer
-from sparsetrain.train.run import run
+from sparsetrain.training.optimizer import build_optimizer
+from sparsetrain.runner.run import run
 
 BASE = ["steps=12", "device=cpu", "checkpoint_every=0", "eval_every=0", "log_every=0"]
 NAMES = ["1.weight", "1.bias", "3.weight", "3.bias", "5.weight", "5.bias"]  # lenet300_100 on 8x8 digits

@@ -3,7 +3,7 @@
 import pytest
 from torch import nn
 
-from sparsetrain.models import build_model
+from sparsetrain.models.zoo import build_model
 from sparsetrain.sparsity.flops import TrainingFlops, inference_flops, layer_flops
 
 

@@ -9,9 +9,11 @@ import torch
 
 from conftest import crash_and_resume
 from sparsetrain import methods
-from sparsetrain.config import ConfigError, validate
+from sparsetrain.methods.build import build_method
+from sparsetrain.compose.checks import validate
+from sparsetrain.errors import ConfigError
 from sparsetrain.sparsity.phases import balanced_partitions, cyclic_gap, parallel_gap
-from sparsetrain.train.run import run
+from sparsetrain.runner.run import run
 
 
 def test_cyclic_schedule_has_one_dense_partition_at_a_time():
@@ -114,7 +116,7 @@ def test_crash_and_resume_inside_a_gap_step_is_bit_identical(compose_config, tmp
 def test_cifar_preset_is_a_valid_gap_run(compose_config):
     cfg = compose_config("+experiment=gap_resnet20_cifar10")
     validate(cfg)
-    method = methods.build_method(cfg.method, cfg.sparsity)
+    method = build_method(cfg.method, cfg.sparsity)
     assert (method.k, method.rounds, cfg.epochs, cfg.method.finetune) == (4, 4 * 2 + 2, 10, "40ep")
 
 

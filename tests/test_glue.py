@@ -20,8 +20,9 @@ from conftest import cli_command, cli_env, crash_and_resume
 from nlp_fixtures import DEFAULT_MATRICES, glue_root, tiny_bert, write_glue  # noqa: F401 - fixtures
 from nlp_fixtures import glue_overrides as overrides
 from sparsetrain.api import train
-from sparsetrain.config import ConfigError
-from sparsetrain.data import DataError, glue
+from sparsetrain.errors import ConfigError
+from sparsetrain.data import glue
+from sparsetrain.errors import DataError
 from sparsetrain.tasks.sequence import SequenceClassification
 
 
@@ -169,7 +170,7 @@ def test_dynamic_padding_cuts_each_batch_after_its_longest_sequence(tiny_bert, g
 # ---- models and methods ------------------------------------------------------------------------------------------
 
 def test_config_only_model_builds_the_head_of_the_task():
-    from sparsetrain.models import build_configured_model
+    from sparsetrain.models.zoo import build_configured_model
 
     cfg = {"source": "hf", "name": "hf", "name_or_path": None, "head": "auto", "config": {
         "model_type": "bert", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -181,7 +182,8 @@ def test_config_only_model_builds_the_head_of_the_task():
 
 
 def test_model_errors_are_one_line(monkeypatch):
-    from sparsetrain.models import build_configured_model, hf
+    from sparsetrain.models import hf
+    from sparsetrain.models.zoo import build_configured_model
 
     cfg = {"source": "hf", "name": "hf", "name_or_path": "no-such-org/no-such-model", "config": None, "head": "auto"}
     with pytest.raises(ValueError, match=r"^model.name_or_path='no-such-org/no-such-model' cannot be loaded") as error:

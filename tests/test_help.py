@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 
 import pytest
 from hydra import initialize_config_module
@@ -12,9 +13,9 @@ from omegaconf import OmegaConf
 
 from conftest import run_cli
 from sparsetrain import methods
-from sparsetrain.config import WandbConfig, register_configs
-from sparsetrain.help import GROUPS, field_help, render_help
-from sparsetrain.methods.papers import PAPERS
+from sparsetrain.compose.schema import register_configs
+from sparsetrain.loggers.schemas import WandbConfig
+from sparsetrain.cli.help import GROUPS, field_help, render_help
 
 KEY_LINE = re.compile(r"^  ([\w.]+)=(\S*)\s*(.*)$")
 
@@ -60,7 +61,7 @@ def test_every_schema_field_has_a_description():
     store = ConfigStore.instance().repo
     schemas = [OmegaConf.get_type(store["base_train.yaml"].node), WandbConfig]
     for group in GROUPS:
-        schemas += [OmegaConf.get_type(entry.node) for name, entry in store[group].items() if name.startswith("base_")]
+        schemas += [OmegaConf.get_type(entry.node) for entry in store[group].values()]
     for schema in schemas:
         described = field_help(schema)
         keys = [f.name for f in dataclasses.fields(schema) if not f.name.startswith("_") and f.name not in GROUPS
@@ -69,19 +70,20 @@ def test_every_schema_field_has_a_description():
 
 
 @pytest.mark.parametrize("name", sorted(methods.METHODS))
-def test_every_method_names_its_paper_with_bibtex(name):
-    for paper in PAPERS[name]:
+def test_every_method_names_its_paper_with_bibtex_and_its_authors_code(name):
+    record = methods.METHODS.record(name)
+    for paper in record.papers:
         assert paper.url.startswith("https://") and paper.citation
         assert re.match(r"@\w+\{\w+,\n", paper.bibtex) and paper.bibtex.count("{") == paper.bibtex.count("}")
         assert re.search(r"^\s+title = \{.+", paper.bibtex, re.M) and re.search(r"^\s+year = \{\d{4}\}", paper.bibtex,
                                                                                  re.M)
-    assert PAPERS[name] or name == "dense"
+    assert (record.papers and record.code) or name == "dense"
+    assert all(url.startswith("https://github.com/") for url in record.code)
 
 
-def test_the_readme_cites_every_method_with_its_bibtex():
-    from pathlib import Path
-
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    for papers in PAPERS.values():
-        for paper in papers:
-            assert paper.bibtex in readme and paper.url in readme
+@pytest.mark.parametrize("name", sorted(methods.METHODS))
+def test_every_method_file_names_its_paper_and_the_authors_code(name):
+    """The class's module docstring cites the first paper (its first author) and links the authors' code."""
+    record = methods.METHODS.record(name)
+    doc = sys.modules[methods.METHODS[name].__module__].__doc__
+    assert all(paper.url in doc for paper in record.papers[:1]) and all(url in doc for url in record.code), name

@@ -8,10 +8,10 @@ from safetensors.torch import load_file
 
 from conftest import run_cli
 from sparsetrain import methods
-from sparsetrain.config import ConfigError
+from sparsetrain.errors import ConfigError
 from sparsetrain.export import export
 from sparsetrain.sparsity.masks import load_masks
-from sparsetrain.train.run import run
+from sparsetrain.runner.run import run
 
 BASE = ["epochs=1", "device=cpu", "checkpoint_every=0"]
 

@@ -17,8 +17,8 @@ from nlp_fixtures import DEFAULT_MATRICES, WORDS, glue_root, tiny_bert  # noqa: 
 from nlp_fixtures import glue_overrides as overrides
 from sparsetrain import methods
 from sparsetrain.api import train
-from sparsetrain.cli import preflight
-from sparsetrain.config import ConfigError
+from sparsetrain.compose.command_line import preflight
+from sparsetrain.errors import ConfigError
 from sparsetrain.export import export, load_exported
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
@@ -89,7 +89,7 @@ def test_a_reinitialising_control_draws_a_random_init_of_the_pretrained_architec
 
     from omegaconf import OmegaConf
 
-    from sparsetrain.train.run import _fresh_weights
+    from sparsetrain.runner.run import _fresh_weights
 
     model_cfg = OmegaConf.create({"name": "hf", "source": "hf", "name_or_path": str(tiny_bert)})
     data = SimpleNamespace(in_shape=(16,), num_classes=2)

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from sparsetrain.config import ConfigError, validate
-from sparsetrain.train.run import run
-from sparsetrain.train.schedule import lr_factor
+from sparsetrain.compose.checks import validate
+from sparsetrain.errors import ConfigError
+from sparsetrain.runner.run import run
+from sparsetrain.training.schedule import lr_factor
 
 SPE = 10  # steps per epoch
 

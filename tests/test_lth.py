@@ -10,10 +10,11 @@ import torch
 
 from conftest import run_cli
 from sparsetrain import methods
-from sparsetrain.config import ConfigError
+from sparsetrain.methods.build import build_method
+from sparsetrain.errors import ConfigError
 from sparsetrain.sparsity.dst import drop_count
 from sparsetrain.sparsity.masks import load_masks
-from sparsetrain.train.run import run
+from sparsetrain.runner.run import run
 
 BASE = ["method=lth", "device=cpu", "steps=30", "dataset.val_size=200", "eval_every=10it"]
 
@@ -124,9 +125,9 @@ def test_resume_in_the_middle_of_round_two_gives_the_same_table(compose_config, 
 
 def test_bad_lth_options(compose_config):
     with pytest.raises(ValueError, match="sparsity"):
-        methods.build_method(compose_config("method=lth", "sparsity=0.5").method, 0.5)
+        build_method(compose_config("method=lth", "sparsity=0.5").method, 0.5)
     with pytest.raises(ValueError, match="method.masks_from"):
-        methods.build_method(compose_config("method=lth", "method.control=random_reinit").method, 0.0)
+        build_method(compose_config("method=lth", "method.control=random_reinit").method, 0.0)
 
 
 def test_controls_train_from_the_ticket_runs_rewind_point(compose_config, tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from sparsetrain.runs.checkpoint import load_checkpoint
 from sparsetrain.runs.files import checkpoint_path
 from sparsetrain.sparsity.masks import load_masks
 from sparsetrain.sparsity.scores import initial_scores, reset_thresholds
-from sparsetrain.train.run import run
+from sparsetrain.runner.run import run
 from conftest import crash_and_resume
 
 TARGETS = ("0.weight", "2.weight", "4.weight")

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from sparsetrain.models import MODEL_NAMES, build_model
+from sparsetrain.models.zoo import MODEL_NAMES, build_model
 
 MNIST = (1, 28, 28)
 CIFAR = (3, 32, 32)

@@ -16,10 +16,10 @@ from torch.nn.utils import prune
 
 import sparsetrain
 from conftest import cli_command, cli_env, events_without_time, kill_at_first_checkpoint
-from sparsetrain.config import ConfigError
-from sparsetrain.data import DataError
+from sparsetrain.errors import ConfigError
+from sparsetrain.errors import DataError
 from sparsetrain.export import export
-from sparsetrain.models import build_model
+from sparsetrain.models.zoo import build_model
 from sparsetrain.sparsity.masks import format_report, mask_report
 from sparsetrain.sparsity.targets import prunable_parameters, select_targets
 from sparsetrain.tasks.classification import ImageClassification
@@ -221,8 +221,8 @@ def test_distillation_from_a_run_directory(tmp_path):
 def test_custom_data_resident_or_through_workers_gives_the_same_batches():
     from omegaconf import OmegaConf, open_dict
 
-    from sparsetrain.config import CustomDatasetConfig
-    from sparsetrain.data import build_data
+    from sparsetrain.data.schemas import CustomDatasetConfig
+    from sparsetrain.data.build import build_data
 
     def batches(resident_mb: int, start: int = 0) -> list:
         cfg = OmegaConf.merge(OmegaConf.structured(CustomDatasetConfig),
@@ -265,7 +265,7 @@ def test_the_step_feeds_dict_batches_through_the_task(path):
     import contextlib
 
     from sparsetrain.runs.distributed import Distributed
-    from sparsetrain.train.step import StepParts, TrainStep
+    from sparsetrain.training.step import StepParts, TrainStep
 
     generator = torch.Generator().manual_seed(0)
     ids, mask = torch.randint(0, 20, (64, 5), generator=generator), torch.ones(64, 5)

@@ -16,12 +16,12 @@ from hydra import compose, initialize_config_module
 
 from conftest import cli_command, cli_env, events_without_time
 from sparsetrain import methods
-from sparsetrain.cli import _stopped
-from sparsetrain.config import ConfigError
+from sparsetrain.cli.main import _stopped
+from sparsetrain.errors import ConfigError
 from sparsetrain.methods.static import Static
-from sparsetrain.train.interrupt import Interrupted, StopSignals
+from sparsetrain.runs.interrupt import Interrupted, StopSignals
 from sparsetrain.runs.lock import refuse_if_locked, run_dir_lock
-from sparsetrain.train.run import run
+from sparsetrain.runner.run import run
 from test_resume import _assert_same_tensors, _final_state
 
 # 51 steps per epoch; dropout and a validation split make every RNG state and accumulator matter
@@ -207,7 +207,7 @@ def test_a_stop_signal_before_training_is_one_line(tmp_path, cli_in_process, mon
         os.kill(os.getpid(), signal.SIGTERM)
         return []
 
-    monkeypatch.setattr("sparsetrain.cli.preflight", signalled_during_the_checks)
+    monkeypatch.setattr("sparsetrain.cli.main.preflight", signalled_during_the_checks)
     status, _, err = cli_in_process(tmp_path, "epochs=1")
     assert status == 128 + signal.SIGTERM
     assert err == "stopped by SIGTERM outside training (no checkpoint written)\n"

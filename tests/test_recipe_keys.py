@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from sparsetrain.config import ConfigError
-from sparsetrain.models import build_model
+from sparsetrain.errors import ConfigError
+from sparsetrain.models.zoo import build_model
 from sparsetrain.models.init import apply_init
-from sparsetrain.train.optimizer import build_optimizer
-from sparsetrain.train.run import run
+from sparsetrain.training.optimizer import build_optimizer
+from sparsetrain.runner.run import run
 
 
 def linears(model):

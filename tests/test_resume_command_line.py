@@ -10,9 +10,9 @@ import torch
 import yaml
 from hydra import compose, initialize_config_module
 
-from sparsetrain.cli import preflight
-from sparsetrain.config import ConfigError
-from sparsetrain.train.run import run
+from sparsetrain.compose.command_line import preflight
+from sparsetrain.errors import ConfigError
+from sparsetrain.runner.run import run
 
 RUN = ["method=rigl", "sparsity=0.9", "epochs=1", "dataset.num_workers=0", "dataset.root=elsewhere"]
 

@@ -271,7 +271,7 @@ def test_grasp_scores_a_class_balanced_sample_in_two_halves(compose_config, tmp_
     """As the reference's GraSP_fetch_data: samples_per_class of every class (10 by default), in the first
     epoch's order, split into two halves."""
     from sparsetrain import methods
-    from sparsetrain.train.run import run
+    from sparsetrain.runner.run import run
 
     seen = []
 
@@ -294,8 +294,8 @@ def test_grasp_scores_a_class_balanced_sample_in_two_halves(compose_config, tmp_
 
 
 def test_grasp_samples_per_class_beyond_the_data_is_a_config_error(compose_config, tmp_path):
-    from sparsetrain.config import ConfigError
-    from sparsetrain.train.run import run
+    from sparsetrain.errors import ConfigError
+    from sparsetrain.runner.run import run
 
     overrides = ["method=grasp", "sparsity=0.9", "device=cpu", "steps=1", "method.samples_per_class=500"]
     with pytest.raises(ConfigError, match=r"method.samples_per_class=500 needs .* e.g. method.samples_per_class=1"):

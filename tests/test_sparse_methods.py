@@ -13,7 +13,7 @@ from sparsetrain import methods
 from sparsetrain.sparsity.distribution import exact_zeros
 from sparsetrain.sparsity.masks import load_masks
 from sparsetrain.sparsity.schedules import cubic_sparsity
-from sparsetrain.train.run import run
+from sparsetrain.runner.run import run
 
 SPARSITY = 0.8
 METHODS = {

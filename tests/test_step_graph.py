@@ -11,16 +11,17 @@ import pytest
 import torch
 
 from sparsetrain import methods
-from sparsetrain.config import ConfigError, validate
+from sparsetrain.compose.checks import validate
+from sparsetrain.errors import ConfigError
 from sparsetrain.diagnostics import KernelOps
 from sparsetrain.methods.masked import MaskedMethod
 from sparsetrain.runs.checkpoint import load_checkpoint
 from sparsetrain.runs.distributed import Distributed
 from sparsetrain.runs.files import checkpoint_path
-from sparsetrain.train import trainer as trainer_module
-from sparsetrain.train.graphs import CaptureError, CudaGraph, HostReads, RecordedGraph
-from sparsetrain.train.run import run
-from sparsetrain.train.step import WARMUP_STEPS, choose_path
+from sparsetrain.training import trainer as trainer_module
+from sparsetrain.training.graphs import CaptureError, CudaGraph, HostReads, RecordedGraph
+from sparsetrain.runner.run import run
+from sparsetrain.training.step import WARMUP_STEPS, choose_path
 from conftest import events_without_time, write_image_folder
 
 
@@ -250,8 +251,8 @@ def test_a_cuda_capture_that_fails_falls_back_to_eager_with_the_same_result(only
     overrides = ["method=rigl", "sparsity=0.9", "method.delta_t=7"]
     _train(compose_config, tmp_path / "eager", "step_graph=off", *overrides)
     monkeypatch.setattr(_FailingCapture, "only_update", only_update)
-    monkeypatch.setattr("sparsetrain.train.step.CudaGraph", _FailingCapture)
-    monkeypatch.setattr("sparsetrain.train.run.choose_path", lambda *args: ("cuda_graph", "forced by the test"))
+    monkeypatch.setattr("sparsetrain.training.step.CudaGraph", _FailingCapture)
+    monkeypatch.setattr("sparsetrain.runner.run.choose_path", lambda *args: ("cuda_graph", "forced by the test"))
     with caplog.at_level(logging.WARNING, logger="sparsetrain"):
         _train(compose_config, tmp_path / "fallback", *overrides)
     assert [r for r in caplog.records if "cannot be captured" in r.getMessage()]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsetrain.models import build_model
+from sparsetrain.models.zoo import build_model
 from sparsetrain.sparsity.masks import MaskSet, random_masks
 from sparsetrain.sparsity.targets import prunable_parameters, select_targets
 

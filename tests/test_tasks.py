@@ -19,12 +19,13 @@ from torch import nn
 
 import sparsetrain
 from conftest import cli_command, cli_env, events_without_time, kill_at_first_checkpoint
-from sparsetrain.config import ConfigError, CustomDatasetConfig
-from sparsetrain.data import build_data
+from sparsetrain.data.schemas import CustomDatasetConfig
+from sparsetrain.errors import ConfigError
+from sparsetrain.data.build import build_data
 from sparsetrain.sparsity.flops import layer_flops
 from sparsetrain.tasks.masked_lm import MaskedLM
 from sparsetrain.tasks.sequence import SequenceClassification
-from sparsetrain.train.step import TrainStep
+from sparsetrain.training.step import TrainStep
 from user_code import text_classifier
 
 TESTS = Path(__file__).resolve().parent
@@ -217,7 +218,7 @@ def test_bad_task_keys_are_refused_in_one_line(tmp_path, overrides, message):
 def test_the_step_shards_every_named_tensor_under_torchrun():
     from sparsetrain.methods.dense import Dense
     from sparsetrain.runs.distributed import Distributed
-    from sparsetrain.train.step import StepParts
+    from sparsetrain.training.step import StepParts
 
     seen = []
 

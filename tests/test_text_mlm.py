@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 import sparsetrain
 from conftest import crash_and_resume
-from sparsetrain.config import ConfigError
-from sparsetrain.data import build_data
+from sparsetrain.errors import ConfigError
+from sparsetrain.data.build import build_data
 from sparsetrain.data import text as text_data
 from sparsetrain.data.mlm_masking import IGNORE
 from sparsetrain.tasks.distill import Distillation
@@ -281,7 +281,7 @@ def test_hidden_states_of_a_model_without_them_are_refused():
 
 
 def test_a_directory_without_a_tokenizer_is_one_line(corpus, tmp_path):
-    from sparsetrain.data import DataError
+    from sparsetrain.errors import DataError
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"dataset\.tokenizer='.*empty' is not a tokenizer") as raised:

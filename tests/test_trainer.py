@@ -10,14 +10,15 @@ import torch
 
 from conftest import events_without_time
 from sparsetrain import methods
-from sparsetrain.config import ConfigError, parse_interval
+from sparsetrain.errors import ConfigError
+from sparsetrain.times import parse_interval
 from sparsetrain.methods.base import Method
 from sparsetrain.runs.checkpoint import load_checkpoint
 from sparsetrain.runs.files import checkpoint_path
 from sparsetrain.sparsity.targets import prunable_parameters
-from sparsetrain.train.failures import Diverged
-from sparsetrain.train.run import run
-from sparsetrain.train.schedule import lr_factor
+from sparsetrain.errors import Diverged
+from sparsetrain.runner.run import run
+from sparsetrain.training.schedule import lr_factor
 
 STEPS_PER_EPOCH = 1437 // 64  # digits train split, drop_last
 

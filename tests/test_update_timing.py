@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sparsetrain.sparsity.masks import load_masks
-from sparsetrain.train.run import run
+from sparsetrain.runner.run import run
 
 BASE = ["sparsity=0.9", "device=cpu", "model=lenet300_100", "checkpoint_every=0"]
 STEPS_PER_EPOCH = 22  # digits at batch 64

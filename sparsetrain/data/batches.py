@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 from ..seeds import derive_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor] | dict[str, torch.Tensor]  # (inputs, targets) or named tensors

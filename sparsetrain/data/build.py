@@ -7,44 +7,34 @@ from typing import Any
 import torch
 
 from .batches import Data, preprocess
-from .custom import build_from_splits, custom_splits, tensor_file_splits
-from .errors import DataError
+from .catalog import DATASETS
 from .splits import holdout
-from .tensor_batches import ImageTensors, TensorEvalBatches, TensorTrainBatches
 from .synthetic import load_synthetic
-from .vision import TENSOR_DATASETS, load_tensor_source
-
-DATASET_NAMES = tuple(sorted((*TENSOR_DATASETS, "custom", "glue", "imagefolder", "synthetic", "tensors", "text")))
+from .tensor_batches import ImageTensors, TensorEvalBatches, TensorTrainBatches
+from .vision import TensorSource, load_tensor_source
 
 
 def build_data(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch.device, seed: int) -> Data:
-    """Load dataset ``cfg.name``; batches are deterministic functions of ``seed`` (see ``TrainBatches``).
+    """Load dataset ``cfg.name`` with its registered builder; batches are deterministic functions of ``seed`` (see
+    ``TrainBatches``). Options a dataset has no use for are ignored; DataError (one line) for an unknown name."""
+    if cfg.name not in DATASETS:
+        DATASETS.record(cfg.name, key="dataset.name")  # raises: not a dataset, with the choices
+    return DATASETS[cfg.name](cfg, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                              device=torch.device(device), seed=seed)
 
-    ``cfg`` needs ``name``, ``val_size`` and ``augment``; plus ``root`` and ``download`` (all but digits) and
-    ``num_workers`` and ``image_size`` (imagefolder); the shape and sizes for ``synthetic``. Options a dataset
-    has no use for are ignored.
-    """
-    if cfg.name not in DATASET_NAMES:
-        raise DataError(f"dataset.name={cfg.name!r} is not a dataset; choose one of: {', '.join(DATASET_NAMES)} "
-                        "(e.g. dataset=digits)")
-    device = torch.device(device)
-    if cfg.name == "imagefolder":
-        from .imagefolder import build_imagefolder  # torchvision's transforms are slow to import
 
-        return build_imagefolder(cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, device=device, seed=seed)
-    if cfg.name == "glue":
-        from .glue import build_glue  # transformers is slow to import
+def build_tensor_dataset(cfg: Any, **batching: Any) -> Data:
+    """digits, MNIST, Fashion-MNIST, CIFAR: held on the device as uint8 tensors, augmented there per sample."""
+    return _resident(load_tensor_source(cfg), cfg, **batching)
 
-        return build_glue(cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, device=device, seed=seed)
-    if cfg.name == "text":
-        from .text import build_text  # Hugging Face tokenizers are slow to import
 
-        return build_text(cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, device=device, seed=seed)
-    if cfg.name in ("custom", "tensors"):
-        splits = custom_splits(cfg) if cfg.name == "custom" else tensor_file_splits(cfg)
-        return build_from_splits(splits, cfg, batch_size=batch_size, eval_batch_size=eval_batch_size, device=device,
-                                 seed=seed)
-    source = load_synthetic(cfg) if cfg.name == "synthetic" else load_tensor_source(cfg)
+def build_synthetic(cfg: Any, **batching: Any) -> Data:
+    """Random images of the configured shape, held on the device."""
+    return _resident(load_synthetic(cfg), cfg, **batching)
+
+
+def _resident(source: TensorSource, cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch.device,
+              seed: int) -> Data:
     mean = torch.tensor(source.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     std = torch.tensor(source.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
@@ -62,4 +52,3 @@ def build_data(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
         num_classes=source.num_classes,
         preprocess=preprocess(source.mean, source.std),
     )
-

@@ -20,12 +20,12 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from ..config import CustomDatasetConfig
+from ..errors import DataError
 from ..factories import call_with, locate
 from ..seeds import derive_seed
 from .batches import Data
 from .dict_batches import DictEvalBatches, DictTrainBatches, stack_items
-from .errors import DataError
+from .schemas import CustomDatasetConfig
 from .splits import holdout
 from .tensor_batches import TensorEvalBatches, TensorTrainBatches
 
@@ -70,21 +70,24 @@ class SeededItems(Dataset):
             return self.dataset[index]
 
 
-def check_dataset_config(cfg: Any) -> None:
-    """The checks that need no data: a custom dataset's factory resolves, tensor or text files are given and
-    exist, GLUE options are valid (DataError / ValueError otherwise)."""
-    if cfg.name == "custom":
-        locate("dataset._target_", OmegaConf.to_container(cfg)["_target_"], CUSTOM_EXAMPLE)
-    if cfg.name == "tensors":
-        _tensor_files(cfg)
-    if cfg.name == "glue":
-        from .glue import check_glue_config
+def check_custom(cfg: Any) -> None:
+    """The custom dataset's factory resolves (DataError / ValueError otherwise)."""
+    locate("dataset._target_", OmegaConf.to_container(cfg)["_target_"], CUSTOM_EXAMPLE)
 
-        check_glue_config(cfg)
-    if cfg.name == "text":
-        from .text import check_text_config
 
-        check_text_config(cfg)
+def check_tensor_files(cfg: Any) -> None:
+    """The tensor files are given and exist (DataError otherwise)."""
+    _tensor_files(cfg)
+
+
+def build_custom(cfg: Any, **batching: Any) -> Data:
+    """Batches of the datasets ``dataset._target_`` returns (``batching``: batch sizes, device, seed)."""
+    return build_from_splits(custom_splits(cfg), cfg, **batching)
+
+
+def build_tensor_files(cfg: Any, **batching: Any) -> Data:
+    """Batches of the tensors in ``dataset.train_file`` / ``test_file`` / ``val_file``."""
+    return build_from_splits(tensor_file_splits(cfg), cfg, **batching)
 
 
 def _tensor_files(cfg: Any) -> dict[str, str]:

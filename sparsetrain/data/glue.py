@@ -22,7 +22,7 @@ import torch
 from ..models.hf import NLP_EXTRA
 from .batches import Data
 from .dict_batches import DictEvalBatches, DictTrainBatches, PaddedDictTrainBatches
-from .errors import DataError
+from ..errors import DataError
 from .splits import holdout
 from .tokenizer import cached_tensors, file_fingerprint, load_tokenizer, tokenizer_fingerprint
 

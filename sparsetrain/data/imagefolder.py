@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
 from .batches import Batch, BatchPlan, Data, EvalBatches, TrainBatches, preprocess
-from .errors import DataError
+from ..errors import DataError
 from ..seeds import derive_seed
 from .splits import holdout
 

@@ -21,7 +21,7 @@ import torch
 
 from .batches import Data
 from .dict_batches import DictEvalBatches
-from .errors import DataError
+from ..errors import DataError
 from .mlm_masking import Masking, MaskedTextBatches, TokenBlocks
 from .splits import holdout
 from .tokenizer import cached_tensors, file_fingerprint, load_tokenizer, tokenizer_fingerprint

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save
 
 from ..models.hf import NLP_EXTRA
 from ..runs.files import atomic_write
-from .errors import DataError
+from ..errors import DataError
 
 
 def load_tokenizer(name_or_path: str, key: str = "dataset.tokenizer") -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 from .splits import fixed_split
 
 DIGITS_TEST_SIZE = 360

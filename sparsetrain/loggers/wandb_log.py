@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..config import ConfigError, WandbConfig
+from ..errors import ConfigError
+from .schemas import WandbConfig
 from .base import flatten, global_step, scalars
 
 

@@ -1,11 +1,12 @@
-"""AC/DC: alternating compressed / decompressed training (Peste, Iofinova, Vladu, Alistarh, NeurIPS 2021,
-https://arxiv.org/abs/2106.12379; code IST-DASLab/ACDC).
+"""AC/DC: alternating compressed / decompressed training (Peste, Iofinova, Vladu, Alistarh, NeurIPS 2021).
 
 Epochs follow ``sparsity.phases.acdc_phase``. Entering a compressed phase prunes to ``sparsity`` by magnitude
 (global by default, as the authors) and fixes the mask for the phase; entering a decompressed phase removes the
 mask: the pruned weights re-enter at zero and, with ``reset_momentum`` (the authors' run scripts), every
 per-element optimizer buffer of the prunable weights is zeroed. Phase changes happen at epoch ends, so every
 step is plain; the final phase is compressed, so the run ends exactly at ``sparsity``.
+
+Paper: https://arxiv.org/abs/2106.12379; the authors' code: https://github.com/IST-DASLab/ACDC.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..sparsity.phases import COMPRESSED, DECOMPRESSED, acdc_phase
 from .base import RunContext
 from .masked import MaskedMethod

@@ -3,7 +3,7 @@ share a sweep over it) and records sparsity 0."""
 
 from __future__ import annotations
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .base import Method, RunContext
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..seeds import derive_seed
 from ..sparsity.dst import drop_count, drop_fraction, drop_grow
 from ..sparsity.flat import FlatLayout

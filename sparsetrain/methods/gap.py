@@ -1,4 +1,4 @@
-"""GaP: scheduled grow-and-prune (Ma et al., ICLR 2022, https://arxiv.org/abs/2106.09857; code boone891214/GaP),
+"""GaP: scheduled grow-and-prune (Ma et al., ICLR 2022),
 cyclic (C-GaP) and parallel (P-GaP: its k replicas one after another on one device, or as k processes under
 torchrun).
 
@@ -20,6 +20,8 @@ fixed masks ends the run. Under torchrun with k processes, rank i trains replica
 batches, no gradient all-reduce, replica i's data order and dropout draws), one round per cycle; the combine
 gathers every rank's hand-in, so every rank re-prunes the same model, and the fine-tuning runs on every rank
 identically (the one-device run's fine-tuning: same batches, same dropout draws), so both give the same result.
+
+Paper: https://arxiv.org/abs/2106.09857; the authors' code: https://github.com/boone891214/GaP.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError, parse_interval
+from ..errors import ConfigError
+from ..times import parse_interval
 from ..runs.distributed import world_size_from_env
 from ..seeds import derive_seed
 from ..sparsity.masks import random_masks

@@ -1,11 +1,15 @@
 """Gradual magnitude pruning (Zhu & Gupta 2017): from ``initial_sparsity`` to ``sparsity`` on a cubic schedule,
-pruning the smallest-magnitude active weights at each event; pruned weights never come back."""
+pruning the smallest-magnitude active weights at each event; pruned weights never come back.
+
+Paper: https://arxiv.org/abs/1710.01878; the authors' code: https://github.com/tensorflow/model-optimization.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..config import ConfigError, parse_interval
+from ..errors import ConfigError
+from ..times import parse_interval
 from ..sparsity.schedules import cubic_sparsity, is_pruning_step
 from .base import RunContext
 from .masked import MaskedMethod

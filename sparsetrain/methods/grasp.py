@@ -7,13 +7,15 @@ split into two halves; the gradient ``g`` (logits divided by ``temperature`` = 2
 and ``Hg`` by double backpropagation of ``g · ∇L`` through each half; one scoring iteration; one global ranking
 over the prunable weights (``scope=global``); the model scored in its current (training) mode.
 ``samples_per_class=0`` scores on the first ``num_batches`` training batches instead.
+
+Paper: https://arxiv.org/abs/2002.07376; the authors' code: https://github.com/alecwangcq/GraSP.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..sparsity.saliency import grasp_scores
 from .base import RunContext
 from .snip import SNIP

@@ -4,6 +4,9 @@ interval so that explored connections are trained long enough, tracking the rate
 Defaults follow the reference code: ERK, prune rate 0.5 with cosine decay to 0.005 over the whole training
 (no t_end), drop count ceil, the optimizer step always taken, delta_t 4000 with gradient growth (RigL-ITOP;
 the paper uses 1500 with ``growth=random``, SET-ITOP), at batch 128.
+
+Paper: https://arxiv.org/abs/2102.02887; the authors' code:
+https://github.com/Shiweiliuiiiiiii/In-Time-Over-Parameterization.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .dynamic import DynamicMethod, gradient_scores
 
 

@@ -12,6 +12,9 @@ Controls, from a finished lottery run (``masks_from``), as OpenLTH's branches: `
 level's mask from a fresh initialisation, ``random_mask`` trains random masks with each level's per-layer counts
 from that run's theta_k; both train every pruned level from the ticket run's start step k. A control must train
 as its ticket run did (``CONTROL_KEYS``), or it is refused.
+
+Papers: https://arxiv.org/abs/1803.03635, https://arxiv.org/abs/1912.05671; the authors' code:
+https://github.com/facebookresearch/open_lth.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError, parse_interval
+from ..errors import ConfigError
+from ..times import parse_interval
 from ..runs.checkpoint import load_checkpoint
 from ..runs.files import checkpoint_path
 from ..runs.record import flatten, read_run_record

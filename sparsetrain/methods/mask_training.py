@@ -16,6 +16,10 @@ masked embedding leaves its tied decoder reading the unmasked weights.
 
 Liu et al. (TAMT, NAACL 2022); Radiya-Dixit & Wang (AISTATS 2020: supermask fine-tuning, ``init=kept``);
 Ramanujan et al. (CVPR 2020: edge-popup, ``binarizer=topk init=uniform``); Zhou et al. (NeurIPS 2019).
+
+Papers: https://arxiv.org/abs/2204.11218, https://arxiv.org/abs/2004.14129, https://arxiv.org/abs/1911.13299,
+https://arxiv.org/abs/1905.01067; the authors' code: https://github.com/llyx97/TAMT,
+https://github.com/allenai/hidden-networks.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..models.tying import tied_names, untie_
 from ..sparsity.masks import check_masks
 from ..sparsity.scores import INITS, initial_scores, reset_thresholds, straight_through_grads_, threshold_masks_

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..sparsity.distribution import DISTRIBUTIONS, exact_zeros, layer_densities, zeros_per_layer
 from ..sparsity.masks import MaskSet, check_masks
 from ..sparsity.saliency import keep_top

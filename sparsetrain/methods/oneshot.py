@@ -6,13 +6,16 @@ loads weights: a model with another head on the same body (a masked-LM run into 
 Retraining either fine-tunes at a constant learning rate, the schedule's rate at the start of its last epoch
 (``retrain_lr=finetune``), or replays the whole schedule (``retrain_lr=rewind``: learning-rate rewinding,
 Renda et al. 2020). Both trainings have the run's length (``epochs``/``steps``).
+
+Papers: https://arxiv.org/abs/1506.02626, https://arxiv.org/abs/2003.02389; the authors' code:
+https://github.com/lottery-ticket/rewinding-iclr20-public.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..runs.weights import load_shared_weights, read_weights, weights_file
 from ..sparsity.targets import prunable_parameters
 from .masked import MaskedMethod

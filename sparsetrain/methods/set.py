@@ -2,6 +2,9 @@
 
 Defaults follow the paper's reference code: Erdős–Rényi distribution, zeta = 0.3 of each layer's active
 weights removed and regrown at the end of every epoch (constant rate), the optimizer step always taken.
+
+Paper: https://arxiv.org/abs/1707.04780; the authors' code:
+https://github.com/dcmocanu/sparse-evolutionary-artificial-neural-networks.
 """
 
 from __future__ import annotations

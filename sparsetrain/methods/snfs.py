@@ -10,6 +10,8 @@ every layer, full ones included, takes part in the momentum redistribution (``ds
 
 ``momentum_source=own`` is the RigL TF "momentum" baseline instead: the method's own ``momentum``-decayed sum
 of dense gradients, with gradients and optimizer state masked like every other method.
+
+Paper: https://arxiv.org/abs/1907.04840; the authors' code: https://github.com/TimDettmers/sparse_learning.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..sparsity.dst import drop_count, redistribute
 from .base import RunContext
 from .dynamic import DynamicMethod

@@ -1,5 +1,8 @@
 """SNIP (Lee et al., ICLR 2019): prune at initialisation by connection sensitivity |g ⊙ w| on training data,
-then train the fixed mask."""
+then train the fixed mask.
+
+Paper: https://arxiv.org/abs/1810.02340; the authors' code: https://github.com/namhoonlee/snip-public.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..sparsity.saliency import snip_scores
 from .masked import MaskedMethod
 

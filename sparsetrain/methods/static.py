@@ -1,5 +1,8 @@
 """Static sparse training: a fixed mask, random with exact per-layer counts from a distribution, or loaded from
-a file or an earlier run (``method.mask_from``), trained without changes."""
+a file or an earlier run (``method.mask_from``), trained without changes.
+
+Paper: https://arxiv.org/abs/1911.11134; the authors' code: https://github.com/google-research/rigl.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..sparsity.masks import load_checked_masks, random_masks
 from .base import RunContext
 from .masked import MaskedMethod

@@ -1,11 +1,14 @@
 """SynFlow (Tanaka et al., NeurIPS 2020): data-free, iterative pruning at initialisation by synaptic flow
-(100 rounds on an exponential schedule), then train the fixed mask."""
+(100 rounds on an exponential schedule), then train the fixed mask.
+
+Paper: https://arxiv.org/abs/2006.05467; the authors' code: https://github.com/ganguli-lab/Synaptic-Flow.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..sparsity.distribution import exact_zeros
 from ..sparsity.saliency import synflow_masks
 from .base import RunContext

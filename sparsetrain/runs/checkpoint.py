@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .files import atomic_write
 
 # What every checkpoint of a run holds (trainer.Trainer.save)

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import WriteError
+
 CHECKPOINT_NAME = "last.pt"
 HYDRA_ONLY = {".hydra", "sparsetrain.log", ".lock"}  # a run directory's files before the run writes any
 STATUS_NAME = "status.json"  # how a run that did not finish ended (diverged, failed)
@@ -16,19 +18,6 @@ STATUS_NAME = "status.json"  # how a run that did not finish ended (diverged, fa
 def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / CHECKPOINT_NAME
 
-
-class WriteError(OSError):
-    """A run file could not be written (disk full, quota, read-only); the message is one line naming it."""
-
-    def __init__(self, path: Path, error: BaseException) -> None:
-        path = Path(path)
-        if isinstance(error, OSError) and error.strerror:
-            reason = error.strerror
-        else:  # torch.save reports a full disk as a RuntimeError about positions
-            free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
-            reason = f"{' '.join(str(error).split())[:100]}; {free} bytes free there"
-        super().__init__(f"could not write {path} ({reason}); the last checkpoint is intact: free space in "
-                         f"{path.parent} and resume, or choose another directory, e.g. hydra.run.dir=/scratch/run")
 
 
 def atomic_write(path: Path, write: Callable[[Any], None]) -> None:

@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from typing import Iterator
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 LOCK_NAME = ".lock"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .files import atomic_write
 
 RUN_RECORD = "run.yaml"

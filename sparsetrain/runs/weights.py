@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .checkpoint import load_checkpoint
 from .files import checkpoint_path
 

@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..runs.distributed import broadcast_masks
 from ..runs.files import atomic_write
 from ..seeds import derive_seed

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 MODULE_TYPES: dict[str, tuple[type[nn.Module], ...]] = {
     "linear": (nn.Linear,),

@@ -1,0 +1,1 @@
+"""The command line: ``sparsetrain`` (``main.main``) and its ``--help`` (``help``)."""

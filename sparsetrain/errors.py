@@ -1,0 +1,43 @@
+"""The errors a user sees: each message is one line that names what to change.
+
+They sit at the bottom of the package (nothing here imports anything of sparsetrain), so every layer can raise
+them and the command line can tell bad input (exit 2) from a run that could not go on (exit 1).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A bad value in the composed config; its message is one line naming the key and a valid example."""
+
+
+class DataError(ValueError):
+    """A dataset problem the user can fix; the message is one line naming the config key and a valid example."""
+
+
+class RunFailure(Exception):
+    """A run that cannot go on (its message is one line); ``status`` is recorded in status.json."""
+
+    status = "failed"
+
+
+class Diverged(RunFailure):
+    """The loss or the weights are no longer finite (or the loss is absurdly large)."""
+
+    status = "diverged"
+
+class WriteError(OSError):
+    """A run file could not be written (disk full, quota, read-only); the message is one line naming it."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        path = Path(path)
+        if isinstance(error, OSError) and error.strerror:
+            reason = error.strerror
+        else:  # torch.save reports a full disk as a RuntimeError about positions
+            free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
+            reason = f"{' '.join(str(error).split())[:100]}; {free} bytes free there"
+        super().__init__(f"could not write {path} ({reason}); the last checkpoint is intact: free space in "
+                         f"{path.parent} and resume, or choose another directory, e.g. hydra.run.dir=/scratch/run")

@@ -1,0 +1,197 @@
+"""The ``method`` group's schemas (torch-free): options every method shares, and each method's own.
+
+A schema's field defaults are the method's defaults; ``catalog.py`` pairs each method with its schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING  # the method (set by the method= option)
+
+
+@dataclass
+class MaskedConfig(MethodConfig):
+    """Options every method with masks shares (see sparsetrain/sparsity)."""
+
+    distribution: str = "erk"  # uniform | er | erk: how `sparsity` is spread over the layers
+    erk_power: float = 1.0  # erk: exponent of the layer-size scaling (1 = ERK as published)
+    dense_layers: list[str] = field(default_factory=list)  # names, fnmatch patterns, or first / last
+    layer_density: list[str] = field(default_factory=list)  # "pattern:density" entries, fixed densities
+    modules: list[str] = field(default_factory=lambda: ["linear", "conv"])  # prunable module types (+ embedding)
+    include: list[str] = field(default_factory=list)  # only these prunable weights (fnmatch, re:regex, first, last); empty: model.prunable if set, else all
+    exclude: list[str] = field(default_factory=list)  # never these
+
+
+@dataclass
+class StaticConfig(MaskedConfig):
+    mask_from: Optional[str] = None  # a masks .safetensors file or a run directory (its masks/final.safetensors)
+    uniform_dense_first: bool = True  # distribution=uniform keeps the first layer dense (RigL paper and code)
+
+
+@dataclass
+class PrunedConfig(MaskedConfig):
+    scope: str = "layerwise"  # layerwise (per-layer targets from `distribution`) | global (one threshold)
+
+
+@dataclass
+class GMPConfig(PrunedConfig):
+    distribution: str = "uniform"
+    initial_sparsity: float = 0.0  # sparsity at the first pruning event
+    start: str = "0ep"  # first pruning event: epochs (2ep), steps (500it) or percent of training (10%)
+    end: str = "75%"  # last pruning event, at which `sparsity` is reached
+    frequency: str = "1ep"  # interval between pruning events
+    STRETCHED: ClassVar[tuple[str, ...]] = ("start", "end")  # times train_multiplier stretches
+
+
+@dataclass
+class OneShotConfig(PrunedConfig):
+    scope: str = "global"
+    pretrained: Optional[str] = None  # a run directory, checkpoint or model.safetensors to prune instead of training dense first
+    retrain_lr: str = "finetune"  # finetune (constant: the schedule's last-epoch lr) | rewind (the schedule again)
+
+
+@dataclass
+class SaliencyConfig(PrunedConfig):
+    scope: str = "global"
+    num_batches: int = 1  # training batches the scores are computed on
+
+
+@dataclass
+class GraSPConfig(SaliencyConfig):
+    temperature: float = 200.0  # softmax temperature of the logits in the gradient-flow score
+    samples_per_class: int = 10  # class-balanced scoring sample, as the reference (0: num_batches batches)
+
+
+@dataclass
+class SynFlowConfig(PrunedConfig):
+    scope: str = "global"
+    iterations: int = 100  # pruning rounds on the exponential schedule
+
+
+@dataclass
+class LTHConfig(PrunedConfig):
+    levels: int = 7  # pruning rounds after the dense round
+    prune_rate: float = 0.2  # fraction of the surviving weights removed per round
+    layer_rates: list[str] = field(default_factory=list)  # "pattern:rate" overrides, e.g. [last:0.1]
+    rewind_to: str = "0it"  # theta_k: 0it = the initialisation, or a step/epoch of the dense run (500it, 2ep)
+    rewind: str = "weights"  # weights (to theta_k) | lr (keep weights, replay the lr schedule from k) | finetune
+    control: str = "none"  # none | random_reinit | random_mask (needs masks_from)
+    masks_from: Optional[str] = None  # a finished lottery run, for the controls
+
+
+@dataclass
+class DynamicConfig(MaskedConfig):
+    """Dynamic sparse training (see sparsetrain/methods/dynamic.py); defaults are RigL's reference values."""
+
+    delta_t: int = 100  # steps between mask updates (with update_at=step)
+    alpha: float = 0.3  # fraction of active weights dropped (and regrown) at step 0
+    alpha_min: float = 0.0  # the fraction decays to this at t_end
+    decay: str = "cosine"  # cosine | linear | constant
+    t_end: float = 0.75  # fraction of training after which the mask is fixed
+    grow_init: str = "zeros"  # value of new connections
+    reset_momentum: bool = True  # optimizer state of new (and pruned) connections is 0
+    skip_step_on_update: bool = True  # RigL's reference code takes no optimizer step on an update iteration
+    tie_noise: float = 1e-5  # std of the seeded noise added to drop scores; 0: ties broken by position
+    update_at: str = "step"  # step (every delta_t steps) | epoch_end (at the last step of every epoch)
+    drop_rounding: str = "floor"  # floor (RigL) | ceil (SET/ITOP) of fraction x active
+    first_update: str = "start"  # start (step 0, RigL TF) | after_delta_t (after delta_t steps: ITOP, sparse_learning)
+    uniform_dense_first: bool = True  # distribution=uniform keeps the first layer dense (RigL paper and code)
+
+
+@dataclass
+class SETConfig(DynamicConfig):
+    """SET's defaults follow the paper's code: ER densities, zeta = 0.3 at the end of every epoch, no skipped steps."""
+
+    distribution: str = "er"
+    decay: str = "constant"
+    t_end: float = 1.0
+    skip_step_on_update: bool = False
+    tie_noise: float = 0.0
+    update_at: str = "epoch_end"
+    drop_rounding: str = "ceil"
+
+
+@dataclass
+class SNFSConfig(DynamicConfig):
+    """sparse_learning's defaults: uniform over every layer (the first included), prune rate 0.5 decaying (cosine) to
+    0.005 over training, ceil counts, updates at the end of every epoch, the optimizer's dense momentum kept."""
+
+    distribution: str = "uniform"  # sparse_learning's `constant`: every layer, the first included, at the same density
+    uniform_dense_first: bool = False
+    alpha: float = 0.5
+    alpha_min: float = 0.005
+    t_end: float = 1.0
+    reset_momentum: bool = False  # the optimizer's momentum stays dense (sparse_learning 1.0 removed its reset)
+    skip_step_on_update: bool = False
+    tie_noise: float = 0.0
+    update_at: str = "epoch_end"
+    drop_rounding: str = "ceil"
+    first_update: str = "after_delta_t"
+    momentum: float = 0.9  # decay of the method's own momentum (momentum_source=own)
+    redistribute: str = "momentum"  # momentum (regrowth across layers by mean momentum) | none
+    momentum_source: str = "optimizer"  # optimizer (sparse_learning: dense optimizer momentum, Adam: m/(sqrt(v)+eps)) | own (RigL TF baseline)
+
+
+@dataclass
+class ITOPConfig(DynamicConfig):
+    """The reference code's defaults (RigL-ITOP, batch 128): prune rate 0.5 with cosine decay to 0.005 over all of
+    training, ceil counts, no skipped steps, every layer masked; SET-ITOP: growth=random delta_t=1500."""
+
+    growth: str = "gradient"  # gradient (RigL-ITOP) | random (SET-ITOP)
+    uniform_dense_first: bool = False  # the reference masks every layer, the first included
+    delta_t: int = 4000
+    alpha: float = 0.5
+    alpha_min: float = 0.005
+    t_end: float = 1.0
+    skip_step_on_update: bool = False
+    tie_noise: float = 0.0
+    drop_rounding: str = "ceil"
+    first_update: str = "after_delta_t"  # first update after delta_t optimizer steps (the reference's counter)
+
+
+@dataclass
+class MaskTrainingConfig(MaskedConfig):
+    """Learned masks on frozen starting weights (see sparsetrain/methods/mask_training.py); TAMT's defaults."""
+
+    distribution: str = "uniform"
+    binarizer: str = "threshold"  # threshold (M = scores > tau, TAMT) | topk (exact top-k, edge-popup)
+    scope: str = "layerwise"  # topk: layerwise (counts from `distribution`) | global (one ranking over the budget)
+    threshold: float = 0.01  # tau: the threshold binariser's starting threshold (OMP/kept scores are 2 tau or 0)
+    reset_every: int = 1000  # threshold: steps between resets to each layer's exact zeros (and at the end); 0 = never
+    reset_at: list[int] = field(default_factory=list)  # threshold: also reset after these steps (TAMT's KD path: [1])
+    init: str = "omp"  # omp (largest magnitudes kept) | random (exact counts) | kept (dense start) | uniform (topk)
+    score_lr: float = 5e-5  # peak learning rate of the scores (the run's optimizer type and schedule)
+    score_weight_decay: float = 0.0  # weight decay of the scores
+    tied_weights: str = "masked"  # a module sharing a masked weight (a tied MLM decoder) reads W0 ⊙ M | unmasked: W0
+
+
+@dataclass
+class ACDCConfig(PrunedConfig):
+    """AC/DC phase lengths in epochs (see sparsetrain/sparsity/phases.py); defaults: the ImageNet schedule."""
+
+    scope: str = "global"  # global (one magnitude threshold, the authors') | layerwise
+    distribution: str = "uniform"  # per-layer targets with scope=layerwise
+    warmup_epochs: int = 10  # dense warm-up
+    compressed_epochs: int = 5  # each compressed phase of a cycle
+    decompressed_epochs: int = 5  # each decompressed phase of a cycle
+    final_epochs: int = 15  # the final compressed phase
+    reset_momentum: bool = True  # zero the optimizer buffers of the prunable weights at each decompression
+
+
+@dataclass
+class GaPConfig(PrunedConfig):
+    """Scheduled grow-and-prune (see sparsetrain/methods/gap.py); each GaP step trains the run's length."""
+
+    distribution: str = "uniform"  # uniform (the authors' per-layer "irregular") | erk (non-uniform)
+    mode: str = "cyclic"  # cyclic (C-GaP) | parallel (P-GaP: k replicas, in turn, or one per torchrun process)
+    num_partitions: int = 3  # k contiguous groups of layers balanced by parameter count ...
+    partitions: list[str] = field(default_factory=list)  # ... or one entry per partition: "pattern|pattern"
+    rounds: int = 2  # cycles over all partitions
+    finetune: str = "400%"  # final fine-tuning: epochs, steps or percent of a GaP step (the authors: 40 of 10)
+    STRETCHED: ClassVar[tuple[str, ...]] = ("finetune",)

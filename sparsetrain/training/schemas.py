@@ -1,0 +1,51 @@
+"""The ``optimizer`` and ``schedule`` groups' schemas (torch-free)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import MISSING
+
+
+@dataclass
+class SGDConfig:
+    _target_: str = "torch.optim.SGD"
+    _partial_: bool = True
+    lr: float = 0.1  # peak learning rate (the schedule scales it)
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = False  # Nesterov momentum
+    weight_decay: float = 5e-4  # L2 penalty (added to the gradient)
+    exempt_bias_norm: bool = False  # true: no weight decay on biases and normalisation parameters
+
+
+@dataclass
+class AdamConfig:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 1e-3  # peak learning rate (the schedule scales it)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # running-average coefficients
+    eps: float = 1e-8  # added to the denominator
+    weight_decay: float = 0.0  # Adam: L2 penalty in the gradient; AdamW: decoupled decay
+    exempt_bias_norm: bool = False  # true: no weight decay on biases and normalisation parameters
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    _target_: str = "torch.optim.AdamW"
+    weight_decay: float = 0.01
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate factor as a function of the step; see ``train/schedule.py``."""
+
+    name: str = MISSING  # constant | cosine | linear | multistep (set by the schedule= option)
+    warmup_epochs: float = 0.0  # linear warm-up from 0 over these epochs (any schedule)
+    milestones: list[float] = field(default_factory=list)  # multistep: epochs at which the rate is multiplied by gamma
+    gamma: float = 0.1  # multistep: the factor at each milestone
+    final_lr_fraction: float = 0.0  # cosine and linear: the rate at the end, as a fraction of lr
+    cycle_epochs: float = 0.0  # cyclic_linear: epochs per cycle (the pruning interval for LR rewinding)
+    cycle_start: float = 0.0  # cyclic_linear: epoch the cycles start at; before it, one linear decay
+
+
+SCHEDULES = ("constant", "cosine", "linear", "multistep", "cyclic_linear")
