@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+NLP_EXTRA = 'pip install "sparsetrain[nlp]"'  # the install hint of every message about a missing NLP package
+
 
 class ConfigError(ValueError):
     """A bad value in the composed config; its message is one line naming the key and a valid example."""

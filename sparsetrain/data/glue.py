@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..models.hf import NLP_EXTRA
+from ..errors import NLP_EXTRA
 from .batches import Data
 from .dict_batches import DictEvalBatches, DictTrainBatches, PaddedDictTrainBatches
 from ..errors import DataError

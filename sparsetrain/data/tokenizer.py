@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, save
 
-from ..models.hf import NLP_EXTRA
+from ..errors import NLP_EXTRA
 from ..runs.files import atomic_write
 from ..errors import DataError
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from torch import nn
 
-NLP_EXTRA = 'pip install "sparsetrain[nlp]"'
+from ..errors import NLP_EXTRA
+
 HEADS = ("auto", "sequence_classification", "masked_lm")
 EXAMPLE = "model.name_or_path=bert-base-uncased"
 

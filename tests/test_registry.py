@@ -1,0 +1,151 @@
+"""A method from a user's own package: one class file and one ``register_method`` call, found by the command line
+through an entry point or ``SPARSETRAIN_PLUGINS``, and used by the Python API; plus the registries' own rules."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import sparsetrain
+from conftest import cli_command, cli_env
+from sparsetrain.errors import ConfigError, DataError
+from sparsetrain.methods.catalog import METHODS
+from sparsetrain.methods.schemas import MaskedConfig
+from sparsetrain.registry import Record, load_plugins
+from sparsetrain.sparsity.distribution import layer_densities, zeros_per_layer
+
+PLUGIN = '''"""Magnitude pruning at initialisation: the smallest starting weights of each layer are pruned, the mask is fixed."""
+
+from dataclasses import dataclass
+
+import sparsetrain
+from sparsetrain.methods.masked import MaskedMethod
+from sparsetrain.methods.schemas import MaskedConfig
+
+
+@dataclass
+class MagnitudeAtInitConfig(MaskedConfig):
+    distribution: str = "uniform"  # how `sparsity` is spread over the layers
+    scope: str = "layerwise"  # layerwise | global
+
+
+class MagnitudeAtInit(MaskedMethod):
+    name = "magnitude_at_init"
+
+    def start_round(self, round_index):
+        self.prune(self.magnitude_scores(), self.sparsity)
+
+
+sparsetrain.register_method(name="magnitude_at_init", schema=MagnitudeAtInitConfig, target=MagnitudeAtInit,
+                            summary="prune the smallest starting weights of each layer once")
+'''
+NAME = "magnitude_at_init"
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path) -> Path:
+    """``my_methods/magnitude.py`` in a folder of its own, outside the package."""
+    root = tmp_path / "plugin"
+    (root / "my_methods").mkdir(parents=True)
+    (root / "my_methods" / "__init__.py").write_text("")
+    (root / "my_methods" / "magnitude.py").write_text(PLUGIN)
+    return root
+
+
+def _exact_per_layer(masks: dict[str, torch.Tensor], sparsity: float, initial: dict[str, torch.Tensor]) -> None:
+    """Each layer holds exactly the uniform distribution's zeros, and they are its smallest starting weights."""
+    shapes = {name: tuple(mask.shape) for name, mask in masks.items()}
+    zeros = zeros_per_layer(shapes, layer_densities(shapes, sparsity, "uniform"))
+    for name, mask in masks.items():
+        assert int((~mask).sum()) == zeros[name], name
+        magnitude = initial[name].abs().flatten()
+        kept, pruned = magnitude[mask.flatten()], magnitude[~mask.flatten()]
+        assert pruned.max() <= kept.min(), name
+
+
+def _run_cli(plugin_dir: Path, run_dir: Path, env: dict[str, str]) -> dict:
+    import subprocess
+
+    command = cli_command(f"method={NAME}", "sparsity=0.9", "epochs=1", f"hydra.run.dir={run_dir}")
+    result = subprocess.run(command, cwd=run_dir.parent, env={**cli_env(), **env}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def _initial_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The run's starting weights: the same model built under the run's seed (seed=0)."""
+    from sparsetrain.models.zoo import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lenet300_100", (1, 8, 8), 10)
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def test_a_method_from_the_users_package_trains_from_the_command_line(plugin_dir, tmp_path):
+    by_variable = _run_cli(plugin_dir, tmp_path / "by_variable",
+                           {"PYTHONPATH": str(plugin_dir), "SPARSETRAIN_PLUGINS": "my_methods.magnitude"})
+    # the same package found through its entry point (an installed distribution's metadata)
+    info = plugin_dir / "my_methods-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-methods\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[sparsetrain.plugins]\nmagnitude = my_methods.magnitude\n")
+    by_entry_point = _run_cli(plugin_dir, tmp_path / "by_entry_point", {"PYTHONPATH": str(plugin_dir)})
+    for run_dir, summary in ((tmp_path / "by_variable", by_variable), (tmp_path / "by_entry_point", by_entry_point)):
+        assert summary["method"] == NAME and summary["masks"]["sparsity"] == pytest.approx(0.9, abs=1e-3)
+        masks = {name: mask.bool() for name, mask in load_file(run_dir / "masks" / "final.safetensors").items()}
+        _exact_per_layer(masks, 0.9, _initial_weights(run_dir))
+    assert by_variable["final"] == by_entry_point["final"]
+
+
+def test_a_method_from_the_users_package_through_the_python_api(plugin_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(METHODS, "_records", dict(METHODS._records))  # this test's registration ends with it
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    monkeypatch.delitem(sys.modules, "my_methods.magnitude", raising=False)
+    importlib.import_module("my_methods.magnitude")
+
+    model = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 4))
+    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    sparsifier = sparsetrain.sparsify(model, optimizer, method=NAME, sparsity=0.8, total_steps=5)
+    _exact_per_layer(sparsifier.masks, 0.8, initial)
+    for _ in range(5):
+        optimizer.zero_grad()
+        model(torch.randn(8, 20)).pow(2).mean().backward()
+        sparsifier.step()
+    for name, mask in sparsifier.masks.items():
+        assert not dict(model.named_parameters())[name][~mask].any()
+
+    summary = sparsetrain.train([f"method={NAME}", "sparsity=0.9", "epochs=1", f"hydra.run.dir={tmp_path / 'api'}"])
+    masks = {name: mask.bool() for name, mask in load_file(tmp_path / "api" / "masks" / "final.safetensors").items()}
+    assert summary["method"] == NAME
+    _exact_per_layer(masks, 0.9, _initial_weights(tmp_path / "api"))
+
+
+def test_a_plugin_that_does_not_import_is_one_line():
+    with pytest.raises(ConfigError, match=r"^plugin SPARSETRAIN_PLUGINS=no_such_pkg does not import "
+                                          r"\(ModuleNotFoundError: .*\); e\.g\. SPARSETRAIN_PLUGINS="):
+        load_plugins({"SPARSETRAIN_PLUGINS": "no_such_pkg"})
+
+
+def test_a_name_is_registered_once_and_unknown_names_list_the_choices(monkeypatch):
+    monkeypatch.setattr(METHODS, "_records", dict(METHODS._records))
+    record = METHODS.record("rigl")
+    assert METHODS.register(record) is record  # the same record again: no change
+    with pytest.raises(ValueError, match="method=rigl is registered already"):
+        sparsetrain.register_method(name="rigl", schema=MaskedConfig, target="my.Rigl", summary="another")
+    with pytest.raises(ConfigError, match=r"^method='nosuch' is not a method; choose one of: acdc, dense, .*"
+                                          r"\(e\.g\. method=rigl\)$"):
+        METHODS.record("nosuch")
+    with pytest.raises(ValueError, match="schema must be a dataclass"):
+        METHODS.register(Record("mine", dict, "my.Mine", "not a dataclass schema"))
+    from sparsetrain.data.catalog import DATASETS
+
+    with pytest.raises(DataError, match=r"dataset='svhn' is not a dataset; .*\(e\.g\. dataset=digits\)"):
+        DATASETS.record("svhn")
