@@ -6,7 +6,7 @@
 
 Each cell is one ``python -m sparsetrain +experiment=<preset> sparsity=<s>`` run in ``<out>/<row>_s<s>`` with
 ``resume=auto`` (a finished cell is not run again; an interrupted one continues). Overrides after ``--`` go to
-every run. Published numbers are those of RESULTS.md (section named in each table's title); a cell shows
+every run. Published numbers are the papers' (named in each table's title); a cell shows
 ``ours / published`` top-1 test accuracy in %, ``-`` where nothing was run or published.
 """
 
@@ -32,7 +32,7 @@ class Table:
 
 TABLES = {
     "cifar10_wrn22_2": Table(
-        title="CIFAR-10 WRN-22-2, the RigL paper's setting: RigL/Static from RESULTS.md §1.1 (author numbers, full "
+        title="CIFAR-10 WRN-22-2, the RigL paper's setting: RigL/Static from the RigL authors' numbers (full "
               "50k train set), SET/SNFS from §1.2 (rigl-reproducibility, 45k/5k split)",
         rows={"RigL (ERK)": ("rigl_wrn22_2_cifar10",), "Static (ERK)": ("static_wrn22_2_cifar10",),
               "SET (ERK)": ("set_wrn22_2_cifar10",), "SNFS (ERK)": ("snfs_wrn22_2_cifar10",)},
@@ -43,7 +43,7 @@ TABLES = {
                    ("SET (ERK)", 0.9): 92.2, ("SNFS (ERK)", 0.8): 92.8, ("SNFS (ERK)", 0.9): 92.2},
     ),
     "imagenet_resnet50": Table(
-        title="ImageNet ResNet-50, the RigL paper's 100-epoch setting: RESULTS.md §3.1",
+        title="ImageNet ResNet-50, the RigL paper's 100-epoch setting: the RigL paper's Table 1",
         rows={"RigL (ERK)": ("rigl_resnet50_imagenet",),
               "RigL": ("rigl_resnet50_imagenet", "method.distribution=uniform")},
         sparsities=(0.8, 0.9),
@@ -51,7 +51,7 @@ TABLES = {
     ),
     "itop_cifar": Table(
         title="RigL-ITOP, ResNet-34 on CIFAR-100 (append dataset=cifar10 for CIFAR-10): the ITOP paper's CIFAR "
-              "tables are not yet in RESULTS.md (§9), so no published column",
+              "tables are not collected here, so no published column",
         rows={"RigL-ITOP": ("itop_resnet34_cifar",), "SET-ITOP": ("itop_resnet34_cifar", "method.growth=random",
                                                                    "method.delta_t=1500")},
         sparsities=(0.9, 0.95, 0.98),
@@ -91,7 +91,7 @@ def format_table(table: Table, out: Path, sparsities: tuple[float, ...]) -> str:
                  for s in sparsities]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("cells: our final top-1 test accuracy % / published (RESULTS.md); - : not run or not published")
+    lines.append("cells: our final top-1 test accuracy % / published; - : not run or not published")
     return "\n".join(lines)
 
 

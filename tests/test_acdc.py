@@ -1,4 +1,4 @@
-"""AC/DC (METHODS.md §8, §14): the phase schedule as a pure function, and the method's invariants in training."""
+"""AC/DC: the phase schedule as a pure function, and the method's invariants in training."""
 
 from __future__ import annotations
 

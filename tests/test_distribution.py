@@ -1,4 +1,4 @@
-"""Layer-density distributions against the golden vector of METHODS.md §2.6."""
+"""Layer-density distributions against a golden vector of the RigL code's ERK."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_erk_power_zero_is_uniform():
 
 
 def test_cap_loop_iterations():
-    """No cap for equal scores; one cap (fc) at S=0.9; two (fc, then conv1) at S=0.8 (METHODS.md §2.6)."""
+    """No cap for equal scores; one cap (fc) at S=0.9; two (fc, then conv1) at S=0.8."""
     same = {"a": (8, 8), "b": (8, 8)}
     assert layer_densities(same, 0.75, "erk") == {"a": 0.25, "b": 0.25}
     one = layer_densities(TOY, 0.9, "erk")

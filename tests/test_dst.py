@@ -1,4 +1,4 @@
-"""Dynamic sparse training (RigL, SET, SNFS, ITOP; METHODS.md §2.7, §3, §5.2, §5.5, §6.4).
+"""Dynamic sparse training (RigL, SET, SNFS, ITOP).
 
 Unit tests of the drop/grow primitives in ``sparsetrain/sparsity/dst.py`` on hand-built tensors, then the methods
 in the real training loop (digits, LeNet-300-100, sparsity 0.9), wrapped to record the state around every mask

@@ -1,4 +1,4 @@
-"""GaP, cyclic (METHODS.md §7): the schedule and partitions as pure functions, the invariants in training."""
+"""GaP, cyclic: the schedule and partitions as pure functions, the invariants in training."""
 
 from __future__ import annotations
 

@@ -44,6 +44,8 @@ def test_help_for_one_method_shows_its_keys_defaults_and_paper():
     assert re.search(r"^  method\.delta_t=100\s+steps between mask updates", text, re.M)
     assert re.search(r"^  method\.alpha=0\.3\s+\S", text, re.M)
     assert "https://arxiv.org/abs/1911.11134" in text and "@inproceedings{evci2020rigl," in text
+    assert f"method=rigl: {methods.METHODS.record('rigl').summary}" in text
+    assert "The authors' code: https://github.com/google-research/rigl" in text
     assert "method.levels" not in text  # another method's key
     lth = _help("method=lth", "optimizer=adam")
     assert "method.levels=7" in lth and "optimizer.betas=[0.9,0.999]" in lth and "1803.03635" in lth

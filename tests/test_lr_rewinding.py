@@ -1,4 +1,4 @@
-"""The cyclic_linear learning-rate schedule, alone and as GMP's learning-rate rewinding (METHODS.md §14, oBERT)."""
+"""The cyclic_linear learning-rate schedule, alone and as GMP's learning-rate rewinding (oBERT's recipe)."""
 
 from __future__ import annotations
 

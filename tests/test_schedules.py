@@ -1,4 +1,4 @@
-"""GMP cubic schedule (Zhu & Gupta 2017) against the golden values of METHODS.md §2.7."""
+"""GMP cubic schedule (Zhu & Gupta 2017) against golden values computed from the paper's formula."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""When dynamic sparse training updates its masks (METHODS.md §5, §6): never after the round's last optimizer
+"""When dynamic sparse training updates its masks: never after the round's last optimizer
 step, epoch-end updates after that epoch's evaluation, and the phase of step-scheduled updates per reference
 (RigL at step 0; ITOP and sparse_learning after delta_t steps)."""
 

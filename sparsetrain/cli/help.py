@@ -70,35 +70,44 @@ def render_help(overrides: list[str]) -> str:
 
 
 def paper_lines(method: str) -> list[str]:
-    papers = METHODS.record(method).papers if method in METHODS.names() else ()
-    if not papers:
-        return [f"method={method}: no paper (the baseline)"]
-    lines = [f"method={method} follows:"]
-    for paper in papers:
-        lines += [f"  {paper.citation}", f"  {paper.url}", *paper.bibtex.splitlines(), ""]
-    return lines[:-1]
+    """What a method does, the papers it follows (with BibTeX) and the authors' code."""
+    if method not in METHODS.names():
+        return [f"method={method}: not a registered method"]
+    record = METHODS.record(method)
+    lines = [f"method={method}: {record.summary}"]
+    if record.papers:
+        lines.append("It follows:")
+    for paper in record.papers:
+        lines += [f"  {paper.citation}", f"  {paper.url}", *paper.bibtex.splitlines()]
+    lines += [f"The authors' code: {url}" for url in record.code]
+    return lines
 
 
-def _keys(node: DictConfig, prefix: str, skip: tuple[str, ...] = ()) -> list[str]:
+def key_rows(node: DictConfig, prefix: str = "", skip: tuple[str, ...] = ()) -> list[tuple[str, str, str]]:
+    """(key, default, description) of every key under ``node``, nested sections flattened to dotted keys."""
     schema = OmegaConf.get_type(node)
     described = field_help(schema) if schema is not None and dataclasses.is_dataclass(schema) else {}
     values = OmegaConf.to_container(node, resolve=False, enum_to_str=True)
-    lines = []
+    rows = []
     for key, value in values.items():
         if key in skip or key in INTERNAL:
             continue
         if isinstance(node[key], DictConfig):
-            lines += _keys(node[key], f"{prefix}{key}.")
+            rows += key_rows(node[key], f"{prefix}{key}.")
             continue
-        lines.append(f"  {f'{prefix}{key}={_show(value)}':<36} {described.get(key, '')}".rstrip())
-    return lines
+        rows.append((f"{prefix}{key}", show(value), described.get(key, "")))
+    return rows
 
 
-def _show(value: Any) -> str:
+def _keys(node: DictConfig, prefix: str, skip: tuple[str, ...] = ()) -> list[str]:
+    return [f"  {f'{key}={value}':<36} {description}".rstrip() for key, value, description in key_rows(node, prefix, skip)]
+
+
+def show(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, list):
-        return "[" + ",".join(_show(v) for v in value) + "]"
+        return "[" + ",".join(show(v) for v in value) + "]"
     return str(value)

@@ -1,4 +1,4 @@
-"""Per-layer densities for a global sparsity: uniform, ER and ERK (METHODS.md §2.6).
+"""Per-layer densities for a global sparsity: uniform, ER and ERK (ERK as the RigL paper and code).
 
 ER/ERK follow ``google-research/rigl`` ``sparse_utils.get_sparsities_erdos_renyi``: solve
 ``Σ_l eps·raw_l·N_l = Σ_l (N_l − floor(S·N_l))`` over the non-fixed layers, and while the largest ``eps·raw_l``

@@ -1,4 +1,4 @@
-"""Phase schedules of multi-phase sparse training as pure functions (METHODS.md §7, §8, §14).
+"""Phase schedules of multi-phase sparse training as pure functions (GaP's cyclic and parallel schedules, AC/DC's phases).
 
 ``acdc_phase``: AC/DC (Peste et al. 2021). A dense warm-up, then cycles of a compressed and a decompressed phase,
 then a final compressed phase over the last ``final`` epochs. Cycles fill the span between warm-up and the final

@@ -1,4 +1,4 @@
-"""Gradual magnitude pruning (GMP) schedule of Zhu & Gupta (2017) as pure functions of the step (METHODS.md §2.7, §9).
+"""Gradual magnitude pruning (GMP) schedule of Zhu & Gupta (2017) as pure functions of the step.
 
 Pruning events fall at ``start + k·frequency`` for ``k = 0 … n``, ``n = (end − start) // frequency``; event ``k``
 has sparsity ``final + (initial − final)·(1 − k/n)^3``. When ``frequency`` does not divide ``end − start``, the

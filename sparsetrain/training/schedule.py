@@ -36,7 +36,7 @@ def lr_factor(cfg: Any, step: int, total_steps: int, steps_per_epoch: int) -> fl
 
 def cyclic_linear(step: int, warmup_steps: int, start: int, cycle: int, low: float) -> float:
     """Linear decay from 1 to ``low`` that restarts every ``cycle`` steps from ``start`` (sparseml's
-    ``cyclic_linear``; the oBERT recipe rewinds the learning rate at every pruning step this way, METHODS.md §14).
+    ``cyclic_linear``; the oBERT recipe rewinds the learning rate at every pruning step this way).
     Before ``start`` (after the warm-up), one linear decay from 1 to ``low`` over that span."""
     if step < start:
         progress = (step - warmup_steps) / max(start - warmup_steps, 1)
