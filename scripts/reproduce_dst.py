@@ -43,7 +43,7 @@ TABLES = {
                    ("SET (ERK)", 0.9): 92.2, ("SNFS (ERK)", 0.8): 92.8, ("SNFS (ERK)", 0.9): 92.2},
     ),
     "imagenet_resnet50": Table(
-        title="ImageNet ResNet-50, the RigL paper's 100-epoch setting: the RigL paper's Table 1",
+        title="ImageNet ResNet-50, the RigL paper's 100-epoch setting and numbers",
         rows={"RigL (ERK)": ("rigl_resnet50_imagenet",),
               "RigL": ("rigl_resnet50_imagenet", "method.distribution=uniform")},
         sparsities=(0.8, 0.9),

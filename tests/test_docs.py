@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
@@ -44,3 +46,81 @@ def test_the_readme_links_resolve():
     assert local, "README.md links to no page of the manual"
     missing = [t for t in local if not (ROOT / t).exists()]
     assert not missing, f"README.md links to missing files: {missing}"
+
+
+def test_the_generated_pages_are_fresh():
+    result = subprocess.run([sys.executable, "scripts/docs.py", "--check"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_stale_generated_page_fails_the_check(tmp_path):
+    """A page whose text is not what the records and schemas generate (here, a default edited by hand)."""
+    for name in ("README.md", "docs/reference/configuration.md", "docs/reference/methods.md", "docs/citing.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    page = tmp_path / "docs" / "reference" / "configuration.md"
+    edited = page.read_text().replace("| `delta_t` | `100` |", "| `delta_t` | `50` |", 1)
+    assert edited != page.read_text()
+    page.write_text(edited)
+    result = subprocess.run([sys.executable, "scripts/docs.py", "--check", "--root", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr == f"stale: {page} (run: python scripts/docs.py)\n"
+
+
+COMMAND = re.compile(r"^(?:\$ )?(?:cd \S+ && )?sparsetrain(?P<args>(?: +[^#\s]+)*)\s*(?:#.*)?$")
+NEEDS_A_RUN = re.compile(r"<|\$|(?:resume|init_from|mask_from|masks_from|rank_from|teacher|pretrained)=(?!auto\b|self\b|null\b)")
+
+
+def _documented_commands() -> list[tuple[str, str, str | None]]:
+    """(page, command line, the error line shown under it) for every ``sparsetrain`` command in a code block."""
+    found = []
+    for page in _pages():
+        for block in re.findall(r"```[a-z]*\n(.*?)```", page.read_text(), re.S):
+            lines = block.replace("\\\n", " ").splitlines()  # continued lines joined
+            for index, line in enumerate(lines):
+                match = COMMAND.match(line.strip())
+                if match:
+                    after = lines[index + 1] if index + 1 < len(lines) else ""
+                    error = after[len("error: "):] if line.startswith("$ ") and after.startswith("error: ") else None
+                    found.append((str(page.relative_to(ROOT)), match.group("args").split(), error))
+    return found
+
+
+def test_every_documented_command_line_composes_and_passes_the_checks(tmp_path, monkeypatch):
+    """Each command of the README and the manual is composed and checked as the command line would (a shown error
+    is the one it gives); those that name an earlier run's directory or a shell variable are left out."""
+    from sparsetrain.cli.help import render_help
+    from sparsetrain.compose.command_line import CONFIG_MODULE, preflight
+    from sparsetrain.errors import ConfigError
+    from hydra import initialize_config_module
+
+    monkeypatch.chdir(tmp_path)
+    commands = _documented_commands()
+    assert len(commands) > 40
+    checked = 0
+    for page, args, error in commands:
+        if NEEDS_A_RUN.search(" ".join(args)) or "--cfg" in args or "--hydra-help" in args:
+            continue
+        checked += 1
+        if "--help" in args:
+            with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+                assert render_help([a for a in args if a != "--help"]), (page, args)
+            continue
+        for arg in args:  # the files a command names are the user's: here, empty stand-ins
+            key, _, value = arg.partition("=")
+            if key.endswith("_file") and value and not value.startswith("/"):
+                (tmp_path / value).touch()
+        multirun = "-m" in args
+        overrides = [a for a in args if a != "-m"] + [f"hydra.run.dir={tmp_path / 'run'}"]
+        if error is None:
+            try:
+                preflight(overrides, multirun)
+            except ConfigError as refused:
+                raise AssertionError(f"{page}: sparsetrain {' '.join(args)}: {refused}") from None
+        else:
+            with pytest.raises(ConfigError) as refused:
+                preflight(overrides, multirun)
+            assert str(refused.value) == error, (page, args)
+    assert checked > 30
