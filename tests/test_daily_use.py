@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from sparsetrain.provenance import provenance
-from sparsetrain.runner.run import cpu_threads, run
+from sparsetrain.runner.process import cpu_threads
+from sparsetrain.runner.run import run
 
 STEPS_PER_EPOCH = 1437 // 64  # digits train split, drop_last
 

@@ -89,11 +89,11 @@ def test_a_reinitialising_control_draws_a_random_init_of_the_pretrained_architec
 
     from omegaconf import OmegaConf
 
-    from sparsetrain.runner.run import _fresh_weights
+    from sparsetrain.runner.models import fresh_weights
 
     model_cfg = OmegaConf.create({"name": "hf", "source": "hf", "name_or_path": str(tiny_bert)})
     data = SimpleNamespace(in_shape=(16,), num_classes=2)
-    fresh, again, other = (_fresh_weights(model_cfg, data, "sequence_classification", seed) for seed in (1, 1, 2))
+    fresh, again, other = (fresh_weights(model_cfg, data, "sequence_classification", seed) for seed in (1, 1, 2))
     theta0 = pretrained(tiny_bert)
     for name in DEFAULT_MATRICES:
         assert fresh[name].shape == theta0[name].shape and not torch.equal(fresh[name], theta0[name])

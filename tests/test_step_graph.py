@@ -252,7 +252,7 @@ def test_a_cuda_capture_that_fails_falls_back_to_eager_with_the_same_result(only
     _train(compose_config, tmp_path / "eager", "step_graph=off", *overrides)
     monkeypatch.setattr(_FailingCapture, "only_update", only_update)
     monkeypatch.setattr("sparsetrain.training.step.CudaGraph", _FailingCapture)
-    monkeypatch.setattr("sparsetrain.runner.run.choose_path", lambda *args: ("cuda_graph", "forced by the test"))
+    monkeypatch.setattr("sparsetrain.runner.assemble.choose_path", lambda *args: ("cuda_graph", "forced by the test"))
     with caplog.at_level(logging.WARNING, logger="sparsetrain"):
         _train(compose_config, tmp_path / "fallback", *overrides)
     assert [r for r in caplog.records if "cannot be captured" in r.getMessage()]

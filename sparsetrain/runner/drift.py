@@ -10,6 +10,7 @@ parameters: they are not reported, and they update in train mode whether or not 
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ..errors import ConfigError
 from ..runs.checkpoint import load_checkpoint, save_checkpoint
 
 START_NAME = "start.pt"
+log = logging.getLogger(__name__)
 
 
 def drift_enabled(drift: str, init_from: str | None) -> bool:
@@ -92,3 +94,27 @@ def format_drift(rows: list[dict]) -> str:
     lines.append("rel. L2 = ||W - W_start|| / ||W_start||; changed = fraction of entries != start; BatchNorm running "
                  "statistics are buffers and update in train mode even when their layer is frozen")
     return "\n".join(lines)
+
+
+class Drift:
+    """The run's distance-from-the-start report as one component: the starting weights, taken before the method's
+    setup (masks), saved with the run record, read back on resume, compared with at the end."""
+
+    def __init__(self, enabled: bool, model: nn.Module, resuming: bool) -> None:
+        self.enabled = enabled
+        self.start = snapshot(model) if enabled and not resuming else None
+
+    def record(self, run_dir: Path) -> None:
+        """Before the first checkpoint: a resumed run compares with the same start."""
+        if self.start is not None:
+            save_start(run_dir, self.start)
+
+    def restore(self, run_dir: Path, model: nn.Module, device: torch.device) -> None:
+        if self.enabled:
+            self.start = load_start(run_dir, model, device)
+
+    def summarise(self, summary: dict, model: nn.Module, trained: set[str]) -> None:
+        """``summary["drift"]``: per tensor, how far training moved it (and log the table)."""
+        if self.start is not None:
+            summary["drift"] = drift_rows(model, self.start, trained)
+            log.info("distance from the starting weights:\n%s", format_drift(summary["drift"]))

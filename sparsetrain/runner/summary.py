@@ -1,0 +1,126 @@
+"""What a finished run reports: summary.json (final and best metrics, masks, FLOPs, provenance, the optional parts'
+reports), the round table of a multi-round method, and the run's description at the start."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from ..data.batches import Data
+from ..methods.base import Method
+from ..provenance import provenance
+from ..report.rounds import write_round_table
+from ..runs.distributed import Distributed
+from ..sparsity.flops import inference_flops
+from ..training.metrics import write_summary
+from ..training.trainer import Trainer
+from .assemble import Parts
+from .finetune import finetune_summary, optimized_names
+from .process import Process
+
+log = logging.getLogger(__name__)
+
+
+def summarise(cfg: DictConfig, run_dir: Path, parts: Parts, process: Process) -> dict:
+    """The run's summary, with each optional part's report; rank 0 writes it (and the round table)."""
+    model, method, trainer, dist = parts.model, parts.method, parts.trainer, process.dist
+    summary = _summary(cfg, run_dir, trainer, model, parts.data, process.device, parts.dense_flops)
+    trained = optimized_names(model, parts.optimizer)
+    if parts.selection.names is not None:
+        summary["finetune"] = finetune_summary(model, trained, parts.selection, cfg.finetune.rank_from)
+    parts.drift.summarise(summary, model, set(trained))
+    if dist.enabled:
+        summary["distributed"] = _rank_checksums(dist, model, method)
+    if not dist.is_main:
+        return summary
+    if method.rounds > 1:
+        summary["round_table"] = write_round_table(run_dir, method.table_name, trainer.results, _title(summary),
+                                                   method.name)
+    write_summary(run_dir / "summary.json", summary)
+    trainer.p.metrics.mirror.finish(summary)
+    log.info("done: test %s, %s", parts.task.describe(summary["final"]["test"]), run_dir / "summary.json")
+    return summary
+
+
+def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module, data: Data,
+             device: torch.device, dense_flops: tuple[int, dict[str, int]]) -> dict:
+    last = trainer.results[-1]
+    method = trainer.p.method
+    report = trainer.mask_report()
+    total_dense, per_layer = dense_flops
+    summary = {
+        "run_dir": str(run_dir),
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "method": cfg.method.name,
+        "sparsity": trainer.p.method.sparsity,
+        "seed": cfg.seed,
+        "task": trainer.p.task.name,  # task.name resolved (auto: the data's)
+        "metric": trainer.p.task.best_metric,  # the headline metric ("best", sweep tables)
+        "final": last["final"],
+        "best": last["best"],
+        "early_stop": last["early_stop"],
+        "best_checkpoint": last.get("best_checkpoint"),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "in_shape": list(data.in_shape),
+        "num_classes": data.num_classes,
+        "preprocess": data.preprocess,
+        "flops": {
+            "inference_dense": total_dense,
+            "inference_sparse": inference_flops(total_dense, per_layer, method.densities() or {}),
+            "training": trainer.p.flops.total,
+            "counting": "forward FLOPs per example (multiply-add = 2); training FLOPs of the whole run as in the "
+                        "RigL paper, Appendix H",
+        },
+        "steps": trainer.p.total_steps,
+        "steps_per_epoch": trainer.steps_per_epoch,
+        "epochs": trainer.epochs,
+        "wall_time_s": round(trainer.elapsed(), 3),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        **provenance(),
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+    }
+    if report is not None:
+        summary["masks"] = {
+            **report,
+            "unmasked_parameters": sum(p.numel() for p in model.parameters()) - sum(
+                layer["numel"] for layer in report["layers"].values()),
+        }
+    dynamics = method.summary()
+    if dynamics:
+        summary["dynamics"] = dynamics
+    if method.rounds > 1:
+        summary["rounds"] = trainer.results
+    return summary
+
+
+def _title(summary: dict) -> str:
+    """``lenet300_100 on mnist, lth, 2 epochs (44 steps) per round``: what a plot of the run shows."""
+    per_round = " per round" if summary.get("rounds") else ""
+    return (f"{summary['model']} on {summary['dataset']}, {summary['method']}, {summary['epochs']} epochs "
+            f"({summary['steps']} steps){per_round}")
+
+
+def describe(cfg: DictConfig, device: torch.device, model: nn.Module, data: Data, method: Method,
+              total_steps: int) -> None:
+    params = sum(p.numel() for p in model.parameters())
+    log.info(
+        "%s on %s (%d train, %s val, %d test samples, %d classes) with method %s on %s: %d parameters, "
+        "%d steps of batch %d", cfg.model.name, cfg.dataset.name, data.train.num_samples,
+        data.val.num_samples if data.val is not None else 0, data.test.num_samples, data.num_classes,
+        method.name, device, params, total_steps, cfg.batch_size,
+    )
+
+
+def _rank_checksums(dist: Distributed, model: nn.Module, method: Method) -> dict:
+    """Per-rank checksums of the final weights and masks: equal on every rank when the ranks stayed in sync."""
+    with torch.no_grad():
+        weights = float(sum(p.double().abs().sum() for p in model.parameters()))
+        masks = method.masks() or {}
+        positions = int(sum(m.flatten().nonzero().sum() for m in masks.values())) if masks else 0
+    return {"world_size": dist.world_size, "weight_checksums": dist.gather(weights),
+            "mask_checksums": dist.gather(positions)}
