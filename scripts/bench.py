@@ -188,7 +188,7 @@ def mask_update_ms(model_name: str, shape: str, batch: int, device: torch.device
         method = build_method(cfg.method, cfg.sparsity)
         method.setup(RunContext(
             model=model, optimizer=optimizer, train_batches=None, loss_fn=loss_fn, in_shape=in_shape,
-            sparsity=cfg.sparsity, seed=0, device=device, steps_per_epoch=1000, total_steps=100_000,
+            seed=0, device=device, steps_per_epoch=1000, total_steps=100_000,
             lr_factor=lambda step: 1.0, run_dir=Path("."), log=lambda event: None, fresh_weights=lambda seed: {}))
         method.start_round(0)
         if name in ("gmp", "acdc"):

@@ -1,6 +1,6 @@
 """The Python API: sparsify one's own model in one's own training loop, or run a configured run in-process.
 
-``sparsify`` builds the same method objects the runner uses, with the same option defaults (the method's YAML),
+``sparsify`` builds the same method objects the runner uses, with the same option defaults (the method's schema),
 and installs the starting masks at construction. ``train`` is the ``sparsetrain`` command without a subprocess.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .compose.checks import check_sparsity
 from .compose.command_line import compose_group, compose_run
 from .errors import ConfigError
 from .methods.catalog import METHODS
@@ -92,7 +93,7 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, method: str = "
     ``total_steps``: the optimizer steps of training (schedules such as RigL's update decay and GMP's ramp are
     fractions of it); ``steps_per_epoch``: for options in epochs (``frequency="1ep"``; default: total_steps).
     ``options``: the method's config keys (``delta_t=100``, ``distribution="erk"``, ``exclude=["last"]``, ...),
-    defaults as in ``configs/method/<method>.yaml``. Saliency methods (snip, grasp) score on ``batches``
+    defaults as ``sparsetrain --help method=<method>`` shows them. Saliency methods (snip, grasp) score on ``batches``
     ((inputs, targets) pairs, ``loss_fn`` default cross-entropy), synflow needs ``in_shape``. Raises ConfigError
     (one line) for a bad name or option.
     """
@@ -100,8 +101,7 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, method: str = "
     from .methods.build import build_method
     from .sparsity.saliency import pair_loss
 
-    if not 0.0 <= sparsity < 1.0:
-        raise ConfigError(f"sparsity={sparsity} must be in [0, 1) (the fraction of zeros); e.g. sparsity=0.9")
+    check_sparsity(sparsity)
     try:
         built = build_method(_method_config(method, options), sparsity)
     except ValueError as error:  # ConfigError included
@@ -111,7 +111,7 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, method: str = "
     sparsifier = Sparsifier(built, optimizer, steps_per_epoch)
     built.setup(RunContext(
         model=model, optimizer=optimizer, train_batches=None if batches is None else _Batches(batches),
-        loss_fn=pair_loss(loss_fn or nn.CrossEntropyLoss()), in_shape=in_shape, sparsity=sparsity, seed=seed,
+        loss_fn=pair_loss(loss_fn or nn.CrossEntropyLoss()), in_shape=in_shape, seed=seed,
         device=device,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps, lr_factor=lr_factor or (lambda step: 1.0),
         fresh_weights=lambda weight_seed: _fresh_weights(model, weight_seed), run_dir=Path.cwd(),

@@ -218,7 +218,7 @@ def set_up(compose_config, *overrides, method="rigl", seed=0, model=None, in_sha
     built = build_method(cfg.method, cfg.sparsity)
     built.setup(RunContext(
         model=model, optimizer=optimizer, train_batches=None, loss_fn=None,
-        in_shape=in_shape, sparsity=cfg.sparsity, seed=seed, device=torch.device("cpu"), steps_per_epoch=10,
+        in_shape=in_shape, seed=seed, device=torch.device("cpu"), steps_per_epoch=10,
         total_steps=100, lr_factor=lambda step: 1.0, run_dir=Path("."), log=lambda event: None,
         fresh_weights=lambda seed: {}))
     return built

@@ -42,7 +42,7 @@ def test_rigl_end_and_update_count_double(compose_config):
         model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
         method = build_method(cfg.method, cfg.sparsity)
         method.setup(RunContext(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), train_batches=None,
-                                loss_fn=None, in_shape=(8,), sparsity=0.5, seed=0, device=torch.device("cpu"),
+                                loss_fn=None, in_shape=(8,), seed=0, device=torch.device("cpu"),
                                 steps_per_epoch=10, total_steps=cfg.steps, lr_factor=lambda step: 1.0,
                                 run_dir=Path("."), log=lambda event: None, fresh_weights=lambda seed: {}))
         return method.end_step, sum(method.is_update_step(s) for s in range(1, cfg.steps))  # the updates after step 0

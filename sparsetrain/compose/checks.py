@@ -12,10 +12,17 @@ from ..training.schemas import SCHEDULES
 from .schema import StepGraph
 
 
+def check_sparsity(sparsity: float) -> None:
+    """ConfigError (one line) unless ``sparsity`` is a fraction of zeros in [0, 1): the command line's and the API's
+    one check of it."""
+    if not 0.0 <= sparsity < 1.0:
+        raise ConfigError(f"sparsity={sparsity} must be in [0, 1) (the fraction of zeros); e.g. sparsity=0.9")
+
+
 def validate(cfg: Any) -> None:
     """Range and consistency checks on a composed config; raises ConfigError with a one-line message."""
+    check_sparsity(cfg.sparsity)
     checks = [
-        (0.0 <= cfg.sparsity < 1.0, "sparsity", "must be in [0, 1) (the fraction of zeros)", "sparsity=0.9"),
         (cfg.epochs >= 1, "epochs", "must be a positive integer", "epochs=10"),
         (cfg.train_multiplier > 0, "train_multiplier", "must be positive", "train_multiplier=2"),
         (cfg.steps is None or cfg.steps >= 1, "steps", "must be a positive integer or null", "steps=50000"),

@@ -61,13 +61,12 @@ def check(cfg: DictConfig, config: dict | None = None) -> None:
     run ``config``, the method's checks against it)."""
     refuse_unset_required(cfg)
     validate(cfg)
-    from ..methods.build import build_method  # imports torch
+    from ..methods.build import check_method  # imports torch
     from ..models.zoo import check_model_config
 
     try:
-        method = build_method(cfg.method, cfg.sparsity, start_masks=cfg.init_from is not None)
-        if config is not None:
-            method.check_config(config)
+        check_method(OmegaConf.to_object(cfg.method), cfg.sparsity, start_masks=cfg.init_from is not None,
+                     config=config)
         check_model_config(OmegaConf.to_container(cfg.model, resolve=True))
         dataset_check = DATASETS.record(cfg.dataset.name, key="dataset.name").checker()
         if dataset_check is not None:

@@ -25,8 +25,9 @@ from .masked import MaskedMethod
 class ACDC(MaskedMethod):
     name = "acdc"
 
-    def __init__(self, cfg: Any, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         for key, low in (("warmup_epochs", 0), ("compressed_epochs", 1), ("decompressed_epochs", 1),
                          ("final_epochs", 1)):
             if getattr(cfg, key) < low:

@@ -27,7 +27,6 @@ class RunContext:
     train_batches: Any  # sparsetrain.data.TrainBatches: for methods that score weights on data
     loss_fn: Callable[[nn.Module, Any], torch.Tensor]  # the task's training loss of (model, made batch)
     in_shape: tuple[int, ...]  # of one input: (C, H, W) of images
-    sparsity: float
     seed: int
     device: torch.device
     steps_per_epoch: int
@@ -72,18 +71,25 @@ class Method:
         self.sparsity = sparsity
         self.ctx: RunContext | None = None
 
-    def uses_sparsity(self) -> bool:
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        """ConfigError (one line) for a bad option, or for a file an option names that is not there; run before
+        anything is written (preflight) and by ``build_method``, so that building a method only sets its state."""
+
+    @classmethod
+    def uses_sparsity(cls, cfg: Any) -> bool:
         """Whether the ``sparsity`` key sets this method's target (a zero target is then refused)."""
         return False
 
-    def check_config(self, config: dict) -> None:
+    @classmethod
+    def check_config(cls, cfg: Any, config: dict) -> None:
         """Checks against the whole resolved run config (ConfigError); run before anything is written, and again
         in ``setup``."""
 
     def setup(self, ctx: RunContext) -> None:
         """Called once, after model and optimizer exist and before any checkpoint state is loaded."""
         self.ctx = ctx
-        self.check_config(ctx.config)
+        self.check_config(self.cfg, ctx.config)
 
     def round_start_step(self, round_index: int) -> int:
         """The step a round starts at (its data order and learning rate from there); lottery tickets rewound

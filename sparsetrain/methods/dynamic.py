@@ -32,8 +32,9 @@ FIRST_UPDATES = ("start", "after_delta_t")
 class DynamicMethod(MaskedMethod):
     scores_need_gradient = True  # grow scores read the step's dense gradient: taken before it is masked
 
-    def __init__(self, cfg: Any, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         checks = [
             (cfg.delta_t >= 1, "method.delta_t", "must be a positive number of steps", "method.delta_t=100"),
             (0.0 < cfg.alpha <= 1.0, "method.alpha", "must be in (0, 1]", "method.alpha=0.3"),
@@ -55,6 +56,9 @@ class DynamicMethod(MaskedMethod):
         for ok, key, rule, example in checks:
             if not ok:
                 raise ConfigError(f"{key}={getattr(cfg, key.split('.', 1)[1])!r} {rule}; e.g. {example}")
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
         self.updates = 0
         self.pending: tuple[int, dict[str, torch.Tensor] | None] | None = None  # a due update: (step, scores)
 

@@ -45,8 +45,9 @@ class GaP(MaskedMethod):
     name = "gap"
     table_name = "gap_steps"
 
-    def __init__(self, cfg: Any, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         checks = [
             (cfg.mode in SCHEDULES, "method.mode", "must be cyclic or parallel", "method.mode=cyclic"),
             (cfg.scope == "layerwise", "method.scope", "must be layerwise (GaP prunes each layer to its target)",
@@ -58,6 +59,10 @@ class GaP(MaskedMethod):
         for ok, key, rule, example in checks:
             if not ok:
                 raise ConfigError(f"{key}={getattr(cfg, key.split('.', 1)[1])!r} {rule}; e.g. {example}")
+        parse_interval("method.finetune", cfg.finetune, allow_percent=True)
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
         self.finetune_time = parse_interval("method.finetune", cfg.finetune, allow_percent=True)
         self.k = len(cfg.partitions) or cfg.num_partitions
         self.rounds = len(SCHEDULES[cfg.mode](self.k, cfg.rounds, 0, 0))  # on one device; `setup` knows the rank
@@ -65,11 +70,12 @@ class GaP(MaskedMethod):
         self.shared: dict | None = None  # P-GaP: the shared sparse model every replica starts from
         self.replicas: list[dict[str, torch.Tensor]] = []  # P-GaP: what each finished replica of a cycle hands in
 
-    def check_config(self, config: dict) -> None:
-        super().check_config(config)
-        world = world_size_from_env()
-        if self.cfg.mode == "parallel" and world > 1 and world != self.k:
-            raise ConfigError(f"method.num_partitions={self.k} must equal the {world} torchrun processes with "
+    @classmethod
+    def check_config(cls, cfg: Any, config: dict) -> None:
+        super().check_config(cfg, config)
+        world, k = world_size_from_env(), len(cfg.partitions) or cfg.num_partitions
+        if cfg.mode == "parallel" and world > 1 and world != k:
+            raise ConfigError(f"method.num_partitions={k} must equal the {world} torchrun processes with "
                               f"method.mode=parallel (one replica per process); e.g. method.num_partitions={world}")
 
     def setup(self, ctx: RunContext) -> None:

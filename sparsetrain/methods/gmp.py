@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
-from ..times import parse_interval
+from ..times import Interval, parse_interval
 from ..sparsity.schedules import cubic_sparsity, is_pruning_step
 from .base import RunContext
 from .masked import MaskedMethod
@@ -18,17 +18,20 @@ from .masked import MaskedMethod
 class GMP(MaskedMethod):
     name = "gmp"
 
-    def __init__(self, cfg: Any, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         if not 0.0 <= cfg.initial_sparsity <= sparsity:
             raise ConfigError(
                 f"sparsity={sparsity} is below method.initial_sparsity={cfg.initial_sparsity}; GMP prunes from "
                 "initial to final sparsity, e.g. sparsity=0.9 method.initial_sparsity=0"
             )
-        self.times = {key: parse_interval(f"method.{key}", getattr(cfg, key), allow_percent=True)
-                      for key in ("start", "end", "frequency")}
-        if self.times["frequency"].count == 0:
+        if _times(cfg)["frequency"].count == 0:
             raise ConfigError("method.frequency=0 must be positive; e.g. method.frequency=1ep")
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
+        self.times = _times(cfg)
 
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
@@ -59,3 +62,9 @@ class GMP(MaskedMethod):
         if not self._due(steps_done):
             return
         self.prune(self.magnitude_scores(), cubic_sparsity(steps_done, **self.schedule))
+
+
+def _times(cfg: Any) -> dict[str, Interval]:
+    """The pruning events' start, end and frequency (ConfigError, one line, for a bad one)."""
+    return {key: parse_interval(f"method.{key}", getattr(cfg, key), allow_percent=True)
+            for key in ("start", "end", "frequency")}

@@ -24,8 +24,9 @@ from .snip import SNIP
 class GraSP(SNIP):
     name = "grasp"
 
-    def __init__(self, cfg, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         if cfg.samples_per_class < 0:
             raise ConfigError(f"method.samples_per_class={cfg.samples_per_class} must be >= 0 (0: num_batches "
                               "batches); e.g. method.samples_per_class=10")

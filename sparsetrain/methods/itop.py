@@ -22,8 +22,9 @@ from .dynamic import DynamicMethod, gradient_scores
 class ITOP(DynamicMethod):
     name = "itop"
 
-    def __init__(self, cfg: Any, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         if cfg.growth not in ("gradient", "random"):
             raise ConfigError(f"method.growth={cfg.growth!r} must be gradient or random; e.g. method.growth=random")
 

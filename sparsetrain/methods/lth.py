@@ -46,11 +46,13 @@ class LTH(MaskedMethod):
     name = "lth"
     table_name = "lottery"
 
-    def uses_sparsity(self) -> bool:
+    @classmethod
+    def uses_sparsity(cls, cfg: Any) -> bool:
         return False  # method.levels and method.prune_rate set the sparsity of each round
 
-    def __init__(self, cfg: Any, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         checks = [
             (sparsity == 0.0, "sparsity", f"={sparsity} is not used by method=lth: its sparsity follows from "
              "method.levels and method.prune_rate", "sparsity=0 method.levels=7"),
@@ -67,6 +69,12 @@ class LTH(MaskedMethod):
         for ok, key, rule, example in checks:
             if not ok:
                 raise ConfigError(f"{key}{rule}; e.g. {example}")
+        parse_interval("method.rewind_to", cfg.rewind_to)
+        if cfg.control != "none":
+            _round_masks(cfg.masks_from)
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
         self.rewind_time = parse_interval("method.rewind_to", cfg.rewind_to)
         self.source_masks = _round_masks(cfg.masks_from) if cfg.control != "none" else []
         self.source_dir = Path(cfg.masks_from).expanduser() if self.source_masks else None
@@ -74,9 +82,11 @@ class LTH(MaskedMethod):
         self.round = 0
         self.theta_k: dict[str, torch.Tensor] | None = None
 
-    def check_config(self, config: dict) -> None:
-        if self.source_dir is not None:
-            _refuse_other_training(read_run_record(self.source_dir)["config"], config, self.cfg.masks_from)
+    @classmethod
+    def check_config(cls, cfg: Any, config: dict) -> None:
+        if cfg.control != "none":
+            source_dir = Path(cfg.masks_from).expanduser()
+            _refuse_other_training(read_run_record(source_dir)["config"], config, cfg.masks_from)
 
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)

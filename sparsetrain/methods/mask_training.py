@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 class MaskTraining(MaskedMethod):
     name = "mask_training"
 
-    def __init__(self, cfg: Any, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         if cfg.binarizer not in BINARIZERS:
             raise ConfigError(f"method.binarizer={cfg.binarizer!r} is not a binariser; choose threshold or topk "
                               "(e.g. method.binarizer=topk)")
@@ -70,15 +71,19 @@ class MaskTraining(MaskedMethod):
         for refused, key, rule, example in refusals:
             if refused:
                 raise ConfigError(f"{key} {rule}; e.g. {example}")
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
         self.w0: list[torch.Tensor] = []  # the frozen starting weights
         self.scores: list[torch.Tensor] = []
         self.score_grads: list[torch.Tensor] = []  # persistent buffers, the scores' .grad
         self.thresholds: list[torch.Tensor] = []  # τ_l, 0-d device tensors
         self.resets = 0
 
-    def uses_sparsity(self) -> bool:
+    @classmethod
+    def uses_sparsity(cls, cfg: Any) -> bool:
         """Not when the mask starts dense and is never reset: the scores alone then set the sparsity."""
-        return not (self.cfg.init == "kept" and self.cfg.reset_every == 0 and not self.cfg.reset_at)
+        return not (cfg.init == "kept" and cfg.reset_every == 0 and not cfg.reset_at)
 
     def setup(self, ctx: RunContext) -> None:
         """Keep W0, create the scores as a new param group of the run's optimizer and take the target weights out

@@ -24,8 +24,9 @@ SCOPES = ("layerwise", "global")
 
 
 class MaskedMethod(Method):
-    def __init__(self, cfg: Any, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         if cfg.distribution not in DISTRIBUTIONS:
             raise ConfigError(
                 f"method.distribution={cfg.distribution!r} is not a distribution; choose one of: "
@@ -37,11 +38,15 @@ class MaskedMethod(Method):
         scope = getattr(cfg, "scope", "layerwise")
         if scope not in SCOPES:
             raise ConfigError(f"method.scope={scope!r} is not a scope; choose layerwise or global (e.g. method.scope=global)")
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
         self.targets: Targets | None = None
         self.maskset: MaskSet | None = None
         self.model_prunable: list[str] = []  # model.prunable: the default selection when method.include is empty
 
-    def uses_sparsity(self) -> bool:
+    @classmethod
+    def uses_sparsity(cls, cfg: Any) -> bool:
         """Whether the ``sparsity`` key sets this method's target (a zero target is then refused)."""
         return True
 

@@ -27,10 +27,16 @@ EXAMPLE = "e.g. method.pretrained=outputs/2026-11-25/14-03-11"
 class OneShot(MaskedMethod):
     name = "oneshot"
 
-    def __init__(self, cfg: Any, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         if cfg.retrain_lr not in RETRAIN_LR:
             raise ConfigError(f"method.retrain_lr={cfg.retrain_lr!r} must be finetune or rewind; e.g. method.retrain_lr=rewind")
+        if cfg.pretrained:
+            weights_file("method.pretrained", cfg.pretrained, EXAMPLE)
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
         self.pretrained = weights_file("method.pretrained", cfg.pretrained, EXAMPLE) if cfg.pretrained else None
         self.rounds = 1 if self.pretrained else 2  # round 0 trains dense unless a trained model is given
 

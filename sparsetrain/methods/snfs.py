@@ -32,8 +32,9 @@ class SNFS(DynamicMethod):
     name = "snfs"
     scores_need_gradient = False  # momentum: read at the update
 
-    def __init__(self, cfg: Any, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         if cfg.redistribute not in ("momentum", "none"):
             raise ConfigError(f"method.redistribute={cfg.redistribute!r} must be momentum or none; "
                               "e.g. method.redistribute=momentum")
@@ -42,6 +43,9 @@ class SNFS(DynamicMethod):
                               "e.g. method.momentum_source=optimizer")
         if not 0.0 <= cfg.momentum < 1.0:
             raise ConfigError(f"method.momentum={cfg.momentum} must be in [0, 1); e.g. method.momentum=0.9")
+
+    def __init__(self, cfg: Any, sparsity: float) -> None:
+        super().__init__(cfg, sparsity)
         self.own = cfg.momentum_source == "own"
 
     def setup(self, ctx: RunContext) -> None:

@@ -19,8 +19,9 @@ from .masked import MaskedMethod
 class SNIP(MaskedMethod):
     name = "snip"
 
-    def __init__(self, cfg: Any, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         if cfg.num_batches < 1:
             raise ConfigError(f"method.num_batches={cfg.num_batches} must be >= 1; e.g. method.num_batches=1")
 

@@ -23,8 +23,15 @@ SPARSITY_TOLERANCE = 5e-5  # a sparsity given to 4 decimals names the mask's
 class Static(MaskedMethod):
     name = "static"
 
-    def uses_sparsity(self) -> bool:
-        return self.cfg.mask_from is None  # a loaded mask brings its own sparsity
+    @classmethod
+    def uses_sparsity(cls, cfg: Any) -> bool:
+        return cfg.mask_from is None  # a loaded mask brings its own sparsity
+
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
+        if cfg.mask_from is not None:
+            mask_file(cfg.mask_from)
 
     def __init__(self, cfg: Any, sparsity: float) -> None:
         super().__init__(cfg, sparsity)

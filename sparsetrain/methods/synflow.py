@@ -18,8 +18,9 @@ from .masked import MaskedMethod
 class SynFlow(MaskedMethod):
     name = "synflow"
 
-    def __init__(self, cfg: Any, sparsity: float) -> None:
-        super().__init__(cfg, sparsity)
+    @classmethod
+    def check(cls, cfg: Any, sparsity: float) -> None:
+        super().check(cfg, sparsity)
         if cfg.iterations < 1:
             raise ConfigError(f"method.iterations={cfg.iterations} must be >= 1; e.g. method.iterations=100")
         if cfg.scope == "global" and (cfg.dense_layers or cfg.layer_density):

@@ -111,7 +111,7 @@ def assemble(cfg: DictConfig, config: dict, run_dir: Path, process: Process, sto
     ))
     method.setup(RunContext(
         model=model, optimizer=optimizer, train_batches=data.train, loss_fn=task.train_loss, in_shape=data.in_shape,
-        sparsity=cfg.sparsity, seed=cfg.seed, device=device, steps_per_epoch=len(data.train), total_steps=total_steps,
+        seed=cfg.seed, device=device, steps_per_epoch=len(data.train), total_steps=total_steps,
         lr_factor=trainer.lr_factor, run_dir=run_dir, log=trainer.log_event,
         fresh_weights=functools.partial(fresh_weights, cfg.model, data, task_name), config=config,
         num_classes=data.num_classes, init_masks=init_masks, example=example, dist=dist,

@@ -1,4 +1,4 @@
-"""The run directory and the processes that share it, below every other layer (it imports only ``config``).
+"""The run directory and the processes that share it, below every other layer (it imports only ``errors``).
 
 A run directory holds what Hydra wrote for the invocation (``.hydra/``, the log, the lock), then the run's own
 files: ``run.yaml`` (how it was started), ``checkpoints/last.pt``, ``metrics.jsonl``, ``summary.json``, ``masks/``,
