@@ -139,18 +139,19 @@ def readme(text: str) -> str:
 
 
 def pages(root: Path) -> dict[Path, str]:
-    """Every generated file under ``root`` and its text."""
+    """Every generated file, by its path under ``root``, and its text (the README's outside its table: ``root``'s)."""
     register_configs()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return {root / "docs" / "reference" / "configuration.md": configuration_reference(),
-                root / "docs" / "reference" / "methods.md": methods_reference(),
-                root / "docs" / "citing.md": citing(),
-                root / "README.md": readme((root / "README.md").read_text())}
+        return {Path("docs/reference/configuration.md"): configuration_reference(),
+                Path("docs/reference/methods.md"): methods_reference(),
+                Path("docs/citing.md"): citing(),
+                Path("README.md"): readme((root / "README.md").read_text())}
 
 
-def stale(root: Path) -> list[Path]:
-    """The generated files under ``root`` whose committed text differs from what the code generates now."""
-    return [path for path, text in pages(root).items() if not path.is_file() or path.read_text() != text]
+def stale(root: Path, generated: dict[Path, str]) -> list[Path]:
+    """The files under ``root`` whose text is not the ``generated`` one."""
+    return [root / path for path, text in generated.items()
+            if not (root / path).is_file() or (root / path).read_text() != text]
 
 
 def main() -> None:
@@ -158,13 +159,14 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="only report stale files (exit 1 if any)")
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository (default: this checkout)")
     args = parser.parse_args()
+    generated = pages(args.root)
     if args.check:
-        outdated = stale(args.root)
+        outdated = stale(args.root, generated)
         for path in outdated:
             print(f"stale: {path} (run: python scripts/docs.py)", file=sys.stderr)
         sys.exit(1 if outdated else 0)
-    for path, text in pages(args.root).items():
-        path.write_text(text)
+    for path, text in generated.items():
+        (args.root / path).write_text(text)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,16 @@ NAME = "magnitude_at_init"
 
 
 @pytest.fixture
+def isolated(monkeypatch):
+    """A test's own registrations end with it: the method records and Hydra's method options are restored."""
+    from hydra.core.config_store import ConfigStore
+
+    monkeypatch.setattr(METHODS, "_records", dict(METHODS._records))
+    repo = ConfigStore.instance().repo
+    monkeypatch.setitem(repo, "method", dict(repo.get("method", {})))
+
+
+@pytest.fixture
 def plugin_dir(tmp_path: Path) -> Path:
     """``my_methods/magnitude.py`` in a folder of its own, outside the package."""
     root = tmp_path / "plugin"
@@ -89,23 +99,27 @@ def _initial_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_a_method_from_the_users_package_trains_from_the_command_line(plugin_dir, tmp_path):
-    by_variable = _run_cli(plugin_dir, tmp_path / "by_variable",
-                           {"PYTHONPATH": str(plugin_dir), "SPARSETRAIN_PLUGINS": "my_methods.magnitude"})
-    # the same package found through its entry point (an installed distribution's metadata)
+    run_dir = tmp_path / "run"
+    summary = _run_cli(plugin_dir, run_dir, {"PYTHONPATH": str(plugin_dir), "SPARSETRAIN_PLUGINS": "my_methods.magnitude"})
+    assert summary["method"] == NAME and summary["masks"]["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    masks = {name: mask.bool() for name, mask in load_file(run_dir / "masks" / "final.safetensors").items()}
+    _exact_per_layer(masks, 0.9, _initial_weights(run_dir))
+
+
+def test_an_installed_package_is_found_through_its_entry_point(plugin_dir, monkeypatch, isolated):
+    """The package's metadata (as pip installs it) names the module in the entry-point group sparsetrain.plugins."""
     info = plugin_dir / "my_methods-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-methods\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[sparsetrain.plugins]\nmagnitude = my_methods.magnitude\n")
-    by_entry_point = _run_cli(plugin_dir, tmp_path / "by_entry_point", {"PYTHONPATH": str(plugin_dir)})
-    for run_dir, summary in ((tmp_path / "by_variable", by_variable), (tmp_path / "by_entry_point", by_entry_point)):
-        assert summary["method"] == NAME and summary["masks"]["sparsity"] == pytest.approx(0.9, abs=1e-3)
-        masks = {name: mask.bool() for name, mask in load_file(run_dir / "masks" / "final.safetensors").items()}
-        _exact_per_layer(masks, 0.9, _initial_weights(run_dir))
-    assert by_variable["final"] == by_entry_point["final"]
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    monkeypatch.delitem(sys.modules, "my_methods.magnitude", raising=False)
+    assert NAME not in METHODS
+    assert load_plugins({}) == ["entry point magnitude = my_methods.magnitude"]
+    assert METHODS.record(NAME).summary == "prune the smallest starting weights of each layer once"
 
 
-def test_a_method_from_the_users_package_through_the_python_api(plugin_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(METHODS, "_records", dict(METHODS._records))  # this test's registration ends with it
+def test_a_method_from_the_users_package_through_the_python_api(plugin_dir, tmp_path, monkeypatch, isolated):
     monkeypatch.syspath_prepend(str(plugin_dir))
     monkeypatch.delitem(sys.modules, "my_methods.magnitude", raising=False)
     importlib.import_module("my_methods.magnitude")
@@ -134,8 +148,7 @@ def test_a_plugin_that_does_not_import_is_one_line():
         load_plugins({"SPARSETRAIN_PLUGINS": "no_such_pkg"})
 
 
-def test_a_name_is_registered_once_and_unknown_names_list_the_choices(monkeypatch):
-    monkeypatch.setattr(METHODS, "_records", dict(METHODS._records))
+def test_a_name_is_registered_once_and_unknown_names_list_the_choices(isolated):
     record = METHODS.record("rigl")
     assert METHODS.register(record) is record  # the same record again: no change
     with pytest.raises(ValueError, match="method=rigl is registered already"):
