@@ -1,10 +1,12 @@
-"""A method from a user's own package: one class file and one ``register_method`` call, found by the command line
-through an entry point or ``SPARSETRAIN_PLUGINS``, and used by the Python API; plus the registries' own rules."""
+"""A method from a user's own package (the manual's example: one class file and one ``register_method`` call), found
+by the command line through ``SPARSETRAIN_PLUGINS`` or an entry point, and used by the Python API; plus the
+registries' own rules."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -20,32 +22,17 @@ from sparsetrain.methods.schemas import MaskedConfig
 from sparsetrain.registry import Record, load_plugins
 from sparsetrain.sparsity.distribution import layer_densities, zeros_per_layer
 
-PLUGIN = '''"""Magnitude pruning at initialisation: the smallest starting weights of each layer are pruned, the mask is fixed."""
-
-from dataclasses import dataclass
-
-import sparsetrain
-from sparsetrain.methods.masked import MaskedMethod
-from sparsetrain.methods.schemas import MaskedConfig
-
-
-@dataclass
-class MagnitudeAtInitConfig(MaskedConfig):
-    distribution: str = "uniform"  # how `sparsity` is spread over the layers
-    scope: str = "layerwise"  # layerwise | global
-
-
-class MagnitudeAtInit(MaskedMethod):
-    name = "magnitude_at_init"
-
-    def start_round(self, round_index):
-        self.prune(self.magnitude_scores(), self.sparsity)
-
-
-sparsetrain.register_method(name="magnitude_at_init", schema=MagnitudeAtInitConfig, target=MagnitudeAtInit,
-                            summary="prune the smallest starting weights of each layer once")
-'''
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "your-own-code.md"
 NAME = "magnitude_at_init"
+
+
+def _documented_plugin() -> str:
+    """The method module of the manual's "Your own method" section, as it is written there."""
+    text = DOCS.read_text()
+    match = re.search(r"<!-- the test suite runs this block \(tests/test_registry.py\) -->\n```python\n(.*?)```", text,
+                      re.S)
+    assert match, "docs/your-own-code.md lost its method example"
+    return match.group(1)
 
 
 @pytest.fixture
@@ -64,7 +51,7 @@ def plugin_dir(tmp_path: Path) -> Path:
     root = tmp_path / "plugin"
     (root / "my_methods").mkdir(parents=True)
     (root / "my_methods" / "__init__.py").write_text("")
-    (root / "my_methods" / "magnitude.py").write_text(PLUGIN)
+    (root / "my_methods" / "magnitude.py").write_text(_documented_plugin())
     return root
 
 
