@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 import sparsetrain
 from conftest import cli_command, cli_env
+from sparsetrain.compose.schema import register_configs
 from sparsetrain.errors import ConfigError, DataError
 from sparsetrain.methods.catalog import METHODS
 from sparsetrain.methods.schemas import MaskedConfig
@@ -38,11 +39,17 @@ def _documented_plugin() -> str:
 @pytest.fixture
 def isolated(monkeypatch):
     """A test's own registrations end with it: the method records and Hydra's method options are restored."""
+    monkeypatch.setattr(METHODS, "_records", dict(METHODS._records))
+    _restore_options(monkeypatch, "method")
+
+
+def _restore_options(monkeypatch, group: str) -> None:
+    """The group's options in Hydra's ConfigStore (the package's, registered first) come back after the test."""
     from hydra.core.config_store import ConfigStore
 
-    monkeypatch.setattr(METHODS, "_records", dict(METHODS._records))
+    register_configs()
     repo = ConfigStore.instance().repo
-    monkeypatch.setitem(repo, "method", dict(repo.get("method", {})))
+    monkeypatch.setitem(repo, group, dict(repo[group]))
 
 
 @pytest.fixture
@@ -149,3 +156,30 @@ def test_a_name_is_registered_once_and_unknown_names_list_the_choices(isolated):
 
     with pytest.raises(DataError, match=r"dataset='svhn' is not a dataset; .*\(e\.g\. dataset=digits\)"):
         DATASETS.record("svhn")
+
+
+def test_a_dataset_and_a_task_of_ones_own_train_through_the_api(tmp_path, monkeypatch):
+    """``register_dataset`` and ``register_task``: the same calls the package makes for its own."""
+    from sparsetrain.data.catalog import DATASETS
+    from sparsetrain.data.schemas import SyntheticConfig
+    from sparsetrain.tasks.catalog import TASKS
+    from sparsetrain.tasks.classification import ImageClassification
+
+    for registry in (DATASETS, TASKS):
+        monkeypatch.setattr(registry, "_records", dict(registry._records))
+    _restore_options(monkeypatch, "dataset")
+
+    class ErrorRate(ImageClassification):
+        """Image classification whose headline metric is the loss (lower is better)."""
+
+    sparsetrain.register_dataset(name="tiny_images", schema=SyntheticConfig, summary="64 random 16x16 images",
+                                 target="sparsetrain.data.build.build_synthetic")
+    sparsetrain.register_task(name="loss_first", target=ErrorRate, summary="classification, best by loss",
+                              metrics=("loss", "top1"), hidden_states=False)
+    summary = sparsetrain.train(["dataset=tiny_images", "dataset.train_size=64", "dataset.test_size=32",
+                                 "dataset.image_size=16", "model=lenet5", "task.name=loss_first", "task.metric=loss",
+                                 "method=static", "sparsity=0.5", "epochs=1", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert summary["dataset"] == "tiny_images" and summary["task"] == "loss_first" and summary["metric"] == "loss"
+    with pytest.raises(ConfigError, match=r"task\.metric='top5' is not a metric of task\.name=loss_first"):
+        sparsetrain.train(["dataset=tiny_images", "task.name=loss_first", "task.metric=top5",
+                           f"hydra.run.dir={tmp_path / 'refused'}"])

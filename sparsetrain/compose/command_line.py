@@ -37,6 +37,7 @@ CONFIG_NAME = "train"
 
 def compose_run(overrides: list[str]) -> tuple[DictConfig, Path]:
     """The checked job config of ``overrides`` (as ``sparsetrain <overrides>`` runs it) and its run directory."""
+    register_configs()  # the records registered in this process are options too
     extra = preflight(overrides, multirun=False)
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name=CONFIG_NAME, overrides=overrides + extra, return_hydra_config=True)

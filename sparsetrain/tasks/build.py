@@ -31,4 +31,6 @@ def build_task(cfg: Any, *, label_smoothing: float, num_classes: int, prepare: C
                          "task.distill.hidden_weight=1.0, or drop task.distill.teacher")
     offered = {"num_classes": num_classes, "label_smoothing": label_smoothing, "prepare": prepare,
                "distillation": distillation, "metric": metric}
-    return call_with(TASKS[name], offered, {})
+    task = call_with(TASKS[name], offered, {})
+    task.name = name  # the registered name (a subclass of another task keeps its own)
+    return task
