@@ -1,8 +1,8 @@
 """``sparsetrain --help [GROUP=OPTION ...]``: the real options of each config group and one line per key.
 
-A key's line is its default and the comment that documents its field in the schema (``schemas.py`` beside each family), so the
-schemas stay the one place a key is described. ``--help method=rigl`` shows that method's keys and its paper
-with a BibTeX entry.
+A key's line is its default and the comment that documents its field in the schema (``schemas.py`` beside each
+family), so the schemas stay the one place a key is described. ``--help method=rigl`` shows that method's keys, what
+it does, its papers with BibTeX entries and the authors' code.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def key_rows(node: DictConfig, prefix: str = "", skip: tuple[str, ...] = ()) -> 
 
 
 def _keys(node: DictConfig, prefix: str, skip: tuple[str, ...] = ()) -> list[str]:
-    return [f"  {f'{key}={value}':<36} {description}".rstrip() for key, value, description in key_rows(node, prefix, skip)]
+    rows = key_rows(node, prefix, skip)
+    return [f"  {f'{key}={value}':<36} {description}".rstrip() for key, value, description in rows]
 
 
 def show(value: Any) -> str:

@@ -7,7 +7,7 @@ step-scheduled updates: ``start`` (at step 0, then every ``delta_t``: RigL's TF 
 -delta_t) or ``after_delta_t`` (after every ``delta_t`` optimizer steps: sparse_learning and ITOP increment
 their step counter before testing it).
 
-Every semantic choice is a config value (see ``configs/method/rigl.yaml``). The in-time over-parameterisation
+Every semantic choice is a config value (see ``schemas.DynamicConfig`` and its subclasses). The in-time over-parameterisation
 rate R_s (fraction of prunable weights ever active; Liu et al. 2021) and the churn are logged at every update.
 """
 

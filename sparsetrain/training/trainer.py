@@ -59,7 +59,7 @@ class Position:
 
 @dataclass
 class TrainerParts:
-    """Everything the loop drives, built by ``sparsetrain.train.run``."""
+    """Everything the loop drives, built by ``runner.assemble``."""
 
     config: dict  # resolved config, stored in every checkpoint
     run_dir: Path
