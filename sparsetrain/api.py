@@ -18,6 +18,7 @@ from torch import nn
 from .compose.checks import check_sparsity
 from .compose.command_line import compose_group, compose_run
 from .errors import ConfigError
+from .runs.lock import release as release_lock
 from .methods.catalog import METHODS
 
 
@@ -130,8 +131,11 @@ def train(overrides: Sequence[str] = ()) -> dict:
     from .runner.run import run
 
     overrides = list(overrides)
-    job, run_dir = compose_run(overrides)  # every check of the command line
-    return run(job, run_dir, overrides)
+    job, run_dir = compose_run(overrides)  # every check of the command line; the run directory's lock taken
+    try:
+        return run(job, run_dir, overrides)
+    finally:
+        release_lock(run_dir)
 
 
 def _method_config(name: str, options: dict[str, Any]) -> Any:

@@ -6,6 +6,7 @@ them and the command line can tell bad input (exit 2) from a run that could not 
 
 from __future__ import annotations
 
+import errno
 import shutil
 from pathlib import Path
 
@@ -32,7 +33,8 @@ class Diverged(RunFailure):
     status = "diverged"
 
 class WriteError(OSError):
-    """A run file could not be written (disk full, quota, read-only); the message is one line naming it."""
+    """A run file could not be written (disk full, quota, read-only, removed by another process); the message is one
+    line naming it, and advises freeing space only when space ran out."""
 
     def __init__(self, path: Path, error: BaseException) -> None:
         path = Path(path)
@@ -41,5 +43,8 @@ class WriteError(OSError):
         else:  # torch.save reports a full disk as a RuntimeError about positions
             free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
             reason = f"{' '.join(str(error).split())[:100]}; {free} bytes free there"
-        super().__init__(f"could not write {path} ({reason}); the last checkpoint is intact: free space in "
-                         f"{path.parent} and resume, or choose another directory, e.g. hydra.run.dir=/scratch/run")
+        full = not isinstance(error, OSError) or error.errno in (errno.ENOSPC, errno.EDQUOT)
+        remedy = f"free space in {path.parent}" if full else f"make sure {path.parent} is writable and no other " \
+                                                             "process changes it"
+        super().__init__(f"could not write {path} ({reason}); the last checkpoint is intact: {remedy} and resume, or "
+                         "choose another directory, e.g. hydra.run.dir=/scratch/run")

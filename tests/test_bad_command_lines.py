@@ -41,6 +41,8 @@ BAD = [
     (["optimizer=adam", "optimizer.betas=[0.9]"], "optimizer.betas"),
     (["optimizer=adam", "optimizer.eps=0"], "optimizer.eps"),
     (["optimizer.lr=-1"], "optimizer.lr"),
+    (["optimizer.lr=inf"], "optimizer.lr"),
+    (["optimizer.lr=1e400"], "optimizer.lr"),
     (["sparsity=1.5"], "sparsity"),
     (["epochs=0"], "epochs"),
     (["eval_every=often"], "eval_every"),
@@ -87,3 +89,15 @@ def test_refusals_before_hydra_import_no_torch(tmp_path):
             "assert 'torch' not in sys.modules, 'preflight imported torch'")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("run_dir", ["FILE", "FILE/run"])
+def test_a_run_directory_that_cannot_be_one_is_refused_in_one_line(tmp_path, cli_in_process, run_dir):
+    """``hydra.run.dir`` naming an existing file, or a path through one: one line, exit 2, the file untouched."""
+    (tmp_path / "FILE").write_text("not a directory")
+    path = tmp_path / run_dir
+    status, out, err = cli_in_process(tmp_path, "epochs=1", f"hydra.run.dir={path}")
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in out + err, err
+    assert err.startswith(f"error: hydra.run.dir='{path}' cannot hold a run (") and "e.g. hydra.run.dir=" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"] and (tmp_path / "FILE").read_text() == "not a directory"
+

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+import os
 
 import torch
 
 from conftest import events_without_time
+from sparsetrain.errors import WriteError
 from sparsetrain.runs import checkpoint
 
 
@@ -33,3 +35,14 @@ def test_full_disk_is_one_line_and_the_resume_duplicates_nothing(tmp_path, cli_i
     assert cli_in_process(tmp_path, f"resume={run_dir}")[0] == 0
     assert events_without_time(run_dir) == events_without_time(tmp_path / "reference")
     assert not (run_dir / "status.json").exists()
+
+
+def test_a_write_that_fails_for_another_reason_is_not_called_a_full_disk(tmp_path):
+    """A temporary file removed by another process, a read-only directory: no advice to free space."""
+    path = tmp_path / "checkpoints" / "last.pt"
+    for code in (errno.ENOENT, errno.EROFS, errno.EACCES):
+        message = str(WriteError(path, OSError(code, os.strerror(code))))
+        assert message.startswith(f"could not write {path} ({os.strerror(code)}); the last checkpoint is intact: ")
+        assert "free space" not in message and f"make sure {path.parent} is writable" in message
+    full = str(WriteError(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+    assert f"free space in {path.parent} and resume" in full

@@ -207,7 +207,7 @@ def test_a_stop_signal_before_training_is_one_line(tmp_path, cli_in_process, mon
         os.kill(os.getpid(), signal.SIGTERM)
         return []
 
-    monkeypatch.setattr("sparsetrain.cli.main.preflight", signalled_during_the_checks)
+    monkeypatch.setattr("sparsetrain.cli.main.claim", signalled_during_the_checks)
     status, _, err = cli_in_process(tmp_path, "epochs=1")
     assert status == 128 + signal.SIGTERM
     assert err == "stopped by SIGTERM outside training (no checkpoint written)\n"

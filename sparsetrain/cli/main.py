@@ -23,13 +23,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from ..compose.command_line import (CONFIG_MODULE, CONFIG_NAME, check, composition_error, missing_option,
-                                    preflight)
+from ..compose.command_line import CONFIG_MODULE, CONFIG_NAME, check, claim, composition_error, missing_option
 from ..compose.schema import register_configs
 from ..errors import ConfigError, DataError, RunFailure, WriteError
 from ..runs.files import checkpoint_path, remove_hydra_only_dir
 from ..runs.interrupt import Interrupted, StopSignals, stop_outside_training_from_now
-from ..runs.lock import first_process
+from ..runs.lock import first_process, holds, release_all
 from ..runs.resume import resumable_run_dir
 from ..runs.status import read_status, write_status
 
@@ -67,7 +66,8 @@ def _app(cfg: DictConfig) -> dict | None:
         _stopped(interrupted, run_dir, stop)
     except (ConfigError, DataError) as error:
         if not multirun:
-            remove_hydra_only_dir(run_dir)
+            if holds(run_dir):  # this process's own directory: no other run's files
+                remove_hydra_only_dir(run_dir)
             fail(str(error))
         return _job_failed(run_dir, RunFailure.status, str(error))
     except RunFailure as error:
@@ -125,11 +125,14 @@ def _main() -> None:
         multirun = any(arg in MULTIRUN_FLAGS for arg in args)
         overrides = [arg for arg in args if arg not in MULTIRUN_FLAGS]
         try:
-            extra = preflight(overrides, multirun)
+            extra = claim(overrides, multirun)
         except ConfigError as error:
             fail(str(error))
         sys.argv = [sys.argv[0], *args, *extra]
-    _app()
+    try:
+        _app()
+    finally:
+        release_all()  # the run directory this command claimed
     if FAILED_JOBS:  # a sweep that went on past failed jobs still ends in an error
         sys.exit(1)
 

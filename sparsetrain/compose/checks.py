@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from typing import Any
 
 from ..errors import ConfigError
@@ -31,7 +32,8 @@ def validate(cfg: Any) -> None:
         (0.0 <= cfg.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)", "label_smoothing=0.1"),
         (cfg.dataset.val_size >= 0, "dataset.val_size", "must be >= 0", "dataset.val_size=5000"),
         (cfg.dataset.num_workers >= 0, "dataset.num_workers", "must be >= 0", "dataset.num_workers=8"),
-        (cfg.optimizer.lr > 0, "optimizer.lr", "must be positive", "optimizer.lr=0.1"),
+        (math.isfinite(cfg.optimizer.lr) and cfg.optimizer.lr > 0, "optimizer.lr", "must be positive and finite",
+         "optimizer.lr=0.1"),
         (cfg.schedule.name in SCHEDULES, "schedule.name", f"must be one of {', '.join(SCHEDULES)}",
          "schedule=cosine"),
         (cfg.schedule.warmup_epochs >= 0, "schedule.warmup_epochs", "must be >= 0", "schedule.warmup_epochs=5"),

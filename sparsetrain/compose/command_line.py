@@ -23,7 +23,8 @@ from omegaconf.errors import OmegaConfBaseException
 from ..data.catalog import DATASETS
 from ..errors import ConfigError
 from ..runs.files import checkpoint_path
-from ..runs.lock import refuse_if_locked
+from ..runs.lock import first_process, refuse_if_locked
+from ..runs.lock import take as take_lock
 from ..runs.record import read_run_record
 from ..runs.resume import refuse_if_changed, refuse_to_overwrite, resumable_run_dir
 from ..tasks.checks import check_task
@@ -38,7 +39,7 @@ CONFIG_NAME = "train"
 def compose_run(overrides: list[str]) -> tuple[DictConfig, Path]:
     """The checked job config of ``overrides`` (as ``sparsetrain <overrides>`` runs it) and its run directory."""
     register_configs()  # the records registered in this process are options too
-    extra = preflight(overrides, multirun=False)
+    extra = claim(overrides, multirun=False)
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name=CONFIG_NAME, overrides=overrides + extra, return_hydra_config=True)
     return OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), Path(cfg.hydra.run.dir)
@@ -98,6 +99,24 @@ def refuse_unset_required(cfg: DictConfig) -> None:
 
 def preflight(overrides: list[str], multirun: bool) -> list[str]:
     """Check every job's config before Hydra runs; return overrides to add (for ``resume=<dir>``)."""
+    return _checked(overrides, multirun)[0]
+
+
+def claim(overrides: list[str], multirun: bool) -> list[str]:
+    """``preflight``, then, for a single run, take its directory's lock for this process (the first under torchrun)
+    before Hydra writes there: a second process aimed at the directory is refused with nothing touched. The
+    overrides returned pin the directory, so Hydra writes to the one locked."""
+    extra, run_dir = _checked(overrides, multirun)
+    if run_dir is None or not first_process():
+        return extra
+    take_lock(run_dir)
+    if not any(_key(o) == "hydra.run.dir" for o in [*overrides, *extra]):
+        extra = [*extra, f"hydra.run.dir={run_dir}"]
+    return extra
+
+
+def _checked(overrides: list[str], multirun: bool) -> tuple[list[str], Path | None]:
+    """(overrides to add, the run directory of a single run) once every job's config passes the checks."""
     check_syntax(overrides)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -108,7 +127,7 @@ def preflight(overrides: list[str], multirun: bool) -> list[str]:
         if multirun:
             for job in _job_samples(parsed):
                 _compose_checked(job)
-            return []
+            return [], None
         cfg = _compose_checked(overrides, run_checks=False)  # resume=<dir>: checked with the run's overrides
         if cfg.resume in (None, "auto"):
             _compose_checked(overrides)
@@ -159,8 +178,9 @@ def loader():
     return GlobalHydra.instance().config_loader()
 
 
-def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[str]) -> list[str]:
-    """For a single run: refuse to overwrite a checkpoint; point ``resume=<dir>`` at its run directory."""
+def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[str]) -> tuple[list[str], Path]:
+    """For a single run: refuse to overwrite a checkpoint; point ``resume=<dir>`` at its run directory. Returns the
+    overrides to add and the run directory."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not any(o.key_or_group == "hydra.run.dir" for o in parsed):
         raise ConfigError("under torchrun every process must write to the same run directory: set hydra.run.dir, "
                           "e.g. hydra.run.dir=outputs/ddp_run")
@@ -169,12 +189,12 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
     refuse_if_locked(run_dir)
     if resume is None:
         refuse_to_overwrite(run_dir)
-        return []
+        return [], run_dir
     if resume == "auto":
         if checkpoint_path(run_dir).is_file():
             record = read_run_record(run_dir)
             refuse_if_changed(record["config"], _plain(cfg), run_dir, _baseline(record))
-        return []
+        return [], run_dir
     run_dir = resumable_run_dir(resume)
     refuse_if_locked(run_dir)
     record = read_run_record(run_dir)
@@ -187,7 +207,7 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
     refuse_if_changed(record["config"], _plain(cfg), run_dir, _baseline(record))
     if "hydra.run.dir" not in given:
         extra += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
-    return extra
+    return extra, run_dir
 
 
 def _baseline(record: dict) -> dict:

@@ -18,7 +18,7 @@ from ..runs.checkpoint import load_run_checkpoint
 from ..runs.distributed import close_distributed
 from ..runs.files import STATUS_NAME, checkpoint_path, remove_hydra_only_dir, remove_temporaries
 from ..runs.interrupt import StopSignals
-from ..runs.lock import first_process, run_dir_lock
+from ..runs.lock import first_process, holds, run_dir_lock
 from ..runs.record import read_run_record, write_run_record
 from ..runs.resume import clear_attempt, refuse_if_changed, refuse_to_overwrite
 from ..tasks.checks import resolve_task
@@ -53,7 +53,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals 
             close_distributed(finished=True)
             return summary
         except ConfigError:
-            if writer:
+            if writer and holds(run_dir):
                 remove_hydra_only_dir(run_dir)  # ours to remove: this process holds the lock
             raise
         finally:
