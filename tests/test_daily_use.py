@@ -251,3 +251,14 @@ def test_a_logger_without_its_package_is_refused_before_the_run(compose_config, 
     with pytest.raises(ConfigError, match=r"wandb needs the wandb package \(pip install \"sparsetrain\[wandb\]\"\)"):
         validate(compose_config("logger=[jsonl,wandb]"))
     validate(compose_config("logger=[jsonl,csv,tensorboard]"))
+
+
+def test_milestones_past_the_end_of_the_run_are_one_warning(compose_config, tmp_path, caplog):
+    """multistep's default milestones (epochs 50 and 75) in a 2-epoch run: the rate would never decay."""
+    with caplog.at_level(logging.WARNING, logger="sparsetrain"):
+        run(compose_config("schedule=multistep", "epochs=2", "device=cpu"), tmp_path / "late", [])
+        run(compose_config("schedule=multistep", "schedule.milestones=[1]", "epochs=2", "device=cpu"),
+            tmp_path / "in_time", [])
+    warnings = [r.getMessage() for r in caplog.records if "milestones" in r.getMessage()]
+    assert warnings == ["schedule.milestones=[50.0, 75.0]: [50.0, 75.0] lie past the run's 2 epochs, where the "
+                        "learning rate never gets; e.g. schedule.milestones=[1,1.5]"]

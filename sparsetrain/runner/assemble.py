@@ -80,6 +80,7 @@ def assemble(cfg: DictConfig, config: dict, run_dir: Path, process: Process, sto
     data_parallel = _data_parallel(cfg, dist, method)
     step_dist = dist if data_parallel else Distributed()
     total_steps = cfg.steps or cfg.epochs * len(data.train)
+    _warn_unreached_milestones(cfg.schedule, len(data.train), total_steps)
     step_path, why = choose_path(cfg.step_graph.value, device, step_dist, cfg.compile, optimizer,
                                  data.train.static_shapes)
     log.info("training step: %s (%s)", step_path.replace("_", " "), why)
@@ -133,6 +134,16 @@ def _data_parallel(cfg: DictConfig, dist: Distributed, method: Method) -> bool:
     if method.sparsity != cfg.sparsity:
         log.warning("method=%s ignores sparsity=%s: trained dense, recorded as sparsity 0", method.name, cfg.sparsity)
     return data_parallel
+
+
+def _warn_unreached_milestones(schedule: DictConfig, steps_per_epoch: int, total_steps: int) -> None:
+    """One warning line when a multistep schedule's milestones lie past the end of training (it never decays)."""
+    late = [m for m in schedule.milestones if round(m * steps_per_epoch) >= total_steps]
+    if schedule.name == "multistep" and late:
+        epochs = total_steps / steps_per_epoch
+        log.warning("schedule.milestones=%s: %s lie past the run's %g epochs, where the learning rate never gets; "
+                    "e.g. schedule.milestones=[%g,%g]", list(schedule.milestones), late, epochs,
+                    round(epochs / 2, 1), round(epochs * 3 / 4, 1))
 
 
 def _metrics(cfg: DictConfig, run_dir: Path, total_steps: int, config: dict, dist: Distributed) -> MetricsLog:
