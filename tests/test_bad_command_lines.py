@@ -42,6 +42,9 @@ BAD = [
     (["optimizer=adam", "optimizer.eps=0"], "optimizer.eps"),
     (["optimizer.lr=-1"], "optimizer.lr"),
     (["optimizer.lr=inf"], "optimizer.lr"),
+    (["--nosuch"], "--nosuch"),
+    (["schedule=multistep", "schedule.milestones=[80,120"], "schedule.milestones"),
+    (["method=static", "sparsity=0.5", "method.delta_t=10"], "method.delta_t"),
     (["optimizer.lr=1e400"], "optimizer.lr"),
     (["sparsity=1.5"], "sparsity"),
     (["epochs=0"], "epochs"),
@@ -100,4 +103,10 @@ def test_a_run_directory_that_cannot_be_one_is_refused_in_one_line(tmp_path, cli
     assert status == 2 and err.count("\n") == 1 and "Traceback" not in out + err, err
     assert err.startswith(f"error: hydra.run.dir='{path}' cannot hold a run (") and "e.g. hydra.run.dir=" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"] and (tmp_path / "FILE").read_text() == "not a directory"
+
+
+def test_an_option_of_other_methods_names_them(tmp_path, cli_in_process):
+    status, _, err = cli_in_process(tmp_path, "method=static", "sparsity=0.5", "method.delta_t=10")
+    assert status == 2 and err == ("error: method.delta_t is not a key of method=static; the methods with it: itop, "
+                                   "rigl, set, snfs (e.g. method=itop method.delta_t=4000)\n")
 

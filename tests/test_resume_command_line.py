@@ -38,6 +38,7 @@ def test_a_refused_resume_names_only_the_changed_key(rigl_run, tmp_path, cli_in_
     status, _, err = cli_in_process(tmp_path, f"resume={rigl_run}", change)
     assert status == 2 and err.count("\n") == 1
     assert f"the config differs in {key};" in err, err  # that key alone, not the method's defaults
+    assert f"e.g. sparsetrain resume={rigl_run}, or start a new run" in err, err
 
 
 def test_info_defaults_works(tmp_path, cli_in_process):

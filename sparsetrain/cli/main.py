@@ -18,6 +18,7 @@ from typing import NoReturn
 import hydra
 from hydra import initialize_config_module
 from hydra.core.hydra_config import HydraConfig
+from hydra._internal.utils import get_args_parser
 from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -121,6 +122,10 @@ def _main() -> None:
     args = sys.argv[1:]
     if any(arg in HELP_FLAGS for arg in args):
         print_help([arg for arg in args if not arg.startswith("-")])
+    _, unknown = get_args_parser().parse_known_args(args)
+    if unknown:
+        fail(f"{unknown[0]} is not a flag of sparsetrain; settings are key=value overrides, e.g. sparsity=0.9 "
+             "(the flags: sparsetrain --hydra-help)")
     if all(arg in MULTIRUN_FLAGS or not arg.startswith("-") for arg in args):
         multirun = any(arg in MULTIRUN_FLAGS for arg in args)
         overrides = [arg for arg in args if arg not in MULTIRUN_FLAGS]

@@ -29,7 +29,7 @@ from ..runs.record import read_run_record
 from ..runs.resume import refuse_if_changed, refuse_to_overwrite, resumable_run_dir
 from ..tasks.checks import check_task
 from .checks import validate
-from .overrides import check_syntax, composition_message, refuse_added_keys
+from .overrides import check_syntax, composition_message, example, refuse_added_keys
 from .schema import register_configs
 
 CONFIG_MODULE = "sparsetrain.configs"
@@ -118,11 +118,8 @@ def claim(overrides: list[str], multirun: bool) -> list[str]:
 def _checked(overrides: list[str], multirun: bool) -> tuple[list[str], Path | None]:
     """(overrides to add, the run directory of a single run) once every job's config passes the checks."""
     check_syntax(overrides)
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except (HydraException, ValueError) as error:
-        raise ConfigError(f"{first_line(error)}; an override is key=value, e.g. sparsity=0.9") from None
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        parsed = _parsed(overrides)
         refuse_added_keys(parsed, set(loader().list_groups("")))
         if multirun:
             for job in _job_samples(parsed):
@@ -132,6 +129,23 @@ def _checked(overrides: list[str], multirun: bool) -> tuple[list[str], Path | No
         if cfg.resume in (None, "auto"):
             _compose_checked(overrides)
         return _resume_overrides(cfg, parsed, overrides)
+
+
+def _parsed(overrides: list[str]) -> list[Override]:
+    """Hydra's parse of the overrides; ConfigError naming the key of the first one it cannot parse."""
+    parser = OverridesParser.create()
+    try:
+        return parser.parse_overrides(overrides)
+    except (HydraException, ValueError) as error:
+        for arg in overrides:
+            try:
+                parser.parse_overrides([arg])
+            except (HydraException, ValueError) as own:
+                key, cfg = _key(arg), _example_config(overrides)
+                known = cfg is not None and OmegaConf.select(cfg, key, default=None) is not None
+                shown = example(cfg, key) if known else "sparsity=0.9"
+                raise ConfigError(f"{key}: cannot read {arg!r} ({first_line(own)}); e.g. {shown}") from None
+        raise ConfigError(f"{first_line(error)}; an override is key=value, e.g. sparsity=0.9") from None
 
 
 def _job_samples(parsed: list[Override]) -> list[list[str]]:

@@ -7,6 +7,7 @@ selects (its groups), so ``epochs=abc`` answers ``e.g. epochs=20`` and ``method=
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from typing import Callable
@@ -15,6 +16,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
+from ..methods.catalog import METHODS
 from ..runs.record import flatten
 
 _KEY = re.compile(r"^(\+{0,2}|~)[A-Za-z_][A-Za-z0-9_.@/\-]*$")
@@ -68,6 +70,11 @@ def composition_message(error: Exception, example_config: Callable[[], DictConfi
     if "not in struct" in str(cause) or "Could not override" in str(error) or "not in '" in str(cause):
         if cfg is not None and OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT:
             return f"{key} cannot be removed: every key has a value; e.g. {example(cfg, key)}"
+        others = _methods_with(key)
+        if others and cfg is not None:
+            name, value = others[0]
+            return (f"{key} is not a key of method={cfg.method.name}; the methods with it: "
+                    f"{', '.join(n for n, _ in others)} (e.g. method={name} {key}={value})")
         close = difflib.get_close_matches(key, _keys(cfg), n=1) if cfg is not None else []
         if close:
             return f"{key} is not a config key; did you mean {close[0]}? e.g. {example(cfg, close[0])}"
@@ -76,17 +83,37 @@ def composition_message(error: Exception, example_config: Callable[[], DictConfi
     return f"{key}: {text}; {shown}"
 
 
+def _methods_with(key: str) -> list[tuple[str, str]]:
+    """(method, its default) of every registered method whose schema has the option ``key`` (``method.<option>``)."""
+    group, _, option = key.partition(".")
+    if group != "method" or not option:
+        return []
+    found = []
+    for record in METHODS.records():
+        field = {f.name: f for f in dataclasses.fields(record.schema)}.get(option)
+        if field is not None:
+            default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+            found.append((record.name, _literal(default)))
+    return found
+
+
 def example(cfg: DictConfig, key: str) -> str:
     """``key=<its value in cfg>`` as a command line would write it."""
     value = OmegaConf.select(cfg, key, default=None)
     if isinstance(value, DictConfig) or value is None:
         return f"{key}=null" if value is None else f"{key}=..."
-    plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-    if isinstance(plain, list):
-        return f"{key}=[{','.join(str(v) for v in plain)}]"
-    if isinstance(plain, bool):
-        return f"{key}={str(plain).lower()}"
-    return f"{key}={getattr(plain, 'name', plain)}"
+    return f"{key}={_literal(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)}"
+
+
+def _literal(value: object) -> str:
+    """A value as a command line writes it."""
+    if isinstance(value, list):
+        return f"[{','.join(str(v) for v in value)}]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    return str(getattr(value, "name", value))
 
 
 class _Absent:

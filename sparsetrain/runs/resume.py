@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
@@ -18,8 +19,8 @@ def refuse_if_changed(stored: dict, current: dict, run_dir: Path, baseline: dict
         shown = "; ".join(f"{k}: {flatten(stored).get(k)!r} -> {flatten(current).get(k)!r}" for k in keys[:6])
         more = f" (+{len(keys) - 6} more)" if len(keys) > 6 else ""
         raise ConfigError(
-            f"resume={str(run_dir)!r} refused: the config differs in {shown}{more}; "
-            f"repeat the original overrides (see {run_dir / RUN_RECORD}) or start a new run"
+            f"resume={str(run_dir)!r} refused: the config differs in {shown}{more}; resume it as it started (its "
+            f"overrides: {run_dir / RUN_RECORD}), e.g. sparsetrain resume={shlex.quote(str(run_dir))}, or start a new run"
         )
 
 
