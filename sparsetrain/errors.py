@@ -36,7 +36,8 @@ class WriteError(OSError):
     """A run file could not be written (disk full, quota, read-only, removed by another process); the message is one
     line naming it, and advises freeing space only when space ran out."""
 
-    def __init__(self, path: Path, error: BaseException) -> None:
+    def __init__(self, path: Path, error: BaseException, checkpointed: bool = True) -> None:
+        """``checkpointed``: the run has a checkpoint to resume from (else it starts again)."""
         path = Path(path)
         if isinstance(error, OSError) and error.strerror:
             reason = error.strerror
@@ -46,5 +47,7 @@ class WriteError(OSError):
         full = not isinstance(error, OSError) or error.errno in (errno.ENOSPC, errno.EDQUOT)
         remedy = f"free space in {path.parent}" if full else f"make sure {path.parent} is writable and no other " \
                                                              "process changes it"
-        super().__init__(f"could not write {path} ({reason}); the last checkpoint is intact: {remedy} and resume, or "
-                         "choose another directory, e.g. hydra.run.dir=/scratch/run")
+        then = "the last checkpoint is intact: {} and resume" if checkpointed else \
+            "no checkpoint was written yet: {} and start the run again"
+        super().__init__(f"could not write {path} ({reason}); {then.format(remedy)}, or choose another directory, "
+                         "e.g. hydra.run.dir=/scratch/run")

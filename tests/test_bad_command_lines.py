@@ -110,3 +110,25 @@ def test_an_option_of_other_methods_names_them(tmp_path, cli_in_process):
     assert status == 2 and err == ("error: method.delta_t is not a key of method=static; the methods with it: itop, "
                                    "rigl, set, snfs (e.g. method=itop method.delta_t=4000)\n")
 
+
+
+def test_a_run_directory_this_user_cannot_write_is_one_line(tmp_path, cli_in_process, monkeypatch):
+    """A read-only directory (simulated: the tests may run as root): its lock cannot be opened for writing."""
+    import errno
+    import os
+
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if str(path).endswith(".lock") and flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args)
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / ".lock").write_text("")
+    monkeypatch.setattr(os, "open", read_only)
+    for args in (["resume=auto", f"hydra.run.dir={tmp_path / 'old'}"], [f"hydra.run.dir={tmp_path / 'new'}"]):
+        status, out, err = cli_in_process(tmp_path, "epochs=1", *args)
+        assert status == 2 and err.count("\n") == 1 and "Traceback" not in out + err, err
+        assert "cannot hold a run (Permission denied); choose a writable directory, e.g. hydra.run.dir=" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"] and sorted(os.listdir(tmp_path / "old")) == [".lock"]

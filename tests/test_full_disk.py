@@ -46,3 +46,24 @@ def test_a_write_that_fails_for_another_reason_is_not_called_a_full_disk(tmp_pat
         assert "free space" not in message and f"make sure {path.parent} is writable" in message
     full = str(WriteError(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
     assert f"free space in {path.parent} and resume" in full
+
+
+def test_a_full_disk_before_the_first_checkpoint_does_not_claim_one(tmp_path):
+    from sparsetrain.runs.files import atomic_write
+
+    (tmp_path / "resumable" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "resumable" / "checkpoints" / "last.pt").write_bytes(b"")
+
+    def full(handle):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    for directory, intact in ((tmp_path / "fresh", False), (tmp_path / "resumable", True)):
+        directory.mkdir(exist_ok=True)
+        for name in ("summary.json", "checkpoints/best.pt"):
+            try:
+                atomic_write(directory / name, full)
+            except WriteError as error:
+                message = str(error)
+            assert ("the last checkpoint is intact" in message) == intact, (directory, name)
+            assert ("no checkpoint was written yet" in message) == (not intact), (directory, name)
+

@@ -20,6 +20,11 @@ def checkpoint_path(run_dir: Path) -> Path:
 
 
 
+def checkpointed(path: Path) -> bool:
+    """Whether the run a file of (its directory, or a folder of it) has a checkpoint to resume from."""
+    return any(checkpoint_path(directory).is_file() for directory in (Path(path).parent, Path(path).parent.parent))
+
+
 def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write ``path`` through ``write(file)`` into a temporary file in the same directory, fsync, rename.
 
@@ -31,7 +36,7 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
-        raise WriteError(path, error) from error
+        raise WriteError(path, error, checkpointed(path)) from error
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -41,7 +46,7 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
         os.replace(tmp, path)
     except (OSError, RuntimeError) as error:
         Path(tmp).unlink(missing_ok=True)
-        raise WriteError(path, error) from error
+        raise WriteError(path, error, checkpointed(path)) from error
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

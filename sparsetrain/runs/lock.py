@@ -55,10 +55,13 @@ def take(run_dir: Path) -> None:
     run_dir = Path(run_dir)
     if holds(run_dir):
         return
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
+        if created and run_dir.is_dir():
+            run_dir.rmdir()  # nothing of a refused command stays behind
         _unwritable(run_dir, error)
     try:
         _acquire(fd, run_dir)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..errors import WriteError
-from ..runs.files import atomic_write
+from ..runs.files import atomic_write, checkpointed
 
 
 class MetricsLog:
@@ -27,7 +27,7 @@ class MetricsLog:
             with self.path.open("a") as handle:
                 handle.write(json.dumps(event, sort_keys=True) + "\n")
         except OSError as error:  # a partial line is cut off by the resume (the checkpoint's offset)
-            raise WriteError(self.path, error) from error
+            raise WriteError(self.path, error, checkpointed(self.path)) from error
         if self.mirror is not None:
             self.mirror(event)
 
