@@ -132,3 +132,13 @@ def test_a_run_directory_this_user_cannot_write_is_one_line(tmp_path, cli_in_pro
         assert status == 2 and err.count("\n") == 1 and "Traceback" not in out + err, err
         assert "cannot hold a run (Permission denied); choose a writable directory, e.g. hydra.run.dir=" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"] and sorted(os.listdir(tmp_path / "old")) == [".lock"]
+
+
+@pytest.mark.parametrize("args", [["method=static", "sparsity=0.9", "method.dense_layers=[nosuchlayer]"],
+                                  ["method=gmp", "sparsity=0.9", "method.start=3ep", "method.end=2ep", "epochs=4"]])
+def test_a_refusal_after_the_data_is_built_prints_its_line_alone(tmp_path, cli_in_process, args):
+    """Checks that need the data or the model come after the run's first log lines: those wait for the checks."""
+    status, out, err = cli_in_process(tmp_path, *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert status == 2 and err.count("\n") == 1 and err.startswith("error: method."), err
+    assert out == "" and not (tmp_path / "run").exists()
+

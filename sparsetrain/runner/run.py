@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
+from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -68,17 +69,43 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
         refuse_if_changed(read_run_record(run_dir)["config"], config, run_dir)
         log.info("%s has finished already: %s", run_dir, run_dir / "summary.json")
         return read_summary(run_dir / "summary.json")
-    process = start_process(cfg)
-    parts = assemble(cfg, config, run_dir, process, stop, resuming)
-    if resuming:
-        _restore(parts, config, run_dir, process)
-    elif process.dist.is_main:
+    with _terminal_after_the_checks():
+        process = start_process(cfg)
+        parts = assemble(cfg, config, run_dir, process, stop, resuming)
+        if resuming:
+            _restore(parts, config, run_dir, process)
+    if not resuming and process.dist.is_main:
         write_run_record(run_dir, overrides, config)
         parts.drift.record(run_dir)
     describe(cfg, process.device, parts.model, parts.data, parts.method, parts.trainer.p.total_steps)
     run_rounds(parts.trainer)
     parts.trainer.write_final_masks()
     return summarise(cfg, run_dir, parts, process)
+
+
+@contextlib.contextmanager
+def _terminal_after_the_checks() -> Iterator[None]:
+    """Hold the terminal's log lines back while the parts are assembled and checked against the data and the model:
+    a refusal then shows its one line alone (the log file keeps every line); otherwise they follow at once."""
+    consoles = [handler for handler in logging.getLogger().handlers
+                if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)]
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    for handler in consoles:
+        handler.addFilter(hold)
+    try:
+        yield
+    finally:
+        for handler in consoles:
+            handler.removeFilter(hold)
+    for record in dict.fromkeys(held):  # a record reaches each console once
+        for handler in consoles:
+            if record.levelno >= handler.level:
+                handler.handle(record)
 
 
 def _restore(parts: Parts, config: dict, run_dir: Path, process: Process) -> None:
