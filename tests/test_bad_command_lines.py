@@ -69,6 +69,7 @@ BAD = [
     (["model.stem=nosuch"], "model.stem"),
     (["method=static", "sparsity=0.9", "method.dense_layers=[nosuchlayer]"], "method.dense_layers"),
     (["dataset=mnist", "dataset.root=FILE", "dataset.download=false"], "dataset.root"),
+    (["method=lth", "method.levels=1000"], "method.levels"),
     pytest.param(["device=cuda"], "device", marks=NO_CUDA),
 ]
 

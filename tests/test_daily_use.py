@@ -262,3 +262,13 @@ def test_milestones_past_the_end_of_the_run_are_one_warning(compose_config, tmp_
     warnings = [r.getMessage() for r in caplog.records if "milestones" in r.getMessage()]
     assert warnings == ["schedule.milestones=[50.0, 75.0]: [50.0, 75.0] lie past the run's 2 epochs, where the "
                         "learning rate never gets; e.g. schedule.milestones=[1,1.5]"]
+
+
+def test_a_sparsity_that_leaves_layers_almost_empty_is_one_warning(compose_config, tmp_path, caplog):
+    """sparsity=0.9999999 on LeNet-300-100 (ERK): 2, 2 and 1 active weights; 0.99 leaves every layer enough."""
+    with caplog.at_level(logging.WARNING, logger="sparsetrain"):
+        run(compose_config("method=static", "sparsity=0.9999999", "epochs=1", "device=cpu"), tmp_path / "empty", [])
+        run(compose_config("method=static", "sparsity=0.99", "epochs=1", "device=cpu"), tmp_path / "enough", [])
+    warnings = [r.getMessage() for r in caplog.records if "active weights" in r.getMessage()]
+    assert warnings == ["sparsity=0.9999999 leaves fewer than 10 active weights in 1.weight 2 of 19200, 3.weight 2 of "
+                        "30000, 5.weight 1 of 1000; e.g. sparsity=0.995"]

@@ -11,6 +11,7 @@ import torch
 from conftest import run_cli
 from sparsetrain import methods
 from sparsetrain.methods.build import build_method
+from sparsetrain.methods.lth import weights_remaining
 from sparsetrain.errors import ConfigError
 from sparsetrain.sparsity.dst import drop_count
 from sparsetrain.sparsity.masks import load_masks
@@ -44,12 +45,24 @@ def test_ladder_nested_masks_and_outputs(compose_config, tmp_path):
     total = sum(mask.numel() for mask in masks[0].values())
     assert [float(row["weights_remaining_pct"]) for row in rows] == pytest.approx(
         [100 * sum(int(m.sum()) for m in level.values()) / total for level in masks])
+    initial = {name: mask.numel() for name, mask in masks[0].items()}
+    assert [100 * f for f in weights_remaining(initial, list(initial), {"5.weight": 0.1}, 0.2, 4)] == pytest.approx(
+        [float(row["weights_remaining_pct"]) for row in rows])  # the ladder a refusal prints is the one trained
     assert all(row["early_stop_step"] not in ("", None) for row in rows)
     assert (tmp_path / "lottery.png").stat().st_size > 0
     assert [r["final"] for r in summary["rounds"]] == [json.loads((tmp_path / f"round_{i:02d}" / "summary.json")
                                                                   .read_text())["final"] for i in range(5)]
     weights = torch.load(tmp_path / "round_03" / "model.pt", weights_only=True)
     assert all(torch.all(weights[name][~mask] == 0) for name, mask in masks[3].items())
+
+
+def test_levels_past_the_last_that_prunes_are_refused_with_the_ladder(compose_config, tmp_path):
+    """LeNet-300-100 on digits at prune_rate 0.2: level 42 is the last at which floor(0.2 x survivors) > 0."""
+    with pytest.raises(ConfigError, match=r"^method\.levels=1000 goes past what method\.prune_rate=0\.2 can prune from "
+                                          r"this model: level 42 is the last that removes a weight \(weights "
+                                          r"remaining by level: 100 %, 80 %, 64 %, .*\); e\.g\. method\.levels=42$"):
+        _run(compose_config, tmp_path, "method.levels=1000")
+    assert not (tmp_path / "metrics.jsonl").exists()
 
 
 def test_global_scope_removes_exactly_the_rate_of_the_pool(compose_config, tmp_path):

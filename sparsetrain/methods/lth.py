@@ -98,6 +98,21 @@ class LTH(MaskedMethod):
         for entry in self.cfg.layer_rates:
             pattern, rate = parse_layer_value(entry, "method.layer_rates", "method.layer_rates=[last:0.1]")
             self.layer_rates.update(dict.fromkeys(match_layers(self.targets.params, pattern, "method.layer_rates"), rate))
+        if self.cfg.control == "none":
+            self._refuse_levels_past_the_ladder()
+
+    def _refuse_levels_past_the_ladder(self) -> None:
+        """ConfigError when ``levels`` goes past the last level that prunes anything: each layer drops
+        floor(rate x surviving) weights, so a small enough layer (or pool) stops shrinking."""
+        counts = {name: param.numel() for name, param in self.targets.params.items()}
+        own = list(counts) if self.cfg.scope == "layerwise" else list(self.layer_rates)
+        ladder = weights_remaining(counts, own, self.layer_rates, self.cfg.prune_rate, self.cfg.levels)
+        if len(ladder) <= self.cfg.levels:
+            shown = ", ".join(f"{100 * fraction:.3g} %" for fraction in ladder)
+            raise ConfigError(f"method.levels={self.cfg.levels} goes past what method.prune_rate="
+                              f"{self.cfg.prune_rate} can prune from this model: level {len(ladder) - 1} is the last "
+                              f"that removes a weight (weights remaining by level: {shown}); "
+                              f"e.g. method.levels={len(ladder) - 1}")
 
     # ---- rounds ------------------------------------------------------------------------------------------
     def round_start_step(self, round_index: int) -> int:
@@ -184,6 +199,25 @@ def _refuse_other_training(source: dict, current: dict, masks_from: str) -> None
         example = " ".join(f"{k}={old.get(k)}" for k in keys[:2])
         raise ConfigError(f"method.masks_from={masks_from!r} was trained differently: {shown}; a control trains as "
                           f"its ticket run, e.g. {example}")
+
+
+def weights_remaining(counts: dict[str, int], own: list[str], layer_rates: dict[str, float], prune_rate: float,
+                      levels: int) -> list[float]:
+    """The fraction of prunable weights left at level 0, 1, ... (up to ``levels``) as ``_pruned_masks`` prunes:
+    layers in ``own`` by their own count, the others as one pool; it ends early at a level that removes nothing."""
+    own_counts = {name: counts[name] for name in own}
+    pooled = sum(count for name, count in counts.items() if name not in own_counts)
+    total = sum(counts.values())
+    ladder = [1.0]
+    while len(ladder) <= levels:
+        pruned = {name: count - drop_count(count, layer_rates.get(name, prune_rate), "floor")
+                  for name, count in own_counts.items()}
+        pool = pooled - drop_count(pooled, prune_rate, "floor")
+        if pruned == own_counts and pool == pooled:
+            break
+        own_counts, pooled = pruned, pool
+        ladder.append((sum(own_counts.values()) + pooled) / total)
+    return ladder
 
 
 def _round_masks(text: str) -> list[Path]:

@@ -9,6 +9,7 @@ stays zero between changes, since SGD, Adam and AdamW map a zero gradient on a z
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -21,6 +22,9 @@ from ..sparsity.targets import Targets, select_targets
 from .base import Method, RunContext
 
 SCOPES = ("layerwise", "global")
+MIN_ACTIVE = 10  # a layer left fewer active weights than this is warned about
+STARVATION_FREE = (0.999, 0.995, 0.99, 0.98, 0.95, 0.9, 0.8, 0.5)  # the sparsities that warning may suggest
+log = logging.getLogger(__name__)
 
 
 class MaskedMethod(Method):
@@ -61,6 +65,8 @@ class MaskedMethod(Method):
         self.targets = select_targets(ctx.model, dense, list(cfg.layer_density),
                                       modules=list(cfg.modules), include=include, exclude=list(cfg.exclude))
         self.maskset = MaskSet(self.targets.params, broadcast=self.data_parallel)
+        if self.sparsity > 0 and self.uses_sparsity(cfg) and getattr(cfg, "scope", "layerwise") == "layerwise":
+            self._warn_starved_layers()
         if ctx.init_masks is not None:  # a sparse init_from source: its masks are the starting masks
             check_masks(ctx.init_masks, self.targets.params, "init_from")
             self.set_masks(ctx.init_masks)
@@ -81,6 +87,22 @@ class MaskedMethod(Method):
         self.maskset.set(masks)
         self.maskset.apply_(self.ctx.optimizer)
         self.maskset.mask_grads_()
+
+    def _warn_starved_layers(self) -> None:
+        """One warning line when the target leaves a layer fewer than ``MIN_ACTIVE`` active weights (a network that
+        can hardly pass a signal), with the counts and a sparsity that leaves every layer enough."""
+        starved = self._starved(self.sparsity)
+        if starved:
+            fits = next((s for s in STARVATION_FREE if s < self.sparsity and not self._starved(s)), None)
+            shown = ", ".join(f"{name} {kept} of {numel}" for name, (kept, numel) in starved.items())
+            log.warning("sparsity=%s leaves fewer than %d active weights in %s%s", self.sparsity, MIN_ACTIVE, shown,
+                        f"; e.g. sparsity={fits}" if fits is not None else "")
+
+    def _starved(self, sparsity: float) -> dict[str, tuple[int, int]]:
+        """(active, numel) of the layers left fewer than ``MIN_ACTIVE`` active weights at ``sparsity``."""
+        zeros = self.layer_zeros(sparsity)
+        kept = {name: (param.numel() - zeros[name], param.numel()) for name, param in self.targets.params.items()}
+        return {name: counts for name, counts in kept.items() if counts[0] < min(MIN_ACTIVE, counts[1])}
 
     # ---- from a sparsity to masks ------------------------------------------------------------------------
     def layer_zeros(self, sparsity: float) -> dict[str, int]:
