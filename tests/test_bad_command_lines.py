@@ -136,9 +136,12 @@ def test_a_run_directory_this_user_cannot_write_is_one_line(tmp_path, cli_in_pro
 
 
 @pytest.mark.parametrize("args", [["method=static", "sparsity=0.9", "method.dense_layers=[nosuchlayer]"],
-                                  ["method=gmp", "sparsity=0.9", "method.start=3ep", "method.end=2ep", "epochs=4"]])
+                                  ["method=gmp", "sparsity=0.9", "method.start=3ep", "method.end=2ep", "epochs=4"],
+                                  ["method=static", "sparsity=0.9", "method.mask_from=GARBAGE"]])
 def test_a_refusal_after_the_data_is_built_prints_its_line_alone(tmp_path, cli_in_process, args):
     """Checks that need the data or the model come after the run's first log lines: those wait for the checks."""
+    (tmp_path / "garbage.safetensors").write_bytes(b"not a safetensors file")
+    args = [arg.replace("GARBAGE", str(tmp_path / "garbage.safetensors")) for arg in args]
     status, out, err = cli_in_process(tmp_path, *args, f"hydra.run.dir={tmp_path / 'run'}")
     assert status == 2 and err.count("\n") == 1 and err.startswith("error: method."), err
     assert out == "" and not (tmp_path / "run").exists()
