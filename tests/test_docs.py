@@ -108,8 +108,9 @@ def test_every_documented_command_line_composes_and_passes_the_checks(tmp_path, 
     monkeypatch.chdir(tmp_path)
     commands = _documented_commands()
     assert len(commands) > 40
+    unique = {(tuple(args), error): (page, args, error) for page, args, error in commands}  # the README repeats some
     checked = 0
-    for page, args, error in commands:
+    for page, args, error in unique.values():
         if NEEDS_A_RUN.search(" ".join(args)) or "--cfg" in args or "--hydra-help" in args:
             continue
         checked += 1
@@ -132,4 +133,4 @@ def test_every_documented_command_line_composes_and_passes_the_checks(tmp_path, 
             with pytest.raises(ConfigError) as refused:
                 preflight(overrides, multirun)
             assert str(refused.value) == error, (page, args)
-    assert checked > 30
+    assert checked > 25
