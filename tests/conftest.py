@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -153,3 +154,13 @@ def cli_in_process(monkeypatch, capsys):
     yield _cli
     for signum, handler in saved.items():
         signal.signal(signum, handler)
+
+
+def documented_code(page: Path, test_file: str) -> str:
+    """The python block of ``page`` marked as run by ``test_file`` (``<!-- the test suite runs this block (...) -->``),
+    as the page shows it."""
+    marker = re.escape(f"<!-- the test suite runs this block ({test_file}) -->")
+    match = re.search(marker + r"\n```python\n(.*?)```", page.read_text(), re.S)
+    assert match, f"{page.name} lost the example {test_file} runs"
+    return match.group(1)
+

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import torch
 from torch import nn
 
 import sparsetrain
+from conftest import documented_code
 from sparsetrain.api import Sparsifier
 from sparsetrain.errors import ConfigError
 
@@ -17,11 +17,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _readme_api_example() -> str:
-    text = README.read_text()
-    match = re.search(r"<!-- the test suite runs this block \(tests/test_api.py\) -->\n```python\n(.*?)```", text,
-                      re.S)
-    assert match, "README.md lost its API example"
-    return match.group(1)
+    return documented_code(README, "tests/test_api.py")
 
 
 def _assert_exact(sparsifier: Sparsifier, counts: dict[str, int]) -> None:

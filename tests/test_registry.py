@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import sparsetrain
-from conftest import cli_command, cli_env
+from conftest import cli_command, cli_env, documented_code
 from sparsetrain.compose.schema import register_configs
 from sparsetrain.errors import ConfigError, DataError
 from sparsetrain.methods.catalog import METHODS
@@ -29,11 +28,7 @@ NAME = "magnitude_at_init"
 
 def _documented_plugin() -> str:
     """The method module of the manual's "Your own method" section, as it is written there."""
-    text = DOCS.read_text()
-    match = re.search(r"<!-- the test suite runs this block \(tests/test_registry.py\) -->\n```python\n(.*?)```", text,
-                      re.S)
-    assert match, "docs/your-own-code.md lost its method example"
-    return match.group(1)
+    return documented_code(DOCS, "tests/test_registry.py")
 
 
 @pytest.fixture
