@@ -22,6 +22,12 @@ from .runs.lock import release as release_lock
 from .methods.catalog import METHODS
 
 
+NEEDED_ARGUMENTS = {  # what a method's ``needs`` asks of sparsify's caller
+    "train_batches": ("batches", "the (inputs, targets) pairs it scores the weights on, e.g. batches=train_loader"),
+    "in_shape": ("in_shape", "the shape of one input, e.g. in_shape=(3, 32, 32)"),
+}
+
+
 class Sparsifier:
     """One method driving the masks of a user's model; see ``sparsify``.
 
@@ -107,6 +113,11 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, method: str = "
         built = build_method(_method_config(method, options), sparsity)
     except ValueError as error:  # ConfigError included
         raise ConfigError(str(error)) from None
+    given = {"train_batches": batches, "in_shape": in_shape}
+    for need in built.needs:
+        argument, example = NEEDED_ARGUMENTS[need]
+        if given[need] is None:
+            raise ConfigError(f"sparsify(method={method!r}) needs {argument}: {example}")
     device = next(model.parameters()).device
     steps_per_epoch = steps_per_epoch or total_steps
     sparsifier = Sparsifier(built, optimizer, steps_per_epoch)

@@ -107,3 +107,15 @@ def test_train_runs_in_process_and_refuses_bad_input(tmp_path):
     with pytest.raises(ConfigError, match="epochs=0 must be a positive integer"):
         sparsetrain.train(["epochs=0", f"hydra.run.dir={tmp_path / 'bad'}"])
     assert not (tmp_path / "bad").exists()
+
+
+def test_what_a_method_needs_from_the_caller_and_option_typos_are_one_line():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ConfigError, match=r"^sparsify\(method='snip'\) needs batches: .*e\.g\. batches=train_loader$"):
+        sparsetrain.sparsify(model, optimizer, "snip", 0.9, total_steps=10)
+    with pytest.raises(ConfigError, match=r"^sparsify\(method='synflow'\) needs in_shape: .*e\.g\. in_shape=\(3, 32, 32\)$"):
+        sparsetrain.sparsify(model, optimizer, "synflow", 0.9, total_steps=10)
+    with pytest.raises(ConfigError, match=r"^method\.delta_tt: .*; did you mean delta_t\? \(method=rigl; "):
+        sparsetrain.sparsify(model, optimizer, "rigl", 0.9, total_steps=10, delta_tt=5)
+

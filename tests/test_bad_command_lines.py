@@ -43,6 +43,7 @@ BAD = [
     (["optimizer.lr=-1"], "optimizer.lr"),
     (["optimizer.lr=inf"], "optimizer.lr"),
     (["--nosuch"], "--nosuch"),
+    (["sparsity=0.8,0.9"], "sparsity"),
     (["schedule=multistep", "schedule.milestones=[80,120"], "schedule.milestones"),
     (["method=static", "sparsity=0.5", "method.delta_t=10"], "method.delta_t"),
     (["optimizer.lr=1e400"], "optimizer.lr"),

@@ -272,3 +272,10 @@ def test_a_sparsity_that_leaves_layers_almost_empty_is_one_warning(compose_confi
     warnings = [r.getMessage() for r in caplog.records if "active weights" in r.getMessage()]
     assert warnings == ["sparsity=0.9999999 leaves fewer than 10 active weights in 1.weight 2 of 19200, 3.weight 2 of "
                         "30000, 5.weight 1 of 1000; e.g. sparsity=0.995"]
+
+
+def test_resume_auto_without_a_checkpoint_says_it_starts_a_new_run(compose_config, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="sparsetrain"):
+        run(compose_config("resume=auto", "epochs=1", "device=cpu"), tmp_path, ["resume=auto"])
+    assert f"resume=auto: {tmp_path} holds no checkpoint yet, so this starts a new run" in caplog.messages
+

@@ -8,6 +8,7 @@ gives no result-relevant ones.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,10 @@ def compose_group(group: str, option: str, values: dict[str, Any]) -> DictConfig
         return OmegaConf.merge(cfg, values)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", "") or "option"
-        raise ConfigError(f"{key}: {first_line(error)} ({group}={option}; see sparsetrain --help {group}={option})") \
-            from None
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], [str(name) for name in cfg.keys()], n=1)
+        hint = f"; did you mean {close[0]}?" if close and close[0] != key.rsplit(".", 1)[-1] else ""
+        raise ConfigError(f"{key}: {first_line(error)}{hint} ({group}={option}; see sparsetrain --help "
+                          f"{group}={option})") from None
 
 
 def check(cfg: DictConfig, config: dict | None = None) -> None:
@@ -125,6 +128,7 @@ def _checked(overrides: list[str], multirun: bool) -> tuple[list[str], Path | No
             for job in _job_samples(parsed):
                 _compose_checked(job)
             return [], None
+        _refuse_sweeps(parsed)
         cfg = _compose_checked(overrides, run_checks=False)  # resume=<dir>: checked with the run's overrides
         if cfg.resume in (None, "auto"):
             _compose_checked(overrides)
@@ -146,6 +150,15 @@ def _parsed(overrides: list[str]) -> list[Override]:
                 shown = example(cfg, key) if known else "sparsity=0.9"
                 raise ConfigError(f"{key}: cannot read {arg!r} ({first_line(own)}); e.g. {shown}") from None
         raise ConfigError(f"{first_line(error)}; an override is key=value, e.g. sparsity=0.9") from None
+
+
+def _refuse_sweeps(parsed: list[Override]) -> None:
+    """A comma list (``sparsity=0.8,0.9``) asks for one run per value: that is a sweep, started with -m."""
+    for override in parsed:
+        if override.is_sweep_override():
+            text = override.input_line
+            raise ConfigError(f"{text} lists several values: a sweep runs one job per value with -m, "
+                              f"e.g. sparsetrain -m {text}")
 
 
 def _job_samples(parsed: list[Override]) -> list[list[str]]:

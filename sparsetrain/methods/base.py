@@ -52,6 +52,7 @@ class Method:
     # from rank 0); False lets every rank train its own model on full batches (no DDP, each rank's state in the
     # checkpoint), and the method brings the ranks together itself (P-GaP's replicas).
     data_parallel: bool = True
+    needs: tuple[str, ...] = ()  # what setup reads of the RunContext beyond model and optimizer (train_batches, in_shape)
 
     def same_model_on_every_rank(self, round_index: int) -> bool:
         """Under torchrun with ``data_parallel`` False: whether every rank trains the same model in round

@@ -18,6 +18,7 @@ from .masked import MaskedMethod
 
 class SNIP(MaskedMethod):
     name = "snip"
+    needs = ("train_batches",)  # the scores are computed on training batches
 
     @classmethod
     def check(cls, cfg: Any, sparsity: float) -> None:

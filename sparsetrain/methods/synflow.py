@@ -17,6 +17,7 @@ from .masked import MaskedMethod
 
 class SynFlow(MaskedMethod):
     name = "synflow"
+    needs = ("in_shape",)  # the all-ones input of the synaptic-flow pass
 
     @classmethod
     def check(cls, cfg: Any, sparsity: float) -> None:

@@ -69,6 +69,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals
         refuse_if_changed(read_run_record(run_dir)["config"], config, run_dir)
         log.info("%s has finished already: %s", run_dir, run_dir / "summary.json")
         return read_summary(run_dir / "summary.json")
+    if cfg.resume is not None and not resuming:
+        log.info("resume=%s: %s holds no checkpoint yet, so this starts a new run", cfg.resume, run_dir)
     with _terminal_after_the_checks():
         process = start_process(cfg)
         parts = assemble(cfg, config, run_dir, process, stop, resuming)
