@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from typing import Any, Callable
 
 
@@ -35,7 +37,10 @@ def call_with(factory: Callable[..., Any], offered: dict[str, Any], options: dic
 
 
 def _import(path: str) -> Any:
-    """The object at ``path``: the longest importable module prefix, then attributes."""
+    """The object at ``path``: the longest importable module prefix, then attributes; a module in the working
+    directory is found as ``python -m`` finds it (the directory is searched after the installed packages)."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     parts = path.split(".")
     for split in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:split])

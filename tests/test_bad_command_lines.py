@@ -44,6 +44,7 @@ BAD = [
     (["optimizer.lr=inf"], "optimizer.lr"),
     (["--nosuch"], "--nosuch"),
     (["sparsity=0.8,0.9"], "sparsity"),
+    (["model=torchvision", "+model.dropout=0.3"], "model.dropout"),
     (["schedule=multistep", "schedule.milestones=[80,120"], "schedule.milestones"),
     (["method=static", "sparsity=0.5", "method.delta_t=10"], "method.delta_t"),
     (["optimizer.lr=1e400"], "optimizer.lr"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from sparsetrain.errors import ConfigError
 from sparsetrain.errors import DataError
 from sparsetrain.export import export
 from sparsetrain.models.zoo import build_model
+from sparsetrain.runner.run import run
 from sparsetrain.sparsity.masks import format_report, mask_report
 from sparsetrain.sparsity.targets import prunable_parameters, select_targets
 from sparsetrain.tasks.classification import ImageClassification
@@ -308,3 +310,35 @@ def test_missing_or_bad_open_runner_keys_are_refused_before_anything_is_written(
     with pytest.raises(ConfigError, match=message):
         sparsetrain.train([*overrides, f"hydra.run.dir={tmp_path / 'run'}"])
     assert not (tmp_path / "run").exists()
+
+
+def test_a_factory_in_the_working_directory_is_found_as_python_m_would(tmp_path):
+    """``sparsetrain`` (the installed command, not ``python -m``) run where ``mynets.py`` lies."""
+    (tmp_path / "mynets.py").write_text("from torch import nn\n\n\ndef make_net(in_shape, num_classes):\n"
+                                        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes))\n")
+    command = [str(Path(sys.executable).with_name("sparsetrain")), "model=custom", "model._target_=mynets.make_net",
+               "epochs=1", "hydra.run.dir=run"]
+    result = subprocess.run(command, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["parameters"] == 64 * 10 + 10
+
+
+def test_a_torchvision_model_takes_added_keys_and_an_existing_one_without_plus(compose_config):
+    from sparsetrain.compose.command_line import preflight
+
+    preflight(["model=torchvision", "model.name=mobilenet_v3_small", "+model.width_mult=0.5", "dataset=synthetic"],
+              multirun=False)  # an added key reaches torchvision.models.get_model
+    with pytest.raises(ConfigError, match=r"^model\.dropout exists already: set it without a \+, e\.g\. "
+                                          r"model\.dropout="):
+        preflight(["model=torchvision", "+model.dropout=0.3"], multirun=False)
+
+
+def test_init_from_a_pth_state_dict(compose_config, tmp_path):
+    """A plain ``torch.save(model.state_dict(), "weights.pth")`` starts the run (one step at a negligible rate)."""
+    torch.manual_seed(1)
+    saved = build_model("lenet300_100", (1, 8, 8), 10).state_dict()
+    torch.save(saved, tmp_path / "weights.pth")
+    overrides = [f"init_from={tmp_path / 'weights.pth'}", "steps=1", "optimizer.lr=1e-12", "device=cpu"]
+    run(compose_config(*overrides), tmp_path / "run", overrides)
+    trained = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert all(torch.allclose(trained[name], saved[name], atol=1e-6) for name in saved)

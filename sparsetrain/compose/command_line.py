@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +281,9 @@ def composition_error(error: Exception) -> str:
         return f"{key} is not a config key (see `sparsetrain --cfg job` for the keys); to add one use +{key}=..."
     if key:
         return f"{key}: {text}"
+    existing = re.search(r"An item is already at '([^']+)'", str(error))
+    if existing:
+        return f"{existing.group(1)} exists already: set it without a +, e.g. {existing.group(1)}=..."
     return first_line(error)
 
 

@@ -22,7 +22,7 @@ from ..runs.record import flatten
 _KEY = re.compile(r"^(\+{0,2}|~)[A-Za-z_][A-Za-z0-9_.@/\-]*$")
 FIXED_BY_GROUP = ("method.name",)  # set by the group's YAML: an override would pair a name with another schema
 PATH_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
-CUSTOM_GROUPS = ("model", "dataset")  # their `custom` option passes added keys to the user's factory
+PASS_ADDED_KEYS = {("model", "custom"), ("model", "torchvision"), ("dataset", "custom")}  # added keys reach the factory
 
 
 def check_syntax(args: list[str]) -> None:
@@ -42,10 +42,11 @@ def check_syntax(args: list[str]) -> None:
 
 
 def refuse_added_keys(parsed: list[Override], groups: set[str]) -> None:
-    """``+key=value`` may add a config group (``+experiment=...``), a Hydra setting, or a key of a ``custom`` model
-    or dataset (it reaches the user's factory), never another config key: the run would silently ignore it. Names
-    like ``method.name`` belong to their group."""
-    custom = {o.key_or_group for o in parsed if o.key_or_group in CUSTOM_GROUPS and o.value() == "custom"}
+    """``+key=value`` may add a config group (``+experiment=...``), a Hydra setting, or a key of a ``custom`` model or
+    dataset or a ``torchvision`` model (it reaches the factory), never another config key: the run would silently
+    ignore it. Names like ``method.name`` belong to their group."""
+    custom = {o.key_or_group for o in parsed
+              if isinstance(o.value(), str) and (o.key_or_group, o.value()) in PASS_ADDED_KEYS}
     for override in parsed:
         key = override.key_or_group
         if override.is_add() or override.is_force_add():

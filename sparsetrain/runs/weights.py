@@ -27,9 +27,9 @@ def weights_file(key: str, text: str, example: str) -> Path:
     path = Path(text).expanduser()
     if path.is_dir():
         path = checkpoint_path(path)
-    if not path.is_file() or path.suffix not in (".pt", ".safetensors"):
-        raise ConfigError(f"{key}={text!r} is neither a checkpoint (.pt), a run directory with checkpoints/last.pt "
-                          f"nor a model.safetensors export; {example}")
+    if not path.is_file() or path.suffix not in (".pt", ".pth", ".safetensors"):
+        raise ConfigError(f"{key}={text!r} is neither a checkpoint (.pt, .pth), a run directory with "
+                          f"checkpoints/last.pt nor a model.safetensors export; {example}")
     return path
 
 
