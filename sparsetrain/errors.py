@@ -32,6 +32,7 @@ class Diverged(RunFailure):
 
     status = "diverged"
 
+
 class WriteError(OSError):
     """A run file could not be written (disk full, quota, read-only, removed by another process); the message is one
     line naming it, and advises freeing space only when space ran out."""

@@ -55,7 +55,6 @@ class Record:
         return self.check
 
 
-
 R = TypeVar("R", bound=Record)
 
 
@@ -111,6 +110,10 @@ class Registry(MutableMapping[str, Any], Generic[R]):
 
     def __delitem__(self, name: str) -> None:
         del self._implementations[name]
+
+    def __contains__(self, name: object) -> bool:
+        """A registered or substituted name (without importing its implementation)."""
+        return name in self._records or name in self._implementations
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted({*self._records, *self._implementations}))

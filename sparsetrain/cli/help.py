@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-from typing import Any
 
 from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from ..compose.overrides import literal
 from ..methods.catalog import METHODS
 
 GROUPS = ("model", "dataset", "optimizer", "schedule", "method")
@@ -95,20 +95,10 @@ def key_rows(node: DictConfig, prefix: str = "", skip: tuple[str, ...] = ()) -> 
         if isinstance(node[key], DictConfig):
             rows += key_rows(node[key], f"{prefix}{key}.")
             continue
-        rows.append((f"{prefix}{key}", show(value), described.get(key, "")))
+        rows.append((f"{prefix}{key}", literal(value), described.get(key, "")))
     return rows
 
 
 def _keys(node: DictConfig, prefix: str, skip: tuple[str, ...] = ()) -> list[str]:
     rows = key_rows(node, prefix, skip)
     return [f"  {f'{key}={value}':<36} {description}".rstrip() for key, value, description in rows]
-
-
-def show(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return "[" + ",".join(show(v) for v in value) + "]"
-    return str(value)

@@ -1,9 +1,10 @@
 """The ``sparsetrain`` command: a Hydra app with one-line errors for bad input.
 
-Before Hydra starts, ``preflight`` composes the config from the command line and runs the checks, so that a
-bad value, an unknown option or a bad ``resume`` ends with one line naming the key, exit status 2, and no
-file written. It also turns ``resume=<run dir>`` into a run in that directory, with the run's original
-overrides when the command line gives no result-relevant ones.
+Before Hydra starts, ``compose.command_line.claim`` composes the config from the command line and runs the
+checks, so that a bad value, an unknown option or a bad ``resume`` ends with one line naming the key, exit status
+2, and no file written; then a single run takes its directory's lock, before Hydra writes there. It also turns
+``resume=<run dir>`` into a run in that directory, with the run's original overrides when the command line gives
+no result-relevant ones.
 """
 
 from __future__ import annotations

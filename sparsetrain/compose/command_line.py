@@ -56,8 +56,9 @@ def compose_group(group: str, option: str, values: dict[str, Any]) -> DictConfig
         return OmegaConf.merge(cfg, values)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", "") or "option"
-        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], [str(name) for name in cfg.keys()], n=1)
-        hint = f"; did you mean {close[0]}?" if close and close[0] != key.rsplit(".", 1)[-1] else ""
+        given = key.rsplit(".", 1)[-1]
+        close = difflib.get_close_matches(given, [str(name) for name in cfg.keys()], n=1)
+        hint = f"; did you mean {close[0]}?" if close and close[0] != given else ""
         raise ConfigError(f"{key}: {first_line(error)}{hint} ({group}={option}; see sparsetrain --help "
                           f"{group}={option})") from None
 

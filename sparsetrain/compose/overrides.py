@@ -94,7 +94,7 @@ def _methods_with(key: str) -> list[tuple[str, str]]:
         field = {f.name: f for f in dataclasses.fields(record.schema)}.get(option)
         if field is not None:
             default = field.default_factory() if field.default is dataclasses.MISSING else field.default
-            found.append((record.name, _literal(default)))
+            found.append((record.name, literal(default)))
     return found
 
 
@@ -103,13 +103,13 @@ def example(cfg: DictConfig, key: str) -> str:
     value = OmegaConf.select(cfg, key, default=None)
     if isinstance(value, DictConfig) or value is None:
         return f"{key}=null" if value is None else f"{key}=..."
-    return f"{key}={_literal(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)}"
+    return f"{key}={literal(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)}"
 
 
-def _literal(value: object) -> str:
-    """A value as a command line writes it."""
+def literal(value: object) -> str:
+    """A value as a command line writes it (``null``, ``true``, ``[a,b]``, an enum by its name)."""
     if isinstance(value, list):
-        return f"[{','.join(str(v) for v in value)}]"
+        return f"[{','.join(literal(v) for v in value)}]"
     if isinstance(value, bool):
         return str(value).lower()
     if value is None:

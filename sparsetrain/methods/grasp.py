@@ -13,6 +13,8 @@ Paper: https://arxiv.org/abs/2002.07376; the authors' code: https://github.com/a
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..errors import ConfigError

@@ -19,7 +19,6 @@ def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / CHECKPOINT_NAME
 
 
-
 def checkpointed(path: Path) -> bool:
     """Whether the run a file of (its directory, or a folder of it) has a checkpoint to resume from."""
     return any(checkpoint_path(directory).is_file() for directory in (Path(path).parent, Path(path).parent.parent))

@@ -37,7 +37,7 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
     ConfigError (one line) if another process holds it, or another run of this process is in it."""
     path = Path(run_dir).resolve()
     if path in _RUNNING:
-        _refuse(Path(run_dir), f"pid {os.getpid()} on {socket.gethostname()}")
+        _refuse(Path(run_dir), _this_process())
     taken = not holds(run_dir)
     take(run_dir)
     _RUNNING.add(path)
@@ -69,7 +69,7 @@ def take(run_dir: Path) -> None:
         os.close(fd)
         raise
     os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+    os.write(fd, f"{_this_process()}\n".encode())
     _HELD[run_dir.resolve()] = fd
 
 
@@ -108,6 +108,11 @@ def refuse_if_locked(run_dir: Path) -> None:
         _acquire(fd, Path(run_dir))
     finally:
         os.close(fd)
+
+
+def _this_process() -> str:
+    """How a refused process is told who holds the lock."""
+    return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
 def _acquire(fd: int, run_dir: Path) -> None:
