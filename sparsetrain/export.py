@@ -122,21 +122,27 @@ def _finished_summary(run_dir: Path) -> dict:
     return summary
 
 
-def load_exported(path: Path) -> tuple[torch.nn.Module, dict]:
-    """The model of an exported ``model.safetensors`` with its weights, and the metadata (``preprocess`` and
-    ``in_shape`` decoded) that says how to feed it."""
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = dict(handle.metadata())
-    model_cfg = json.loads(metadata["model"])
-    for key in ("in_shape", "preprocess", "sparsity"):
-        metadata[key] = json.loads(metadata[key])
-    metadata["num_classes"] = int(metadata["num_classes"])
-    metadata["task"] = json.loads(metadata.get("task", "null"))
-    model = _build(model_cfg, tuple(metadata["in_shape"]), metadata["num_classes"], metadata["task"])
+def load_exported(path: Path) -> torch.nn.Module:
+    """The model of an exported ``model.safetensors``, rebuilt from the file alone, with its weights, in eval mode
+    (``export_metadata`` says how to feed it)."""
+    metadata = export_metadata(path)
+    model = _build(metadata["model"], tuple(metadata["in_shape"]), metadata["num_classes"], metadata["task"])
     weights = load_file(str(path))
     untie_differing_(model, weights)  # names the run held apart (method.tied_weights=unmasked)
     model.load_state_dict(weights)
-    return model.eval(), metadata
+    return model.eval()
+
+
+def export_metadata(path: Path) -> dict:
+    """The metadata of an exported ``model.safetensors``, decoded: ``model`` (its config), ``in_shape``,
+    ``preprocess`` (scale, mean, std, resize/crop), ``num_classes``, ``task``, ``sparsity``, ``dataset``..."""
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    for key in ("model", "in_shape", "preprocess", "sparsity"):
+        metadata[key] = json.loads(metadata[key])
+    metadata["num_classes"] = int(metadata["num_classes"])
+    metadata["task"] = json.loads(metadata.get("task", "null"))
+    return metadata
 
 
 def _check_masks(masks: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], path: Path) -> None:

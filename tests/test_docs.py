@@ -49,6 +49,15 @@ def test_the_readme_links_resolve():
     assert not missing, f"README.md links to missing files: {missing}"
 
 
+def test_every_install_line_pins_the_torch_that_ci_installs():
+    """The README's set-up command, its CPU-only line and CI install the same torch and torchvision."""
+    pins = lambda text: re.findall(r'"(torch(?:vision)?==[\d.]+)"', text)  # noqa: E731
+    ci = pins((ROOT / ".ci" / "run").read_text())
+    lines = [line for line in README.read_text().splitlines() if line.startswith("pip install") and "torch" in line]
+    assert len(lines) == 2 and any("--index-url https://download.pytorch.org/whl/cpu" in line for line in lines)
+    assert len(ci) == 2 and all(pins(line) == ci for line in lines)
+
+
 @pytest.fixture(scope="module")
 def docs_script():
     """``scripts/docs.py`` as a module, and what it generates from the records and schemas now."""

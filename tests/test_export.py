@@ -7,7 +7,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.nn.utils import prune
 
-from sparsetrain.export import load_exported, main
+from sparsetrain.export import export_metadata, load_exported, main
 from sparsetrain.models.zoo import build_model
 
 IN_SHAPE = (1, 8, 8)
@@ -50,9 +50,11 @@ def test_exports_safetensors_and_prune_format(tmp_path, capsys):
     assert metadata["sparsetrain_model"] == "lenet300_100" and metadata["format"] == "state_dict"
     assert json.loads(metadata["in_shape"]) == list(IN_SHAPE) and metadata["num_classes"] == "10"
     assert json.loads(metadata["preprocess"]) == PREPROCESS and metadata["dataset"] == "fake"
-    rebuilt, described = load_exported(out / "model.safetensors")  # from the file alone
+    rebuilt = load_exported(out / "model.safetensors")  # from the file alone, in eval mode
     x = torch.randn(5, *IN_SHAPE)
-    assert torch.equal(rebuilt(x), model.eval()(x)) and described["preprocess"]["std"] == [0.3081]
+    assert not rebuilt.training and torch.equal(rebuilt(x), model.eval()(x))
+    described = export_metadata(out / "model.safetensors")
+    assert described["preprocess"]["std"] == [0.3081] and described["model"]["name"] == "lenet300_100"
 
     pruned = torch.load(out / "pruned_state_dict.pt", weights_only=True)
     assert {f"{name}_mask" for name in masks} <= pruned.keys()

@@ -210,7 +210,7 @@ def test_a_tied_decoder_reads_the_masked_or_the_frozen_embeddings(tiny_bert, cor
     export(run_dir, run_dir / "export", force=False)  # tied tensors share memory: each name is written
     note = "note: the run untied cls.predictions.decoder.weight" in capsys.readouterr().out
     assert note == (tied == "unmasked")
-    loaded = load_exported(run_dir / "export" / "model.safetensors")[0].state_dict()
+    loaded = load_exported(run_dir / "export" / "model.safetensors").state_dict()
     assert all(torch.equal(loaded[name], value) for name, value in weights.items())  # held apart where untied
 
 

@@ -82,3 +82,14 @@ def test_reproduce_dst_presets_compose(compose_config):
         for preset, *overrides in table.rows.values():
             cfg = compose_config(f"+experiment={preset}", *overrides)
             assert cfg.method.name in ("rigl", "set", "snfs", "static", "itop")
+
+
+def test_bench_startup_times_each_case_quiet_and_under_load(tmp_path):
+    out = tmp_path / "startup.json"
+    result = subprocess.run([sys.executable, str(SCRIPTS / "bench_startup.py"), "--cases", "help", "--repeats", "1",
+                             "--load", "1", "--json", str(out)],
+                            check=True, capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=300)
+    report = json.loads(out.read_text())
+    assert report["loads"] == [0, 1] and set(report["seconds"]) == {"this version|help|0", "this version|help|1"}
+    assert all(seconds > 0 for seconds in report["seconds"].values())
+    assert "| version | case | quiet | 1 busy processes |" in result.stdout

@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..compose.command_line import CONFIG_MODULE, CONFIG_NAME, check, claim, composition_error, missing_option
 from ..compose.schema import register_configs
+from ..cores import available_cpus, passive_wait, share_cores
 from ..errors import ConfigError, DataError, RunFailure, WriteError
 from ..runs.files import checkpoint_path, remove_hydra_only_dir
 from ..runs.interrupt import Interrupted, StopSignals, stop_outside_training_from_now
@@ -50,6 +51,8 @@ def _app(cfg: DictConfig) -> dict | None:
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun:
+        share_cores(_parallel_jobs(hydra_cfg.launcher))  # before torch loads in this job's process
     if multirun and cfg.resume is None:
         cfg.resume = "auto"  # a re-run sweep continues unfinished jobs and skips finished ones
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -76,6 +79,12 @@ def _app(cfg: DictConfig) -> dict | None:
         return _job_failed(run_dir, error.status, str(error), exit_now=not multirun)
     except WriteError as error:  # a full disk: the message names the file; the last checkpoint is intact
         return _job_failed(run_dir, RunFailure.status, str(error), exit_now=not multirun)
+
+
+def _parallel_jobs(launcher: DictConfig) -> int:
+    """How many of a sweep's jobs the launcher runs at once on this machine (joblib's ``n_jobs``; -1 = every CPU)."""
+    jobs = launcher.get("n_jobs") or 1
+    return jobs if jobs > 0 else available_cpus() + 1 + jobs
 
 
 def _stopped(interrupted: Interrupted, run_dir: Path, stop: StopSignals) -> NoReturn:
@@ -109,6 +118,7 @@ def _job_failed(run_dir: Path, status: str, error: str, record: bool = True, exi
 
 
 def main() -> None:
+    passive_wait()  # before torch loads
     stop_outside_training_from_now()  # during training, StopSignals takes over: a checkpoint, then the stop
     try:
         _main()

@@ -8,11 +8,12 @@ gives no result-relevant ones.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -133,7 +134,8 @@ def _checked(overrides: list[str], multirun: bool) -> tuple[list[str], Path | No
         _refuse_sweeps(parsed)
         cfg = _compose_checked(overrides, run_checks=False)  # resume=<dir>: checked with the run's overrides
         if cfg.resume in (None, "auto"):
-            _compose_checked(overrides)
+            with _as_config_errors(overrides):
+                check(cfg, _plain(cfg))
         return _resume_overrides(cfg, parsed, overrides)
 
 
@@ -181,16 +183,23 @@ def _values(override: Override) -> list[str]:
 
 
 def _compose_checked(overrides: list[str], run_checks: bool = True) -> DictConfig:
-    try:
+    with _as_config_errors(overrides):
         cfg = compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=True)
         if run_checks:
             check(cfg, _plain(cfg))
+    return cfg
+
+
+@contextlib.contextmanager
+def _as_config_errors(overrides: list[str]) -> Iterator[None]:
+    """Hydra's and OmegaConf's errors while composing or checking ``overrides``, as one-line ConfigErrors."""
+    try:
+        yield
     except MissingConfigException as error:
         raise ConfigError(missing_option(error, overrides)) from None
     except (HydraException, OmegaConfBaseException) as error:
         message = composition_message(error, lambda: _example_config(overrides))
         raise ConfigError(message or composition_error(error)) from None
-    return cfg
 
 
 def _example_config(overrides: list[str]) -> DictConfig | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..cores import available_cpus
 from ..errors import ConfigError
 from ..runs.distributed import Distributed, init_distributed
 
@@ -41,10 +42,11 @@ def start_process(cfg) -> Process:
 
 
 def cpu_threads() -> int:
-    """Torch threads for a CPU run: OMP_NUM_THREADS when set, else the CPUs this process may run on."""
+    """Torch threads for a CPU run: OMP_NUM_THREADS when set (a parallel sweep's job sets its share), else the CPUs
+    this process may run on."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return available_cpus()
 
 
 def _resolve_device(name: str) -> torch.device:

@@ -25,10 +25,12 @@ from .process import Process
 log = logging.getLogger(__name__)
 
 
-def summarise(cfg: DictConfig, run_dir: Path, parts: Parts, process: Process) -> dict:
-    """The run's summary, with each optional part's report; rank 0 writes it (and the round table)."""
+def summarise(cfg: DictConfig, run_dir: Path, parts: Parts, process: Process, warnings: list[str]) -> dict:
+    """The run's summary, with each optional part's report and the ``warnings`` its start gave; rank 0 writes it
+    (and the round table)."""
     model, method, trainer, dist = parts.model, parts.method, parts.trainer, process.dist
     summary = _summary(cfg, run_dir, trainer, model, parts.data, process.device, parts.dense_flops)
+    summary["warnings"] = warnings
     trained = optimized_names(model, parts.optimizer)
     if parts.selection.names is not None:
         summary["finetune"] = finetune_summary(model, trained, parts.selection, cfg.finetune.rank_from)
@@ -64,6 +66,7 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         "final": last["final"],
         "best": last["best"],
         "early_stop": last["early_stop"],
+        "stopped_early": last.get("stopped_early"),  # early_stop.patience ended training: step, epoch, reason
         "best_checkpoint": last.get("best_checkpoint"),
         "parameters": sum(p.numel() for p in model.parameters()),
         "in_shape": list(data.in_shape),
@@ -95,6 +98,8 @@ def _summary(cfg: DictConfig, run_dir: Path, trainer: Trainer, model: nn.Module,
         summary["dynamics"] = dynamics
     if method.rounds > 1:
         summary["rounds"] = trainer.results
+    if trainer.extended:
+        summary["extended"] = trainer.extended
     return summary
 
 
@@ -112,8 +117,16 @@ def describe(cfg: DictConfig, device: torch.device, model: nn.Module, data: Data
         "%s on %s (%d train, %s val, %d test samples, %d classes) with method %s on %s: %d parameters, "
         "%d steps of batch %d", cfg.model.name, cfg.dataset.name, data.train.num_samples,
         data.val.num_samples if data.val is not None else 0, data.test.num_samples, data.num_classes,
-        method.name, device, params, total_steps, cfg.batch_size,
+        method.name, _device_text(device), params, total_steps, cfg.batch_size,
     )
+
+
+def _device_text(device: torch.device) -> str:
+    """``cpu (2 threads)``; another device as torch names it (``cuda:0``)."""
+    if device.type != "cpu":
+        return str(device)
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
 
 
 def _rank_checksums(dist: Distributed, model: nn.Module, method: Method) -> dict:
