@@ -30,8 +30,12 @@ from torch.nn.utils import prune
 from .models.zoo import build_configured_model
 from .models.tying import untie_differing_
 from .runs.files import atomic_write, checkpoint_path
+from .runtime.sparse_linear import SparseLinear
+from .runtime.tune import sparsify_linear_layers
 
 SAFETENSORS_NAME = "model.safetensors"
+SPARSE_NAME = "model.sparse.safetensors"
+FORMATS = ("dense", "sparse")
 PRUNED_NAME = "pruned_state_dict.pt"
 MASKS_PATH = Path("masks") / "final.safetensors"
 EXAMPLE = "e.g. sparsetrain-export outputs/2024-05-01/12-00-00"
@@ -49,21 +53,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="run directory written by sparsetrain")
     parser.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/export)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing export")
+    parser.add_argument("--format", nargs="+", choices=FORMATS, default=["dense"], dest="formats",
+                        help="dense: model.safetensors (and the prune format); sparse: model.sparse.safetensors, "
+                             "linear layers as CSR with each layer's kernels chosen by measuring")
+    parser.add_argument("--rows", type=int, default=64,
+                        help="sparse: the rows per call the kernels are tuned for (batch x sequence length)")
+    parser.add_argument("--threads", type=int, help="sparse: the torch threads the kernels are tuned for")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
-        export(args.run_dir, args.out or args.run_dir / "export", args.force)
+        export(args.run_dir, args.out or args.run_dir / "export", args.force, args.formats, args.rows)
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
 
 
-def export(run_dir: Path, out: Path, force: bool) -> None:
-    """Write the export of ``run_dir`` into ``out``; raise ExportError on bad input or an existing export."""
+def export(run_dir: Path, out: Path, force: bool, formats: tuple[str, ...] = ("dense",), rows: int = 64) -> None:
+    """Write the export of ``run_dir`` into ``out`` in each of ``formats``; raise ExportError on bad input or an
+    existing export."""
     ckpt = checkpoint_path(run_dir)
     if not ckpt.is_file():
         raise ExportError(f"no checkpoint {ckpt}: {run_dir} is not a sparsetrain run directory; {EXAMPLE}")
-    existing = [out / name for name in (SAFETENSORS_NAME, PRUNED_NAME) if (out / name).exists()]
+    names = {"dense": (SAFETENSORS_NAME, PRUNED_NAME), "sparse": (SPARSE_NAME,)}
+    existing = [out / name for fmt in formats for name in names[fmt] if (out / name).exists()]
     if existing and not force:
         raise ExportError(f"{existing[0]} exists; add --force to overwrite it, "
                           f"e.g. sparsetrain-export {run_dir} --force")
@@ -87,6 +101,24 @@ def export(run_dir: Path, out: Path, force: bool) -> None:
         "sparsity": json.dumps((summary.get("masks") or {}).get("sparsity", 0.0)),
         "sparsetrain_version": str(summary.get("sparsetrain")),
     }
+    if "sparse" in formats:
+        _write_sparse(_loaded(model_cfg, in_shape, num_classes, task, weights), metadata, out / SPARSE_NAME, rows)
+    if "dense" in formats:
+        _write_dense(tensors, metadata, pruned, masks, untied, out)
+
+
+def _write_sparse(model: torch.nn.Module, metadata: dict, path: Path, rows: int) -> None:
+    """``model`` with its masked linear layers as ``SparseLinear`` (kernels measured here), as safetensors."""
+    kernels = sparsify_linear_layers(model, rows)
+    metadata = {**metadata, "format": "sparse", "kernels": json.dumps(kernels),
+                "threads": str(torch.get_num_threads())}
+    data = save(_unshared(model.state_dict()), metadata)
+    atomic_write(path, lambda handle: handle.write(data))
+    chosen = ", ".join(f"{name} {k['one']['name']}/{k['many']['name']}" for name, k in kernels.items())
+    print(f"wrote {path} ({len(kernels)} sparse linear layers, kernels for 1 / {rows} rows: {chosen or 'none'})")
+
+
+def _write_dense(tensors: dict, metadata: dict, pruned: dict, masks: dict, untied: list[str], out: Path) -> None:
     data = save(tensors, metadata)
     atomic_write(out / SAFETENSORS_NAME, lambda handle: handle.write(data))
     print(f"wrote {out / SAFETENSORS_NAME}")
@@ -123,11 +155,25 @@ def _finished_summary(run_dir: Path) -> dict:
 
 
 def load_exported(path: Path) -> torch.nn.Module:
-    """The model of an exported ``model.safetensors``, rebuilt from the file alone, with its weights, in eval mode
-    (``export_metadata`` says how to feed it)."""
+    """The model of an exported ``model.safetensors`` (or ``model.sparse.safetensors``), rebuilt from the file
+    alone, with its weights, in eval mode (``export_metadata`` says how to feed it)."""
     metadata = export_metadata(path)
-    model = _build(metadata["model"], tuple(metadata["in_shape"]), metadata["num_classes"], metadata["task"])
     weights = load_file(str(path))
+    if metadata["format"] != "sparse":
+        return _loaded(metadata["model"], tuple(metadata["in_shape"]), metadata["num_classes"], metadata["task"],
+                       weights)
+    model = _build(metadata["model"], tuple(metadata["in_shape"]), metadata["num_classes"], metadata["task"])
+    for name, kernels in metadata["kernels"].items():
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent), attr, SparseLinear.from_state(weights, name, kernels))
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def _loaded(model_cfg: dict, in_shape: tuple, num_classes: int, task: str | None,
+            weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The run's model with ``weights``, in eval mode."""
+    model = _build(model_cfg, in_shape, num_classes, task)
     untie_differing_(model, weights)  # names the run held apart (method.tied_weights=unmasked)
     model.load_state_dict(weights)
     return model.eval()
@@ -138,7 +184,7 @@ def export_metadata(path: Path) -> dict:
     ``preprocess`` (scale, mean, std, resize/crop), ``num_classes``, ``task``, ``sparsity``, ``dataset``..."""
     with safe_open(str(path), framework="pt") as handle:
         metadata = dict(handle.metadata())
-    for key in ("model", "in_shape", "preprocess", "sparsity"):
+    for key in ("model", "in_shape", "preprocess", "sparsity", *(("kernels",) if "kernels" in metadata else ())):
         metadata[key] = json.loads(metadata[key])
     metadata["num_classes"] = int(metadata["num_classes"])
     metadata["task"] = json.loads(metadata.get("task", "null"))

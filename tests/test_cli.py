@@ -132,6 +132,8 @@ def test_installed_configs_ship_in_the_wheel(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {str(p.relative_to(root / "configs")) for p in (root / "configs").rglob("*.yaml")}
     assert expected and {f"sparsetrain/configs/{name}" for name in expected} <= names
+    modules = {str(p.relative_to(root)) for p in (root / "sparsetrain").rglob("*.py") if "__pycache__" not in p.parts}
+    assert modules and modules <= names, f"not in the wheel (pyproject's packages): {sorted(modules - names)}"
 
 
 def test_search_path_is_the_package(tmp_path):

@@ -9,18 +9,19 @@ from torch.nn.utils import prune
 
 from sparsetrain.export import export_metadata, load_exported, main
 from sparsetrain.models.zoo import build_model
+from sparsetrain.runtime.sparse_linear import Kernel, SparseLinear
 
 IN_SHAPE = (1, 8, 8)
 PREPROCESS = {"scale": 1 / 255, "mean": [0.1307], "std": [0.3081]}
 
 
-def _fake_run(run_dir, sparse=True):
+def _fake_run(run_dir, sparse=True, density=0.3):
     """A finished lenet300_100 run: checkpoint, summary.json and (if ``sparse``) random masks on the Linear weights."""
     torch.manual_seed(0)
     model = build_model("lenet300_100", IN_SHAPE, 10)
     masks = {}
     if sparse:
-        masks = {name: torch.rand(p.shape) < 0.3 for name, p in model.named_parameters() if name.endswith("weight")}
+        masks = {name: torch.rand(p.shape) < density for name, p in model.named_parameters() if name.endswith("weight")}
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if name in masks:
@@ -95,3 +96,26 @@ def test_existing_export_needs_force(tmp_path, capsys):
     assert main([str(tmp_path), "--force"]) == 0
     assert load_file(target).keys() == model.state_dict().keys()
     assert sorted(p.name for p in target.parent.iterdir()) == ["model.safetensors", "pruned_state_dict.pt"]
+
+
+def test_sparse_export_gives_the_runs_logits_from_the_file_alone_and_is_sized_by_its_nonzeros(tmp_path, capsys):
+    model, masks = _fake_run(tmp_path, density=0.1)
+    assert main([str(tmp_path), "--format", "dense", "sparse", "--rows", "16"]) == 0
+    path, dense_path = tmp_path / "export" / "model.sparse.safetensors", tmp_path / "export" / "model.safetensors"
+    assert "model.sparse.safetensors (3 sparse linear layers" in capsys.readouterr().out
+    assert path.stat().st_size <= 0.25 * dense_path.stat().st_size
+    kernels = export_metadata(path)["kernels"]
+    assert sorted(kernels) == sorted(name.rsplit(".", 1)[0] for name in masks)
+    assert all({"one:dense", "one:csr", "many:dense", "many:csr", "many:csr/32"} >= plan["ms"].keys() >= {
+        "one:dense", "one:csr", "many:dense", "many:csr"} for plan in kernels.values())
+    rebuilt = load_exported(path)  # from the file alone
+    layers = [module for module in rebuilt.modules() if isinstance(module, SparseLinear)]
+    assert len(layers) == 3 and not rebuilt.training
+    model.eval()
+    for kernel in (None, Kernel("dense"), Kernel("csr"), Kernel("csr", tile=4)):  # the chosen ones, then each
+        for layer in layers if kernel else ():
+            layer.one = layer.many = kernel
+            layer._build()
+        with torch.inference_mode():
+            for x in (torch.randn(1, *IN_SHAPE), torch.randn(16, *IN_SHAPE)):
+                assert torch.allclose(rebuilt(x), model(x), atol=1e-5, rtol=0), kernel

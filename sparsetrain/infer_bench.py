@@ -1,0 +1,125 @@
+"""``sparsetrain-bench-infer RUN_DIR|EXPORT``: inference speed of a run's sparse model against its dense model.
+
+Times the exported dense model and its sparse form (``model.sparse.safetensors`` when exported, else converted
+now, its kernels measured on this machine) at batch 1 (latency) and at ``--batch`` (throughput), on the threads
+given, and prints each sparse layer's kernel times and the whole model's speed-up beside its FLOP bound (dense
+FLOPs / sparse FLOPs: the speed-up if time followed the multiply-adds). Written to ``RUN_DIR/infer_bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .export import SAFETENSORS_NAME, SPARSE_NAME, export_metadata, load_exported
+from .runtime.sparse_linear import Kernel, SparseLinear
+from .runtime.tune import milliseconds, sparsify_linear_layers
+from .sparsity.flops import inference_flops, layer_flops
+
+EXAMPLE = "e.g. sparsetrain-bench-infer outputs/2024-05-01/12-00-00 (after sparsetrain-export on it)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sparsetrain-bench-infer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", type=Path, help="a run directory (its export/) or an exported model.safetensors")
+    parser.add_argument("--batch", type=int, default=64, help="the throughput batch (latency is batch 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--seconds", type=float, default=0.5, help="timing per measurement")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        dense_path, sparse_path, out = _paths(args.target)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    dense = load_exported(dense_path)
+    metadata = export_metadata(dense_path)
+    inputs = example_inputs(dense, metadata["in_shape"])
+    rows = args.batch * (metadata["in_shape"][0] if _takes_tokens(dense, metadata["in_shape"]) else 1)
+    if sparse_path is not None:
+        sparse, kernels = load_exported(sparse_path), export_metadata(sparse_path)["kernels"]
+    else:
+        sparse = copy.deepcopy(dense)
+        kernels = sparsify_linear_layers(sparse, rows)
+    report = compare(dense, sparse, inputs, args.batch, args.seconds)
+    report.update(threads=args.threads, kernels=kernels, sparse_source=str(sparse_path or "converted now"))
+    print(format_report(report))
+    if out is not None:
+        (out / "infer_bench.json").write_text(json.dumps(report, indent=1))
+        print(f"wrote {out / 'infer_bench.json'}")
+    return 0
+
+
+def _paths(target: Path) -> tuple[Path, Path | None, Path | None]:
+    """(dense export, sparse export or None, the run directory to write to or None)."""
+    if target.is_dir():
+        dense = target / "export" / SAFETENSORS_NAME
+        if not dense.is_file():
+            raise FileNotFoundError(f"no {dense}: export the run first, {EXAMPLE}")
+        sparse = target / "export" / SPARSE_NAME
+        return dense, sparse if sparse.is_file() else None, target
+    if not target.is_file():
+        raise FileNotFoundError(f"no run directory or export {target}; {EXAMPLE}")
+    sparse = target.with_name(SPARSE_NAME)
+    return target, sparse if sparse.is_file() else None, None
+
+
+def _takes_tokens(model: nn.Module, in_shape: list[int]) -> bool:
+    return len(in_shape) == 1 and hasattr(getattr(model, "config", None), "vocab_size")
+
+
+def example_inputs(model: nn.Module, in_shape: list[int]) -> Callable[[int], tuple]:
+    """``inputs(batch)``: random positional inputs for ``batch`` examples (token ids for a language model)."""
+    generator = torch.Generator().manual_seed(0)
+    if _takes_tokens(model, in_shape):
+        return lambda batch: (torch.randint(model.config.vocab_size, (batch, *in_shape), generator=generator),)
+    return lambda batch: (torch.randn(batch, *in_shape, generator=generator),)
+
+
+def compare(dense: nn.Module, sparse: nn.Module, inputs: Callable[[int], tuple], batch: int,
+            seconds: float) -> dict:
+    """Latency (batch 1) and throughput (``batch``) of both models, the speed-ups and the FLOP bound."""
+    report: dict = {"batch": batch, "flop_bound": flop_bound(dense, sparse, inputs(1))}
+    for regime, size in (("latency", 1), ("throughput", batch)):
+        x = inputs(size)
+        with torch.inference_mode():
+            dense_ms, sparse_ms = (milliseconds(lambda model=model: model(*x), seconds) for model in (dense, sparse))
+        report[regime] = {"batch": size, "dense_ms": dense_ms, "sparse_ms": sparse_ms,
+                          "speedup": dense_ms / sparse_ms}
+    return report
+
+
+def flop_bound(dense: nn.Module, sparse: nn.Module, x: tuple) -> float:
+    """Dense forward FLOPs over sparse ones, the sparse layers counted at their density."""
+    total, per_layer = layer_flops(dense, forward=lambda model: model(*x))
+    densities = {f"{name}.weight": module.describe()["density"] for name, module in sparse.named_modules()
+                 if isinstance(module, SparseLinear)}
+    return total / inference_flops(total, per_layer, densities)
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{report['threads']} thread(s); sparse model: {report['sparse_source']}",
+             "| layer | density | kernel (1 row / many rows) | dense ms (1 / many) | sparse ms (1 / many) |",
+             "|---|---|---|---|---|"]
+    for name, plan in report["kernels"].items():
+        one, many, times = Kernel(**plan["one"]).label, Kernel(**plan["many"]).label, plan["ms"]
+        lines.append(f"| {name} | {plan['density']:.3f} | {one} / {many} ({plan['rows']} rows) | "
+                     f"{times['one:dense']:.4f} / {times['many:dense']:.4f} | "
+                     f"{times[f'one:{one}']:.4f} / {times[f'many:{many}']:.4f} |")
+    lines += ["", "| whole model | batch | dense ms | sparse ms | speed-up | FLOP bound |", "|---|---|---|---|---|---|"]
+    for regime in ("latency", "throughput"):
+        row = report[regime]
+        lines.append(f"| {regime} | {row['batch']} | {row['dense_ms']:.3f} | {row['sparse_ms']:.3f} | "
+                     f"{row['speedup']:.2f}x | {report['flop_bound']:.2f}x |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""sparsetrain-bench-infer: the dense and sparse forms of a run's model timed side by side, with the FLOP bound."""
+
+import json
+
+from test_export import _fake_run
+
+from sparsetrain.export import main as export_main
+from sparsetrain.infer_bench import main
+
+
+def test_times_both_forms_and_bounds_the_speedup_by_the_flops(tmp_path, capsys):
+    _, masks = _fake_run(tmp_path, density=0.1)
+    assert export_main([str(tmp_path), "--format", "dense", "sparse", "--rows", "8"]) == 0
+    assert main([str(tmp_path), "--batch", "8", "--seconds", "0.01"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "infer_bench.json").read_text())
+    assert report["sparse_source"].endswith("model.sparse.safetensors") and report["threads"] == 1
+    # every masked layer is a linear layer: the bound is the weights over the nonzero weights
+    weights = sum(mask.numel() for mask in masks.values())
+    assert abs(report["flop_bound"] - weights / sum(int(mask.sum()) for mask in masks.values())) < 1e-6
+    for regime, batch in (("latency", 1), ("throughput", 8)):
+        row = report[regime]
+        assert row["batch"] == batch and row["dense_ms"] > 0 and row["sparse_ms"] > 0
+        assert abs(row["speedup"] - row["dense_ms"] / row["sparse_ms"]) < 1e-9
+    assert sorted(report["kernels"]) == sorted(name.rsplit(".", 1)[0] for name in masks)
+    assert "| throughput | 8 |" in out and "| 3.weight" not in out and "| 3 | 0.1" in out
+
+
+def test_converts_when_no_sparse_export_and_refuses_a_run_not_exported(tmp_path, capsys):
+    _fake_run(tmp_path, density=0.1)
+    assert main([str(tmp_path), "--batch", "4", "--seconds", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "export the run first" in err and not (tmp_path / "infer_bench.json").exists()
+    assert export_main([str(tmp_path)]) == 0
+    assert main([str(tmp_path / "export" / "model.safetensors"), "--batch", "4", "--seconds", "0.01"]) == 0
+    assert "sparse model: converted now" in capsys.readouterr().out
