@@ -93,3 +93,16 @@ def test_bench_startup_times_each_case_quiet_and_under_load(tmp_path):
     assert report["loads"] == [0, 1] and set(report["seconds"]) == {"this version|help|0", "this version|help|1"}
     assert all(seconds > 0 for seconds in report["seconds"].values())
     assert "| version | case | quiet | 1 busy processes |" in result.stdout
+
+
+def test_bench_infer_reports_each_sparsity_against_the_dense_model(tmp_path):
+    out = tmp_path / "infer.json"
+    result = subprocess.run([sys.executable, str(SCRIPTS / "bench_infer.py"), "--models", "lenet", "--batch", "8",
+                             "--seconds", "0.01", "--json", str(out)],
+                            check=True, capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=300)
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["sparsity"] for row in rows] == [0.9, 0.95, 0.98]
+    for row in rows:  # every weight of LeNet is in a masked linear layer: the bound is about 1 / density
+        assert abs(row["flop_bound"] * (1 - row["sparsity"]) - 1) < 0.1 and 0 < row["file_ratio"] < 1
+        assert row["latency"]["batch"] == 1 and row["throughput"]["batch"] == 8
+    assert result.stdout.count("| lenet |") == 3
