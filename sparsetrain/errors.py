@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+import textwrap
 from pathlib import Path
 
 NLP_EXTRA = 'pip install "sparsetrain[nlp]"'  # the install hint of every message about a missing NLP package
@@ -19,6 +20,24 @@ class ConfigError(ValueError):
 
 class DataError(ValueError):
     """A dataset problem the user can fix; the message is one line naming the config key and a valid example."""
+
+
+class UserCodeError(ConfigError):
+    """The user's own code raised (a model's factory, its first forward pass): the message is one line naming it and
+    the exception, which is the ``__cause__``. ``log_file``: the run's log that holds the traceback, once written
+    there (the run directory is then kept for it)."""
+
+    log_file: str | None = None
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{message} (traceback: {self.log_file})" if self.log_file else message
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of an exception's message, or its type's name when it has none."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 class RunFailure(Exception):
@@ -44,7 +63,7 @@ class WriteError(OSError):
             reason = error.strerror
         else:  # torch.save reports a full disk as a RuntimeError about positions
             free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
-            reason = f"{' '.join(str(error).split())[:100]}; {free} bytes free there"
+            reason = f"{textwrap.shorten(str(error), 100)}; {free} bytes free there"
         full = not isinstance(error, OSError) or error.errno in (errno.ENOSPC, errno.EDQUOT)
         remedy = f"free space in {path.parent}" if full else f"make sure {path.parent} is writable and no other " \
                                                              "process changes it"

@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any, Callable
 
+from .errors import ConfigError, DataError, UserCodeError, first_line
+
 
 def locate(key: str, path: str, example: str) -> Callable[..., Any]:
     """The callable at import path ``path`` (``package.module.name``, or a nested attribute); ValueError (one line
@@ -34,6 +36,19 @@ def call_with(factory: Callable[..., Any], offered: dict[str, Any], options: dic
     names = {p.name for p in parameters}
     chosen = {key: value for key, value in offered.items() if takes_any or key in names}
     return factory(**options, **chosen)
+
+
+def call_user(label: str, during: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``, which runs the user's code; what it raises (other than a one-line ConfigError or
+    DataError) becomes a UserCodeError naming ``label`` (the key that chose the code) and ``during`` (what was
+    done), chained to the exception."""
+    try:
+        return call(*args, **kwargs)
+    except (ConfigError, DataError):
+        raise
+    except Exception as error:
+        detail = f": {first_line(error)}" if str(error).strip() else ""
+        raise UserCodeError(f"{label} raised {type(error).__name__} {during}{detail}") from error
 
 
 def _import(path: str) -> Any:

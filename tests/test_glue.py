@@ -186,7 +186,8 @@ def test_model_errors_are_one_line(monkeypatch):
     from sparsetrain.models.zoo import build_configured_model
 
     cfg = {"source": "hf", "name": "hf", "name_or_path": "no-such-org/no-such-model", "config": None, "head": "auto"}
-    with pytest.raises(ValueError, match=r"^model.name_or_path='no-such-org/no-such-model' cannot be loaded") as error:
+    with pytest.raises(ValueError, match=r"^model.name_or_path='no-such-org/no-such-model': not in the local cache and "
+                                         r"the Hugging Face hub cannot be reached") as error:
         build_configured_model(cfg, (8,), 2, "sequence_classification")  # offline: not in the cache
     assert "\n" not in str(error.value)
     monkeypatch.setattr(hf.importlib.util, "find_spec", lambda name: None)

@@ -141,3 +141,13 @@ def masked_sentences(train: int = 160, test: int = 64) -> tuple[Dataset, Dataset
         return NamedItems({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
 
     return split(train, 3), split(test, 4)
+
+
+def raising_net(num_classes: int) -> nn.Module:
+    """A factory with a bug: it raises, with a message of two lines."""
+    raise RuntimeError(f"bad layer sizes for {num_classes} classes\nthe second line of the message")
+
+
+def fixed_input_net(num_classes: int) -> nn.Module:
+    """A network for 100 inputs, whatever the data's shape: it builds, and refuses the first batch."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(100, num_classes))

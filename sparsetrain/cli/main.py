@@ -71,7 +71,7 @@ def _app(cfg: DictConfig) -> dict | None:
         _stopped(interrupted, run_dir, stop)
     except (ConfigError, DataError) as error:
         if not multirun:
-            if holds(run_dir):  # this process's own directory: no other run's files
+            if holds(run_dir) and getattr(error, "log_file", None) is None:  # ours, and no traceback kept in it
                 remove_hydra_only_dir(run_dir)
             fail(str(error))
         return _job_failed(run_dir, RunFailure.status, str(error))

@@ -64,6 +64,15 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"log_every={cfg.log_every!r} must be in steps (epochs have their own line); "
                           "e.g. log_every=100it")
     parse_interval("keep_checkpoint_every", cfg.keep_checkpoint_every)
+    if cfg.keep_checkpoints is not None and cfg.keep_checkpoints < 1:
+        raise ConfigError(f"keep_checkpoints={cfg.keep_checkpoints} must be a positive number or null (keep all); "
+                          "e.g. keep_checkpoints=3")
+    if cfg.early_stop.patience is not None and cfg.early_stop.patience < 0:
+        raise ConfigError(f"early_stop.patience={cfg.early_stop.patience} must be >= 0 (0 or null: off); "
+                          "e.g. early_stop.patience=5")
+    if not (math.isfinite(cfg.early_stop.min_delta) and cfg.early_stop.min_delta >= 0):
+        raise ConfigError(f"early_stop.min_delta={cfg.early_stop.min_delta} must be >= 0 and finite; "
+                          "e.g. early_stop.min_delta=0.001")
     _validate_daily_use(cfg)
     _validate_finetune(cfg.finetune)
 

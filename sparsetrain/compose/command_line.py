@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import os
 import re
 from pathlib import Path
@@ -24,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..data.catalog import DATASETS
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..runs.files import checkpoint_path
 from ..runs.lock import first_process, refuse_if_locked
 from ..runs.lock import take as take_lock
@@ -222,6 +223,8 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not any(o.key_or_group == "hydra.run.dir" for o in parsed):
         raise ConfigError("under torchrun every process must write to the same run directory: set hydra.run.dir, "
                           "e.g. hydra.run.dir=outputs/ddp_run")
+    from ..runner.extend import refuse_unextendable
+
     resume = cfg.resume
     run_dir = Path(cfg.hydra.run.dir)
     refuse_if_locked(run_dir)
@@ -231,7 +234,8 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
     if resume == "auto":
         if checkpoint_path(run_dir).is_file():
             record = read_run_record(run_dir)
-            refuse_if_changed(record["config"], _plain(cfg), run_dir, _baseline(record))
+            refuse_if_changed(record["config"], _plain(cfg), run_dir, _baseline(record),
+                              functools.partial(refuse_unextendable, cfg))
         return [], run_dir
     run_dir = resumable_run_dir(resume)
     refuse_if_locked(run_dir)
@@ -242,7 +246,8 @@ def _resume_overrides(cfg: DictConfig, parsed: list[Override], overrides: list[s
     extra = [o for o in record["overrides"] if _key(o) not in given and _key(o) != "resume"
              and not _key(o).startswith("hydra.")]
     cfg = _compose_checked(extra + overrides)
-    refuse_if_changed(record["config"], _plain(cfg), run_dir, _baseline(record))
+    refuse_if_changed(record["config"], _plain(cfg), run_dir, _baseline(record),
+                      functools.partial(refuse_unextendable, cfg))
     if "hydra.run.dir" not in given:
         extra += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
     return extra, run_dir
@@ -295,9 +300,3 @@ def composition_error(error: Exception) -> str:
     if existing:
         return f"{existing.group(1)} exists already: set it without a +, e.g. {existing.group(1)}=..."
     return first_line(error)
-
-
-def first_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-

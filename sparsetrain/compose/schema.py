@@ -21,7 +21,7 @@ from ..methods.schemas import MethodConfig
 from ..models.schemas import CustomModelConfig, HFModelConfig, ModelConfig, TorchvisionModelConfig
 from ..registry import load_plugins
 from ..tasks.schemas import TaskConfig
-from ..training.schemas import AdamConfig, AdamWConfig, SGDConfig, ScheduleConfig
+from ..training.schemas import AdamConfig, AdamWConfig, EarlyStopConfig, SGDConfig, ScheduleConfig
 
 
 class Device(enum.Enum):
@@ -86,6 +86,8 @@ class TrainConfig:
     logger: list[str] = field(default_factory=lambda: ["jsonl"])  # any of jsonl, csv, tensorboard, wandb
     wandb: WandbConfig = field(default_factory=WandbConfig)
     keep_checkpoint_every: str = "0"  # also keep the checkpoint at these points (checkpoints/step_*.pt); 0 = never
+    keep_checkpoints: Optional[int] = None  # only the newest N of checkpoints/step_*.pt stay (best and last always); null = all
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)  # stop when the headline metric stops improving
     retry_failed: bool = False  # a re-run sweep runs jobs recorded as failed or diverged again
 
 

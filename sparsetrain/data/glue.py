@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def build_glue(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
     examples), the dev split as test, and for MNLI the mismatched dev split as the test variant ``mm``."""
     check_glue_config(cfg)
     task = TASKS[cfg.task]
-    tokenizer = load_tokenizer(cfg.tokenizer)
+    tokenizer = load_tokenizer(cfg)
     sources = _sources(cfg)
     root = Path(cfg.root).expanduser()
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else root / ".sparsetrain_cache"
@@ -162,7 +163,7 @@ def _hub_sources(cfg: Any, layout: dict) -> dict[str, _Source]:
     try:
         loaded = datasets.load_dataset(HUB_NAME, cfg.task)
     except Exception as error:  # noqa: BLE001 - offline, unknown config, network: all the same one line
-        reason = " ".join(str(error).split())[:120]
+        reason = textwrap.shorten(str(error), 120)
         directory = Path(cfg.root).expanduser() / TASKS[cfg.task].directory
         raise DataError(f"dataset.root={cfg.root!r} has no {directory}/train.tsv and {HUB_NAME} could not be "
                         f"loaded ({type(error).__name__}: {reason}); e.g. dataset.root=<a GLUE download>") from None
@@ -187,7 +188,7 @@ def _read_file(path: Path) -> list[dict]:
             return [row for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)]
     except (OSError, ValueError, csv.Error) as error:
         raise DataError(f"dataset.root: {path} cannot be read ({type(error).__name__}: "
-                        f"{' '.join(str(error).split())[:100]}); e.g. a GLUE train.tsv") from None
+                        f"{textwrap.shorten(str(error), 100)}); e.g. a GLUE train.tsv") from None
 
 
 def _columns(rows: list, task: GlueTask, source: str) -> tuple[list[str], ...]:

@@ -55,7 +55,7 @@ def check_text_config(cfg: Any) -> None:
 
 def build_text(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch.device, seed: int) -> Data:
     check_text_config(cfg)
-    tokenizer = load_tokenizer(cfg.tokenizer)
+    tokenizer = load_tokenizer(cfg)
     missing = [name for name in ("cls_token", "sep_token", "pad_token", "mask_token")
                if getattr(tokenizer, name) is None]
     if missing:

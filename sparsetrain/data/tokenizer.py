@@ -10,29 +10,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save
 
-from ..errors import NLP_EXTRA
+from ..errors import NLP_EXTRA, ConfigError, DataError
+from ..models.hf import from_hub
 from ..runs.files import atomic_write
-from ..errors import DataError
 
 
-def load_tokenizer(name_or_path: str, key: str = "dataset.tokenizer") -> Any:
-    """``AutoTokenizer.from_pretrained(name_or_path)``; DataError (one line naming ``key``) when transformers is
-    missing or the tokenizer cannot be loaded (no such local directory, or offline without a cached copy)."""
+def load_tokenizer(cfg: Any) -> Any:
+    """``AutoTokenizer.from_pretrained(cfg.tokenizer)`` (offline: from the local cache alone, ``from_hub``);
+    DataError (one line naming ``dataset.tokenizer``, or ``model.name_or_path`` when the tokenizer is the model's
+    own) when transformers is missing or the tokenizer cannot be loaded."""
+    key = "model.name_or_path" if isinstance(cfg, DictConfig) and OmegaConf.is_interpolation(cfg, "tokenizer") \
+        else "dataset.tokenizer"
     try:
         from transformers import AutoTokenizer
     except ImportError:
         raise DataError(f"{key}: text datasets need Hugging Face transformers; {NLP_EXTRA}") from None
     try:
-        return AutoTokenizer.from_pretrained(name_or_path)
+        return from_hub(AutoTokenizer.from_pretrained, cfg.tokenizer, key)
+    except ConfigError as error:
+        raise DataError(str(error)) from None
     except (OSError, ValueError) as error:
-        reason = " ".join(str(error).split())[:100]
-        raise DataError(f"{key}={name_or_path!r} is not a tokenizer ({reason}); give a hub name or a local "
+        reason = textwrap.shorten(str(error), 100)
+        raise DataError(f"{key}={cfg.tokenizer!r} is not a tokenizer ({reason}); give a hub name or a local "
                         f"directory with the tokenizer files, e.g. {key}=bert-base-uncased") from None
 
 

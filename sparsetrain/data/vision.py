@@ -3,13 +3,14 @@ CIFAR-10 and CIFAR-100 (read with the real torchvision loaders)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.util
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -62,9 +63,12 @@ def load_tensor_source(cfg: Any) -> TensorSource:
     cls = getattr(datasets, spec.cls_name)
     root = os.path.expanduser(cfg.root)
     is_idx = issubclass(cls, datasets.MNIST)
+    layout = _layout(cls, is_idx)
+    _refuse_misplaced_root(layout, spec, root)
     if is_idx:
         _gunzip_idx_files(cls, root)
-    train = _open(cls, spec, root, cfg.download, is_idx, train=True)
+    with _created_dirs_removed_on_error(os.path.dirname(os.path.join(root, layout[0]))):  # a download's folders
+        train = _open(cls, spec, root, cfg.download, is_idx, train=True)
     test = _open(cls, spec, root, False, is_idx, train=False)
     (train_images, train_labels), (test_images, test_labels) = _tensors(train), _tensors(test)
     return TensorSource(
@@ -126,9 +130,54 @@ def _open(cls: type, spec: _Torchvision, root: str, download: bool, is_idx: bool
 
 
 def _expected_file(cls: type, root: str, is_idx: bool) -> str:
+    return os.path.join(root, _layout(cls, is_idx)[0]) + ("[.gz]" if is_idx else " with torchvision's checksums")
+
+
+def _layout(cls: type, is_idx: bool) -> tuple[str, ...]:
+    """Where a root holds the dataset's first training file, relative to the root (either path will do)."""
     if is_idx:
-        return os.path.join(root, cls.__name__, "raw", "train-images-idx3-ubyte[.gz]")
-    return os.path.join(root, cls.base_folder, cls.train_list[0][0]) + " with torchvision's checksums"
+        first = os.path.join(cls.__name__, "raw", "train-images-idx3-ubyte")
+        return first, first + ".gz"
+    return (os.path.join(cls.base_folder, cls.train_list[0][0]),)
+
+
+def _refuse_misplaced_root(layout: tuple[str, ...], spec: _Torchvision, root: str) -> None:
+    """DataError (one line) when the dataset's files are not under ``root`` but one level up or down: a root one
+    level too deep or too shallow, which a download would not fix."""
+    def holds(folder: str) -> bool:
+        return any(os.path.isfile(os.path.join(folder, path)) for path in layout)
+
+    folder = os.path.abspath(root)
+    if holds(folder):
+        return
+    if holds(os.path.dirname(folder)):
+        raise DataError(f"dataset.root={root!r}: found {spec.label}'s files one level up; "
+                        f"e.g. dataset.root={os.path.dirname(folder)}")
+    try:
+        below = sorted(entry.path for entry in os.scandir(folder) if entry.is_dir())
+    except OSError:  # no such directory, or not readable
+        below = []
+    found = next((path for path in below if holds(path)), None)
+    if found is not None:
+        raise DataError(f"dataset.root={root!r}: found {spec.label}'s files one level down; e.g. dataset.root={found}")
+
+
+@contextlib.contextmanager
+def _created_dirs_removed_on_error(folder: str) -> Iterator[None]:
+    """On an error inside, remove ``folder`` and those of its parents that did not exist before and are left empty:
+    what a failed download created."""
+    created = []
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        created.append(path)
+        path = os.path.dirname(path)
+    try:
+        yield
+    except BaseException:
+        for path in created:  # the deepest first; one that is not empty stays, and so do its parents
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise
 
 
 def _gunzip_idx_files(cls: type, root: str) -> None:

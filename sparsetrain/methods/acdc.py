@@ -21,6 +21,8 @@ from ..sparsity.phases import COMPRESSED, DECOMPRESSED, acdc_phase
 from .base import RunContext
 from .masked import MaskedMethod
 
+SHARES = (0.1, 0.15)  # warm-up and final phase as shares of the run, as in the authors' ImageNet schedule (10, 15 of 100)
+
 
 class ACDC(MaskedMethod):
     name = "acdc"
@@ -33,13 +35,19 @@ class ACDC(MaskedMethod):
             if getattr(cfg, key) < low:
                 raise ConfigError(f"method.{key}={getattr(cfg, key)} must be >= {low}; e.g. method.{key}=5")
 
+    @classmethod
+    def length_bound(cls, cfg: Any) -> str | None:
+        return f"method.final_epochs={cfg.final_epochs} are the run's last epochs (the phases before them follow)"
+
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
         self.epochs = math.ceil(ctx.total_steps / ctx.steps_per_epoch)
         if self.cfg.warmup_epochs + self.cfg.final_epochs > self.epochs:
+            warmup, final = round(SHARES[0] * self.epochs), max(1, round(SHARES[1] * self.epochs))
             raise ConfigError(
                 f"method.warmup_epochs={self.cfg.warmup_epochs} and method.final_epochs={self.cfg.final_epochs} "
-                f"do not fit in a run of {self.epochs} epochs; e.g. method.warmup_epochs=1 method.final_epochs=1"
+                f"do not fit in a run of {self.epochs} epochs; e.g. method.warmup_epochs={warmup} "
+                f"method.final_epochs={final}"
             )
 
     def phase(self, epoch: int) -> str:
@@ -47,6 +55,10 @@ class ACDC(MaskedMethod):
         cfg = self.cfg
         return acdc_phase(epoch, epochs=self.epochs, warmup=cfg.warmup_epochs, compressed=cfg.compressed_epochs,
                           decompressed=cfg.decompressed_epochs, final=cfg.final_epochs)
+
+    def may_stop(self, steps_done: int) -> bool:
+        final_start = max(self.cfg.warmup_epochs, self.epochs - self.cfg.final_epochs)
+        return steps_done > final_start * self.ctx.steps_per_epoch  # in the final compressed phase
 
     def start_round(self, round_index: int) -> None:
         if self.phase(0) == COMPRESSED:

@@ -41,6 +41,21 @@ class RunContext:
     example: Any = None  # a one-sample batch of the data: (input, target), or named tensors (dict)
     dist: Distributed = field(default_factory=Distributed)  # this process's rank and the number of processes
 
+    def length_override(self, steps: int) -> str:
+        """The override that makes the run at least ``steps`` long, in the unit the run's length is given in."""
+        if self.config.get("steps"):
+            return f"steps={steps}"
+        return f"epochs={-(-steps // self.steps_per_epoch)}"
+
+
+@dataclass(frozen=True)
+class MaskUpdates:
+    """The mask updates a method plans in the run (``Method.mask_updates``); the runner warns when there are none."""
+
+    at: list[int]  # the steps taken when each update comes (0: before the first step)
+    schedule: str  # when they come, naming the keys that set it: "after every 100 steps (method.delta_t=100)"
+    fix: str  # overrides that bring an update into the run: "method.delta_t=10 or epochs=5"
+
 
 class Method:
     """Base class: every hook is a no-op, so ``dense`` is this class with a name."""
@@ -53,6 +68,7 @@ class Method:
     # checkpoint), and the method brings the ranks together itself (P-GaP's replicas).
     data_parallel: bool = True
     needs: tuple[str, ...] = ()  # what setup reads of the RunContext beyond model and optimizer (train_batches, in_shape)
+    round_keys: tuple[str, ...] = ()  # keys besides the run's length that set the rounds and their lengths
 
     def same_model_on_every_rank(self, round_index: int) -> bool:
         """Under torchrun with ``data_parallel`` False: whether every rank trains the same model in round
@@ -81,6 +97,12 @@ class Method:
     def uses_sparsity(cls, cfg: Any) -> bool:
         """Whether the ``sparsity`` key sets this method's target (a zero target is then refused)."""
         return False
+
+    @classmethod
+    def length_bound(cls, cfg: Any) -> str | None:
+        """The option that ties what the method did so far to the run's total length, as ``method.<key>=<value>``
+        and why (then a run cannot be extended to more epochs), or None when a longer run only adds steps."""
+        return None
 
     @classmethod
     def check_config(cls, cfg: Any, config: dict) -> None:
@@ -132,6 +154,11 @@ class Method:
         start for a run shorter than an epoch)."""
         return self.ctx.lr_factor(max(self.ctx.total_steps - self.ctx.steps_per_epoch, 0))
 
+    def may_stop(self, steps_done: int) -> bool:
+        """Whether training may end after ``steps_done`` steps of the round without cutting the method's schedule
+        short: early stopping watches only the evaluations where it may (GMP: after its last pruning event)."""
+        return True
+
     def on_epoch_end(self, epoch: int) -> None:
         """After the last step of epoch ``epoch`` (1-based) and that epoch's evaluation."""
 
@@ -146,6 +173,11 @@ class Method:
         """Fraction of active weights per masked layer (read every step for FLOP accounting: cache it)."""
         masks = self.masks()
         return None if masks is None else {name: float(mask.float().mean()) for name, mask in masks.items()}
+
+    def mask_updates(self) -> MaskUpdates | None:
+        """The mask updates planned in this run (asked once, after ``setup``); None for a method whose updates cannot
+        miss the run (none by design, every step, between rounds)."""
+        return None
 
     def dense_backward(self, step: int) -> bool:
         """Whether step ``step`` needed the dense weight gradient (FLOP accounting: RigL's update steps)."""

@@ -13,6 +13,7 @@ rate R_s (fraction of prunable weights ever active; Liu et al. 2021) and the chu
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from ..seeds import derive_seed
 from ..sparsity.dst import drop_count, drop_fraction, drop_grow
 from ..sparsity.flat import FlatLayout
 from ..sparsity.masks import random_masks
-from .base import RunContext
+from .base import MaskUpdates, RunContext
 from .masked import MaskedMethod
 
 DECAYS = ("cosine", "linear", "constant")
@@ -56,6 +57,11 @@ class DynamicMethod(MaskedMethod):
         for ok, key, rule, example in checks:
             if not ok:
                 raise ConfigError(f"{key}={getattr(cfg, key.split('.', 1)[1])!r} {rule}; e.g. {example}")
+
+    @classmethod
+    def length_bound(cls, cfg: Any) -> str | None:
+        return (f"method.t_end={cfg.t_end} is a fraction of the run's length (the updates and their drop fraction "
+                "follow it, and no update follows the last step)")
 
     def __init__(self, cfg: Any, sparsity: float) -> None:
         super().__init__(cfg, sparsity)
@@ -109,6 +115,23 @@ class DynamicMethod(MaskedMethod):
             return (step + 1) % self.cfg.delta_t == 0
         return step % self.cfg.delta_t == 0
 
+    def mask_updates(self) -> MaskUpdates:
+        cfg, total = self.cfg, self.ctx.total_steps
+        if cfg.update_at == "epoch_end":
+            first, every = self.ctx.steps_per_epoch - 1, self.ctx.steps_per_epoch
+            schedule = f"they come at the end of every epoch but the last (method.update_at={cfg.update_at})"
+            other = f"method.update_at=step method.delta_t={max(total // 10, 1)}"
+        else:
+            first, every = (0 if cfg.first_update == "start" else cfg.delta_t - 1), cfg.delta_t
+            schedule = (f"its first is after step {first + 1} (method.delta_t={cfg.delta_t}, "
+                        f"method.first_update={cfg.first_update})")
+            other = f"method.delta_t={max(total // 10, 1)}"
+        if cfg.t_end < 1.0:
+            schedule += f", none after method.t_end={cfg.t_end} of training"
+        needed = max(first + 2, math.ceil(first / cfg.t_end))  # a length with first <= end_step < total - 1
+        at = [step + 1 for step in range(first, total, every) if self.is_update_step(step)]
+        return MaskUpdates(at, schedule, f"{other}, or {self.ctx.length_override(needed)}")
+
     def before_optimizer_step(self, step: int) -> bool:
         due = self.is_update_step(step)
         self.observe(step)
@@ -143,6 +166,9 @@ class DynamicMethod(MaskedMethod):
 
     def is_plain_step(self, step: int) -> bool:
         return not self.is_update_step(step)
+
+    def may_stop(self, steps_done: int) -> bool:
+        return self.pending is None and steps_done > self.end_step  # the mask is fixed after t_end
 
     def dense_backward(self, step: int) -> bool:
         return self.is_update_step(step)

@@ -44,6 +44,7 @@ from .masked import MaskedMethod
 class GaP(MaskedMethod):
     name = "gap"
     table_name = "gap_steps"
+    round_keys = ("method.num_partitions", "method.rounds", "method.finetune")  # 1 + k x rounds GaP steps, fine-tuning
 
     @classmethod
     def check(cls, cfg: Any, sparsity: float) -> None:
@@ -69,6 +70,10 @@ class GaP(MaskedMethod):
         self.data_parallel = cfg.mode != "parallel"  # P-GaP under torchrun: every rank its own replica
         self.shared: dict | None = None  # P-GaP: the shared sparse model every replica starts from
         self.replicas: list[dict[str, torch.Tensor]] = []  # P-GaP: what each finished replica of a cycle hands in
+
+    @classmethod
+    def length_bound(cls, cfg: Any) -> str | None:
+        return f"method.rounds={cfg.rounds}: every GaP step trains for the run's length"
 
     @classmethod
     def check_config(cls, cfg: Any, config: dict) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..times import Interval, parse_interval
 from ..sparsity.schedules import cubic_sparsity, is_pruning_step
-from .base import RunContext
+from .base import MaskUpdates, RunContext
 from .masked import MaskedMethod
 
 
@@ -29,6 +29,11 @@ class GMP(MaskedMethod):
         if _times(cfg)["frequency"].count == 0:
             raise ConfigError("method.frequency=0 must be positive; e.g. method.frequency=1ep")
 
+    @classmethod
+    def length_bound(cls, cfg: Any) -> str | None:
+        percent = [key for key, time in _times(cfg).items() if time.unit == "%"]
+        return f"method.{percent[0]}={getattr(cfg, percent[0])} is a percent of the run's length" if percent else None
+
     def __init__(self, cfg: Any, sparsity: float) -> None:
         super().__init__(cfg, sparsity)
         self.times = _times(cfg)
@@ -44,6 +49,12 @@ class GMP(MaskedMethod):
         self.schedule = dict(initial=self.cfg.initial_sparsity, final=self.sparsity, start=steps["start"],
                              end=steps["end"], frequency=max(steps["frequency"], 1))
 
+    def mask_updates(self) -> MaskUpdates:
+        start, frequency, total = self.schedule["start"], self.schedule["frequency"], self.ctx.total_steps
+        return MaskUpdates([steps for steps in range(start, total + 1, frequency) if self._due(steps)],
+                           f"its first pruning event is after step {start} (method.start={self.cfg.start})",
+                           f"method.start=0ep, or {self.ctx.length_override(self.schedule['end'])}")
+
     def start_round(self, round_index: int) -> None:
         self._prune_if_due(0)
 
@@ -53,6 +64,9 @@ class GMP(MaskedMethod):
 
     def is_plain_step(self, step: int) -> bool:
         return not self._due(step + 1)
+
+    def may_stop(self, steps_done: int) -> bool:
+        return steps_done >= self.schedule["end"]  # the last pruning event is behind
 
     def _due(self, steps_done: int) -> bool:
         return is_pruning_step(steps_done, start=self.schedule["start"], end=self.schedule["end"],

@@ -45,6 +45,7 @@ CONTROLS = ("none", "random_reinit", "random_mask")
 class LTH(MaskedMethod):
     name = "lth"
     table_name = "lottery"
+    round_keys = ("method.levels", "method.rewind_to")  # levels + 1 rounds; later ones start at the rewind point
 
     @classmethod
     def uses_sparsity(cls, cfg: Any) -> bool:
@@ -81,6 +82,10 @@ class LTH(MaskedMethod):
         self.rounds = len(self.source_masks) if self.source_masks else cfg.levels + 1
         self.round = 0
         self.theta_k: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def length_bound(cls, cfg: Any) -> str | None:
+        return f"method.levels={cfg.levels}: every round of method=lth trains for the run's length"
 
     @classmethod
     def check_config(cls, cfg: Any, config: dict) -> None:

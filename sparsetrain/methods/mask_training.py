@@ -72,6 +72,12 @@ class MaskTraining(MaskedMethod):
             if refused:
                 raise ConfigError(f"{key} {rule}; e.g. {example}")
 
+    @classmethod
+    def length_bound(cls, cfg: Any) -> str | None:
+        if cfg.binarizer == "threshold" and cfg.reset_every > 0:
+            return f"method.reset_every={cfg.reset_every} also resets the thresholds after the run's last step"
+        return None
+
     def __init__(self, cfg: Any, sparsity: float) -> None:
         super().__init__(cfg, sparsity)
         self.w0: list[torch.Tensor] = []  # the frozen starting weights
@@ -141,6 +147,9 @@ class MaskTraining(MaskedMethod):
 
     def is_plain_step(self, step: int) -> bool:
         return not self._is_reset_step(step)
+
+    def may_stop(self, steps_done: int) -> bool:
+        return self.cfg.binarizer == "topk"  # threshold masks reach their exact counts at the round's last reset
 
     def on_epoch_end(self, epoch: int) -> None:
         # the threshold binariser's masks change every step; the densities FLOP accounting reads (the MaskSet's cached

@@ -26,6 +26,7 @@ EXAMPLE = "e.g. method.pretrained=outputs/2026-11-25/14-03-11"
 
 class OneShot(MaskedMethod):
     name = "oneshot"
+    round_keys = ("method.pretrained",)  # dense training then retraining, or retraining a given model only
 
     @classmethod
     def check(cls, cfg: Any, sparsity: float) -> None:
@@ -34,6 +35,14 @@ class OneShot(MaskedMethod):
             raise ConfigError(f"method.retrain_lr={cfg.retrain_lr!r} must be finetune or rewind; e.g. method.retrain_lr=rewind")
         if cfg.pretrained:
             weights_file("method.pretrained", cfg.pretrained, EXAMPLE)
+
+    @classmethod
+    def length_bound(cls, cfg: Any) -> str | None:
+        if not cfg.pretrained:
+            return "method.pretrained=null: method=oneshot trains dense, then retrains, each for the run's length"
+        if cfg.retrain_lr == "finetune":
+            return "method.retrain_lr=finetune retrains at the schedule's rate of the run's last epoch"
+        return None
 
     def __init__(self, cfg: Any, sparsity: float) -> None:
         super().__init__(cfg, sparsity)

@@ -157,16 +157,17 @@ class ITOPConfig(DynamicConfig):
 
 @dataclass
 class MaskTrainingConfig(MaskedConfig):
-    """Learned masks on frozen starting weights (see sparsetrain/methods/mask_training.py); TAMT's defaults."""
+    """Learned masks on frozen starting weights (see sparsetrain/methods/mask_training.py); TAMT's defaults except
+    ``score_lr`` and ``reset_every``, set for the default run (SGD, 440 steps); the presets give the authors' values."""
 
     distribution: str = "uniform"
     binarizer: str = "threshold"  # threshold (M = scores > tau, TAMT) | topk (exact top-k, edge-popup)
     scope: str = "layerwise"  # topk: layerwise (counts from `distribution`) | global (one ranking over the budget)
     threshold: float = 0.01  # tau: the threshold binariser's starting threshold (OMP/kept scores are 2 tau or 0)
-    reset_every: int = 1000  # threshold: steps between resets to each layer's exact zeros (and at the end); 0 = never
+    reset_every: int = 100  # threshold: steps between resets to each layer's exact zeros (and at the end); 0 = never (TAMT: 1000 MLM, 100 KD)
     reset_at: list[int] = field(default_factory=list)  # threshold: also reset after these steps (TAMT's KD path: [1])
     init: str = "omp"  # omp (largest magnitudes kept) | random (exact counts) | kept (dense start) | uniform (topk)
-    score_lr: float = 5e-5  # peak learning rate of the scores (the run's optimizer type and schedule)
+    score_lr: float = 1.0  # peak learning rate of the scores (the run's optimizer type and schedule); TAMT (AdamW): 5e-5
     score_weight_decay: float = 0.0  # weight decay of the scores
     tied_weights: str = "masked"  # a module sharing a masked weight (a tied MLM decoder) reads W0 ⊙ M | unmasked: W0
 

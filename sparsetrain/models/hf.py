@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any
+import textwrap
+from typing import Any, Callable
 
 from torch import nn
 
-from ..errors import NLP_EXTRA
+from ..errors import NLP_EXTRA, ConfigError
 
 HEADS = ("auto", "sequence_classification", "masked_lm")
 EXAMPLE = "model.name_or_path=bert-base-uncased"
@@ -62,15 +63,48 @@ def build_hf(cfg: dict[str, Any], num_classes: int, task: str | None = None, pre
             overrides = config if isinstance(config, dict) else {}
             extra = {} if masked_lm else {"ignore_mismatched_sizes": True}  # a new classifier for other labels
             if not pretrained:
-                return auto.from_config(transformers.AutoConfig.from_pretrained(name, **labels, **overrides))
-            return auto.from_pretrained(name, **labels, **overrides, **extra)
+                return auto.from_config(from_hub(transformers.AutoConfig.from_pretrained, name, "model.name_or_path",
+                                                 **labels, **overrides))
+            return from_hub(auto.from_pretrained, name, "model.name_or_path", **labels, **overrides, **extra)
         return auto.from_config(_config(transformers, config, labels))
+    except ConfigError:
+        raise
     except (OSError, ValueError, KeyError, TypeError) as error:
-        reason = " ".join(str(error).split())[:160]
+        reason = textwrap.shorten(str(error), 160)
         key = "model.name_or_path" if name is not None else "model.config"
         shown = name if name is not None else config
         raise ValueError(f"{key}={shown!r} cannot be loaded ({type(error).__name__}: {reason}); give a hub name "
                          f"(offline: a cached one) or a local directory, e.g. {EXAMPLE}") from None
+
+
+def from_hub(load: Callable[..., Any], name: str, key: str, **kwargs: Any) -> Any:
+    """``load(name, **kwargs)``, a transformers ``from_pretrained``: from the local cache alone when the hub cannot
+    be reached (``HF_HUB_OFFLINE``, or no answer to one request), where transformers would retry for most of a minute.
+    ConfigError (one line naming ``key``) when the files are then not in the cache."""
+    offline = not os.path.isdir(os.path.expanduser(name)) and not _hub_answers(name)
+    try:
+        return load(os.path.expanduser(name), local_files_only=offline, **kwargs)
+    except OSError:
+        if not offline:
+            raise
+        raise ConfigError(f"{key}={name!r}: not in the local cache and the Hugging Face hub cannot be reached; e.g. "
+                          f"{key}=/path/to/a/local/model") from None
+
+
+def _hub_answers(name: str) -> bool:
+    """Whether the Hugging Face hub answers a request about ``name`` (one request, no retries)."""
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+
+    if huggingface_hub.is_offline_mode():
+        return False
+    try:
+        huggingface_hub.HfApi().model_info(name, timeout=huggingface_hub.constants.HF_HUB_ETAG_TIMEOUT)
+    except (HfHubHTTPError, HFValidationError):  # an answer (no such model, gated), or no hub name: loading says so
+        return True
+    except Exception:  # no connection, or no answer in time
+        return False
+    return True
 
 
 def _config(transformers: Any, config: dict | str, labels: dict) -> Any:

@@ -21,7 +21,8 @@ class ModelConfig:
 
 @dataclass
 class TorchvisionModelConfig(ModelConfig):
-    source: str = "torchvision"  # model.name: any torchvision classification model; random init, no download
+    source: str = "torchvision"  # model.name: any torchvision classification model
+    weights: Optional[str] = None  # a weights name of the model (DEFAULT, IMAGENET1K_V1, ...) from $TORCH_HOME's cache; null: random init
 
 
 @dataclass

@@ -36,7 +36,7 @@ from ..training.trainer import Trainer, TrainerParts
 from .drift import Drift, drift_enabled
 from .finetune import Selection, select_trainable
 from .init_from import load_init
-from .models import build_model, fresh_weights, prunable, starting_model, user_error
+from .models import build_model, fresh_weights, on_first_batch, prunable, starting_model, user_error
 from .process import Process
 from .teacher import load_teacher
 
@@ -93,7 +93,7 @@ def assemble(cfg: DictConfig, config: dict, run_dir: Path, process: Process, sto
     task = user_error(build_task, cfg.task, label_smoothing=cfg.label_smoothing, num_classes=data.num_classes,
                       prepare=prepare, teacher=teacher, data_task=data.task, data_metric=data.metric)
     example = data.example_batch(device)
-    dense_flops = layer_flops(model, forward=lambda net: task.forward(net, example))
+    dense_flops = layer_flops(model, forward=on_first_batch(cfg.model, data, lambda net: task.forward(net, example)))
     train_step = TrainStep(
         StepParts(model=model, step_model=model,  # DDP and compile wrap it after the method's setup, below
                   optimizer=optimizer, method=method, task=task, make_batch=data.train.make, autocast=autocast,
@@ -108,7 +108,8 @@ def assemble(cfg: DictConfig, config: dict, run_dir: Path, process: Process, sto
         checkpoint_every=parse_interval("checkpoint_every", cfg.checkpoint_every),
         metrics=_metrics(cfg, run_dir, total_steps, config, dist), flops=TrainingFlops(*dense_flops), dist=dist,
         log_every=parse_interval("log_every", cfg.log_every),
-        keep_checkpoint_every=parse_interval("keep_checkpoint_every", cfg.keep_checkpoint_every), stop=stop,
+        keep_checkpoint_every=parse_interval("keep_checkpoint_every", cfg.keep_checkpoint_every),
+        keep_checkpoints=cfg.keep_checkpoints, early_stop=OmegaConf.to_object(cfg.early_stop), stop=stop,
     ))
     method.setup(RunContext(
         model=model, optimizer=optimizer, train_batches=data.train, loss_fn=task.train_loss, in_shape=data.in_shape,
@@ -117,6 +118,7 @@ def assemble(cfg: DictConfig, config: dict, run_dir: Path, process: Process, sto
         fresh_weights=functools.partial(fresh_weights, cfg.model, data, task_name), config=config,
         num_classes=data.num_classes, init_masks=init_masks, example=example, dist=dist,
     ))
+    _warn_no_mask_update(method, total_steps)
     train_step.reset()  # the method's setup may have changed the optimizer's param groups (mask scores)
     # wrapped after the method's setup, which may change which parameters need gradients (a learned mask's weights)
     step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
@@ -134,6 +136,14 @@ def _data_parallel(cfg: DictConfig, dist: Distributed, method: Method) -> bool:
     if method.sparsity != cfg.sparsity:
         log.warning("method=%s ignores sparsity=%s: trained dense, recorded as sparsity 0", method.name, cfg.sparsity)
     return data_parallel
+
+
+def _warn_no_mask_update(method: Method, total_steps: int) -> None:
+    """One warning line when the method plans mask updates of which none comes in this run (it trains static)."""
+    updates = method.mask_updates()
+    if updates is not None and not updates.at:
+        log.warning("method=%s makes no mask update in %d steps: %s; e.g. %s", method.name, total_steps,
+                    updates.schedule, updates.fix)
 
 
 def _warn_unreached_milestones(schedule: DictConfig, steps_per_epoch: int, total_steps: int) -> None:

@@ -6,13 +6,27 @@ times its config class lists in ``STRETCHED`` (GMP's ``start``/``end``) are mult
 fraction or percent of training (RigL/SET ``t_end``, ``end: 75%``) stretches by itself; intervals and phase
 lengths stay (more RigL/SET updates and GMP events, more AC/DC cycles, as the authors' extended configs); points
 that are not stretched on purpose stay (LTH's ``rewind_to``).
+
+A run resumed with more ``epochs``/``steps`` (and nothing else changed) continues to the new length
+(``refuse_unextendable``, ``continue_longer``), where neither the schedule nor the method ties what was trained so far to
+the old length (each answers ``length_bound``).
 """
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING, Any
+
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import ConfigError
+from ..methods.catalog import METHODS
 from ..times import parse_interval
+
+if TYPE_CHECKING:
+    from ..training.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 
 def extend(cfg: DictConfig) -> DictConfig:
@@ -38,3 +52,38 @@ def stretch_time(key: str, text: str, factor: float) -> str:
     time = parse_interval(key, text, allow_percent=True)
     return text if time.unit == "%" else f"{round(time.count * factor)}{time.unit}"
 
+
+def refuse_unextendable(cfg: DictConfig) -> None:
+    """ConfigError (one line) when the schedule or the method ties what the run trained to its old length: resumed
+    with a longer one, it would not be what a run of that length trains."""
+    for bound in (OmegaConf.to_object(cfg.schedule).length_bound(), METHODS[cfg.method.name].length_bound(cfg.method)):
+        if bound is not None:
+            raise ConfigError(f"{_length(cfg)}: this run cannot be extended, {bound}; start a new run of the length "
+                              "(train_multiplier=2 stretches the recipe) or from its weights (init_from=<its run dir>)")
+
+
+def continue_longer(trainer: Trainer, config: dict) -> None:
+    """Extend the restored run to the trainer's (longer) length: a finished run continues where its training ended;
+    ConfigError (one line, nothing changed) when it cannot."""
+    length, trained_to = _length(config), trainer.trained_to
+    if trainer.stopped_early is not None:
+        raise ConfigError(f"{length}: this run stopped early ({trainer.stopped_early['reason']}), so it is not "
+                          "extended; start a new run from its weights, e.g. init_from=<its run dir>")
+    if trainer.finished and trained_to is None:
+        raise ConfigError(f"{length}: this run's checkpoint was written by a sparsetrain that could not extend runs; "
+                          "start a new run from its weights, e.g. init_from=<its run dir>")
+    done = trained_to["position"]["step"] if trainer.finished else trainer.pos.step
+    if trainer.finished and done % trainer.steps_per_epoch:
+        raise ConfigError(f"{length}: this run ended inside an epoch (at step {done}, its last epoch closed early), so "
+                          "it cannot continue as a longer run would; start a new run of the longer length")
+    if done >= trainer.p.total_steps:
+        raise ConfigError(f"{length} is {trainer.p.total_steps} steps, and the run has done {done}; give a longer one")
+    if trainer.finished:
+        trainer.reopen()
+    trainer.extended.append({"at_step": done, "steps": trainer.p.total_steps})
+    log.info("extending the run from step %d to %d steps", done, trainer.p.total_steps)
+
+
+def _length(cfg: Any) -> str:
+    """``steps=600`` or ``epochs=30``: the key that sets the run's length."""
+    return f"steps={cfg['steps']}" if cfg["steps"] is not None else f"epochs={cfg['epochs']}"

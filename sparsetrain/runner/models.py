@@ -3,6 +3,7 @@ re-initialising control), the starting model (a ``self`` teacher)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
@@ -11,7 +12,8 @@ from torch import nn
 
 from ..data.batches import Data
 from ..errors import ConfigError
-from ..models.zoo import build_configured_model
+from ..factories import call_user
+from ..models.zoo import build_configured_model, model_label
 from .init_from import load_init
 
 
@@ -45,8 +47,18 @@ def user_error(build: Callable, *args: Any, **kwargs: Any) -> Any:
     """Call a builder whose ValueErrors are bad config values, and report them as such."""
     try:
         return build(*args, **kwargs)
+    except ConfigError:  # a UserCodeError included: it keeps its traceback
+        raise
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def on_first_batch(model_cfg: DictConfig, data: Data,
+                   forward: Callable[[nn.Module], Any]) -> Callable[[nn.Module], Any]:
+    """``forward`` (the model fed the data's first batch), where a failure is a UserCodeError naming the model and
+    the input shape (a model that builds but refuses the data's inputs)."""
+    label = model_label(OmegaConf.to_container(model_cfg, resolve=True))
+    return functools.partial(call_user, label, f"on the first batch (inputs of shape {tuple(data.in_shape)})", forward)
 
 
 def _seeded_model(model_cfg: DictConfig, data: Data, task: str, seed: int, pretrained: bool = True) -> nn.Module:

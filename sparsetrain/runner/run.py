@@ -8,13 +8,15 @@ component assembled in ``assemble`` and reported in ``summary``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import textwrap
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UserCodeError
 from ..runs.checkpoint import load_run_checkpoint
 from ..runs.distributed import close_distributed
 from ..runs.files import STATUS_NAME, checkpoint_path, remove_hydra_only_dir, remove_temporaries
@@ -26,7 +28,7 @@ from ..tasks.checks import resolve_task
 from ..training.metrics import read_summary
 from ..training.rounds import run_rounds
 from .assemble import Parts, assemble
-from .extend import extend
+from .extend import continue_longer, extend, refuse_unextendable
 from .process import Process, start_process
 from .summary import describe, summarise
 
@@ -53,36 +55,56 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals 
             summary = _run(cfg, run_dir, overrides, stop or StopSignals())
             close_distributed(finished=True)
             return summary
-        except ConfigError:
-            if writer and holds(run_dir):
+        except ConfigError as error:
+            if writer and holds(run_dir) and not _traceback_logged(error, run_dir):
                 remove_hydra_only_dir(run_dir)  # ours to remove: this process holds the lock
             raise
         finally:
             close_distributed()
 
 
+def _traceback_logged(error: ConfigError, run_dir: Path) -> bool:
+    """Write a UserCodeError's traceback to the run's log file (not to the terminal, which shows its one line), and
+    name the file in the error; whether there was such a file."""
+    files = [handler for handler in logging.getLogger().handlers if isinstance(handler, logging.FileHandler)
+             and Path(handler.baseFilename).resolve().parent == run_dir.resolve()]
+    if not isinstance(error, UserCodeError) or not files:
+        return False
+    cause = error.__cause__
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (error,),
+                            (type(cause), cause, cause.__traceback__))
+    for handler in files:
+        handler.handle(record)
+    error.log_file = files[0].baseFilename
+    return True
+
+
 def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals) -> dict:
     cfg = extend(cfg)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     resuming = checkpoint_path(run_dir).is_file()
-    if resuming and (run_dir / "summary.json").is_file():
-        refuse_if_changed(read_run_record(run_dir)["config"], config, run_dir)
+    longer = functools.partial(refuse_unextendable, cfg)  # a resume that changes the length alone
+    if resuming and (run_dir / "summary.json").is_file() and not refuse_if_changed(
+            read_run_record(run_dir)["config"], config, run_dir, check_extension=longer):
         log.info("%s has finished already: %s", run_dir, run_dir / "summary.json")
         return read_summary(run_dir / "summary.json")
     if cfg.resume is not None and not resuming:
         log.info("resume=%s: %s holds no checkpoint yet, so this starts a new run", cfg.resume, run_dir)
-    with _terminal_after_the_checks():
+    with _terminal_after_the_checks(), _warnings_kept() as warnings:
         process = start_process(cfg)
         parts = assemble(cfg, config, run_dir, process, stop, resuming)
-        if resuming:
-            _restore(parts, config, run_dir, process)
+        extended = resuming and _restore(parts, config, run_dir, process, longer)
     if not resuming and process.dist.is_main:
         write_run_record(run_dir, overrides, config)
         parts.drift.record(run_dir)
-    describe(cfg, process.device, parts.model, parts.data, parts.method, parts.trainer.p.total_steps)
+    if extended and process.dist.is_main:
+        for finished in ("summary.json", "masks/final.safetensors"):  # no longer finished
+            (run_dir / finished).unlink(missing_ok=True)
+        write_run_record(run_dir, overrides, config)  # the new length
+    describe(cfg, process.device, parts.model, parts.data, parts.method)
     run_rounds(parts.trainer)
     parts.trainer.write_final_masks()
-    return summarise(cfg, run_dir, parts, process)
+    return summarise(cfg, run_dir, parts, process, warnings)
 
 
 @contextlib.contextmanager
@@ -110,18 +132,43 @@ def _terminal_after_the_checks() -> Iterator[None]:
                 handler.handle(record)
 
 
-def _restore(parts: Parts, config: dict, run_dir: Path, process: Process) -> None:
-    """Continue from the run's checkpoint, refused (one line) when it does not fit this config or model."""
+@contextlib.contextmanager
+def _warnings_kept() -> Iterator[list[str]]:
+    """The warning lines the package logs inside the block (the run's start: summary.json's ``warnings``)."""
+    handler = _Kept(logging.WARNING)
+    logging.getLogger("sparsetrain").addHandler(handler)
+    try:
+        yield handler.lines
+    finally:
+        logging.getLogger("sparsetrain").removeHandler(handler)
+
+
+class _Kept(logging.Handler):
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _restore(parts: Parts, config: dict, run_dir: Path, process: Process, longer: Callable[[], None]) -> bool:
+    """Continue from the run's checkpoint, refused (one line) when it does not fit this config or model; True when
+    the config changes the length alone (``longer`` refuses what cannot be extended): the run is extended."""
     state = load_run_checkpoint(checkpoint_path(run_dir), process.device)
-    refuse_if_changed(_with_resolved_task(state["config"], parts.data.task), config, run_dir)
+    extended = refuse_if_changed(_with_resolved_task(state["config"], parts.data.task), config, run_dir,
+                                 check_extension=longer)
     try:
         parts.trainer.load(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise ConfigError(f"resume: {checkpoint_path(run_dir)} does not fit this run ({type(error).__name__}: "
-                          f"{' '.join(str(error).split())[:120]}); e.g. resume=<an intact run directory>") from None
+                          f"{textwrap.shorten(str(error), 120)}); e.g. resume=<an intact run directory>") from None
+    if extended:
+        continue_longer(parts.trainer, config)
     parts.drift.restore(run_dir, parts.model, process.device)
     pos = parts.trainer.pos
     log.info("resuming %s at round %d epoch %d batch %d (step %d)", run_dir, pos.round, pos.epoch, pos.batch, pos.step)
+    return extended
 
 
 def _with_resolved_task(config: dict, data_task: str | None) -> dict:

@@ -3,6 +3,7 @@ reports), the round table of a multi-round method, and the run's description at 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -110,15 +111,26 @@ def _title(summary: dict) -> str:
             f"({summary['steps']} steps){per_round}")
 
 
-def describe(cfg: DictConfig, device: torch.device, model: nn.Module, data: Data, method: Method,
-              total_steps: int) -> None:
+def describe(cfg: DictConfig, device: torch.device, model: nn.Module, data: Data, method: Method) -> None:
+    """The run at its start in one line: model, data, method, device and the steps planned over all rounds."""
     params = sum(p.numel() for p in model.parameters())
+    lengths = [method.round_steps(i) - method.round_start_step(i) for i in range(method.rounds)]
     log.info(
         "%s on %s (%d train, %s val, %d test samples, %d classes) with method %s on %s: %d parameters, "
-        "%d steps of batch %d", cfg.model.name, cfg.dataset.name, data.train.num_samples,
+        "%d steps of batch %d%s", cfg.model.name, cfg.dataset.name, data.train.num_samples,
         data.val.num_samples if data.val is not None else 0, data.test.num_samples, data.num_classes,
-        method.name, _device_text(device), params, total_steps, cfg.batch_size,
+        method.name, _device_text(device), params, sum(lengths), cfg.batch_size, _rounds_text(cfg, method, lengths),
     )
+
+
+def _rounds_text(cfg: DictConfig, method: Method, lengths: list[int]) -> str:
+    """`` in 8 rounds (7 x 440 + 1760 steps; set by epochs, method.rounds)`` for a multi-round method, else empty."""
+    if len(lengths) == 1:
+        return ""
+    runs = [(length, len(list(group))) for length, group in itertools.groupby(lengths)]
+    parts = " + ".join(f"{count} x {length}" if count > 1 else str(length) for length, count in runs)
+    keys = ", ".join(("steps" if cfg.steps else "epochs", *method.round_keys))
+    return f" in {len(lengths)} rounds ({parts} steps; set by {keys})"
 
 
 def _device_text(device: torch.device) -> str:

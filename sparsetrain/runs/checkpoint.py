@@ -8,6 +8,7 @@ from __future__ import annotations
 import pickle
 import random
 import struct
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def _unreadable(key: str, path: Path, reason: str) -> ConfigError:
 
 
 def _brief(error: Exception) -> str:
-    return " ".join(str(error).split())[:80] or type(error).__name__
+    return textwrap.shorten(str(error), 80) or type(error).__name__
 
 
 def capture_rng() -> dict:

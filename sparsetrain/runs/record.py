@@ -34,6 +34,7 @@ NON_RESULT_KEYS = (
     "wandb.entity",
     "wandb.mode",
     "keep_checkpoint_every",
+    "keep_checkpoints",
     "retry_failed",
 )
 

@@ -5,16 +5,26 @@ from __future__ import annotations
 import shlex
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from ..errors import ConfigError
 from .files import STATUS_NAME, checkpoint_path
 from ..runs.record import RUN_RECORD, differing_keys, flatten
 
 
-def refuse_if_changed(stored: dict, current: dict, run_dir: Path, baseline: dict | None = None) -> None:
+LENGTH_KEYS = ("epochs", "steps")  # the run's length: a resume that changes only these extends the run
+
+
+def refuse_if_changed(stored: dict, current: dict, run_dir: Path, baseline: dict | None = None,
+                      check_extension: Callable[[], None] | None = None) -> bool:
     """ConfigError naming the result keys that changed (``differing_keys``: keys added to sparsetrain after the run
-    started count as changed only when they differ from ``baseline``, the run's command line composed today)."""
+    started count as changed only when they differ from ``baseline``, the run's command line composed today).
+    A change of the length alone passes ``check_extension`` (which refuses in one line what cannot be extended)
+    and returns True: the run is extended."""
     keys = differing_keys(stored, current, baseline)
+    if keys and check_extension is not None and set(keys) <= set(LENGTH_KEYS):
+        check_extension()
+        return True
     if keys:
         shown = "; ".join(f"{k}: {flatten(stored).get(k)!r} -> {flatten(current).get(k)!r}" for k in keys[:6])
         more = f" (+{len(keys) - 6} more)" if len(keys) > 6 else ""
@@ -22,6 +32,7 @@ def refuse_if_changed(stored: dict, current: dict, run_dir: Path, baseline: dict
             f"resume={str(run_dir)!r} refused: the config differs in {shown}{more}; resume it as it started (its "
             f"overrides: {run_dir / RUN_RECORD}), e.g. sparsetrain resume={shlex.quote(str(run_dir))}, or start a new run"
         )
+    return False
 
 
 # What a run writes into its directory (Hydra's .hydra/ and log file belong to the current invocation).

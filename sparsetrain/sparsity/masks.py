@@ -7,6 +7,7 @@ checkpoints are sparse by construction and a method reading ``weight.grad`` sees
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import torch
@@ -159,7 +160,7 @@ def load_masks(path: Path, key: str = "masks") -> dict[str, torch.Tensor]:
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
-        raise ConfigError(f"{key}: {path} is not a masks file ({' '.join(str(error).split())[:80]}); e.g. "
+        raise ConfigError(f"{key}: {path} is not a masks file ({textwrap.shorten(str(error), 80)}); e.g. "
                           f"{key}=<a run directory with masks/final.safetensors>") from None
     for name, tensor in tensors.items():
         if tensor.dtype != torch.bool and not ((tensor == 0) | (tensor == 1)).all():

@@ -11,6 +11,7 @@ CUDA graph capture.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any, Callable
 
 import torch
@@ -83,7 +84,7 @@ class CudaGraph:
             with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
                 fn()
         except RuntimeError as error:  # e.g. "operation not permitted when stream is capturing"
-            raise CaptureError(" ".join(str(error).split())[:300]) from None
+            raise CaptureError(textwrap.shorten(str(error), 300)) from None
         self.graph = graph
         graph.replay()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from omegaconf import MISSING
 
@@ -47,5 +48,20 @@ class ScheduleConfig:
     cycle_epochs: float = 0.0  # cyclic_linear: epochs per cycle (the pruning interval for LR rewinding)
     cycle_start: float = 0.0  # cyclic_linear: epoch the cycles start at; before it, one linear decay
 
+    def length_bound(self) -> str | None:
+        """Why the rate at a step depends on the run's total length (then a run cannot be extended), or None."""
+        if self.name in LENGTH_BOUND_SCHEDULES:
+            return f"schedule={self.name} decays the learning rate to its end, so every step's rate depends on it"
+        return None
+
+
+@dataclass
+class EarlyStopConfig:
+    """Stop training when the task's headline metric stops improving."""
+
+    patience: Optional[int] = None  # evaluations without improvement (val split, else test) before training stops; null/0 = off
+    min_delta: float = 0.0  # a smaller change of the headline metric is no improvement
+
 
 SCHEDULES = ("constant", "cosine", "linear", "multistep", "cyclic_linear")
+LENGTH_BOUND_SCHEDULES = ("cosine", "linear")  # the rate at a step depends on the run's total length

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError
 from ..times import Interval
-from .schemas import ScheduleConfig
+from .schemas import EarlyStopConfig, ScheduleConfig
 from ..data.batches import BatchPlan
 from ..methods.base import Method
 from ..runs.checkpoint import capture_rng, restore_rng, save_checkpoint
@@ -79,6 +79,8 @@ class TrainerParts:
     dist: Distributed  # this process's rank; one process by default
     log_every: Interval  # running train loss, lr and sparsity: bar postfix, log line and a train_step event
     keep_checkpoint_every: Interval  # checkpoints also kept as checkpoints/step_*.pt
+    keep_checkpoints: int | None  # the newest kept checkpoints left on disk (None: all)
+    early_stop: EarlyStopConfig  # patience over evaluations of the headline metric (val split, else test)
     stop: StopSignals = field(default_factory=StopSignals)  # a preemption signal: checkpoint at the next step
 
 
@@ -95,6 +97,9 @@ class Trainer:
         self.elapsed_before = 0.0
         self.clock_start = time.perf_counter()
         self.finished = False
+        self.watch = _fresh_watch()  # early stopping: the headline metric's best and the evaluations since
+        self.trained_to: dict | None = None  # where the last round's training ended: a longer run continues there
+        self.extended: list[dict] = []  # each extension to a longer run: the steps done then and the new length
         self.window = LossWindow()  # the loss accumulator at the last logging point
         self.pace = Pace()
         self.tty = sys.stdout.isatty()
@@ -108,6 +113,7 @@ class Trainer:
             self.train_step.reset()
         epoch, batch = divmod(start_step, self.steps_per_epoch)
         self.pos = Position(round=self.pos.round, epoch=epoch, batch=batch, step=start_step, started=True)
+        self.watch = _fresh_watch()
         self.p.flops.begin_round()
 
     def write_round_outputs(self) -> None:
@@ -130,7 +136,7 @@ class Trainer:
         """Train from the current position to the end of the round, then evaluate."""
         pos, train = self.pos, self.p.data.train
         end = self.round_steps()
-        while pos.step < end:
+        while pos.step < end and self.stopped_early is None:
             bar = tqdm(
                 total=self.steps_per_epoch, initial=pos.batch, desc=self._bar_label(), leave=False,
                 disable=not self.tty, dynamic_ncols=True,
@@ -146,6 +152,8 @@ class Trainer:
                     break
                 if self.p.eval_every.due(step=pos.step, epoch_end=None):
                     self._evaluate()
+                    if self.stopped_early is not None:
+                        break
                 if self.p.checkpoint_every.due(step=pos.step, epoch_end=None):
                     self.save()
                 if self.p.keep_checkpoint_every.due(step=pos.step, epoch_end=None):
@@ -154,7 +162,23 @@ class Trainer:
             bar.close()
             pos.epoch += 1
             pos.batch = 0
-            self._end_epoch(final=pos.step == end, seconds=time.perf_counter() - epoch_start)
+            final = pos.step == end or self.stopped_early is not None
+            self._end_epoch(final=final, seconds=time.perf_counter() - epoch_start)
+        self.trained_to = {"position": asdict(pos), "metrics_offset": self.p.metrics.offset()}
+
+    @property
+    def stopped_early(self) -> dict | None:
+        """The early stop of the current round (or of the last one, once the run finished): step, epoch, reason."""
+        return (self.results[-1] if self.finished else self.round_result).get("stopped_early")
+
+    def reopen(self) -> None:
+        """Continue a finished run's last round (extended to more steps) where its training ended, before the round's
+        closing work (the density table, ``end_round``, the last checkpoint)."""
+        self.round_result = {**self.results.pop(), "final": {}}
+        self.pos = Position(**self.trained_to["position"])
+        self.finished = False
+        if self.p.dist.is_main:
+            self.p.metrics.truncate(self.trained_to["metrics_offset"])
 
     def end_round(self) -> None:
         """Record the round's results and move to the next round (or finish), then checkpoint."""
@@ -254,7 +278,8 @@ class Trainer:
         if not math.isfinite(train_loss) or train_loss > DIVERGED_LOSS:
             self._diverged(f"train loss is {train_loss:.4g} in epoch {pos.epoch} (step {pos.step})")
         epoch_line = f"train loss {train_loss:.4f}, epoch time {format_duration(seconds)}"
-        if final or self.p.eval_every.due(step=pos.step, epoch_end=pos.epoch):
+        evaluated = self.stopped_early is not None  # the evaluation that stopped training, at this step
+        if (final and not evaluated) or self.p.eval_every.due(step=pos.step, epoch_end=pos.epoch):
             self._evaluate(final=final, epoch_line=epoch_line)
         else:
             log.info("round %d epoch %d step %d: %s", pos.round, pos.epoch, pos.step, epoch_line)
@@ -268,6 +293,7 @@ class Trainer:
     def _evaluate(self, final: bool = False, epoch_line: str | None = None) -> None:
         data, result = self.p.data, self.round_result
         described = [] if epoch_line is None else [epoch_line]
+        selection, evaluated = selection_split(data.val is not None), {}
         for split, batches in (("val", data.val), ("test", data.test)):
             if batches is None:
                 continue
@@ -283,11 +309,32 @@ class Trainer:
                 result["best"][split] = {**scores, **stamp}
             if split == "val" and (result["early_stop"] is None or scores["loss"] < result["early_stop"]["loss"]):
                 result["early_stop"] = {**scores, **stamp}
-            if final:
-                result["final"][split] = scores
-            if split == selection_split(data.val is not None):
+            evaluated[split] = scores
+            if split == selection:
                 self._keep_if_best(split, scores, stamp)
         log.info("round %d epoch %d step %d: %s", self.pos.round, self.pos.epoch, self.pos.step, ", ".join(described))
+        self._watch(selection, evaluated[selection])
+        if final or self.stopped_early is not None:
+            result["final"] = evaluated
+
+    def _watch(self, split: str, scores: dict) -> None:
+        """Early stopping: count the evaluations since the headline metric last improved by more than ``min_delta``
+        (only those where the method may stop); after ``patience`` of them, training stops at this step."""
+        patience, task, watch = self.p.early_stop.patience, self.p.task, self.watch
+        if not patience or not self.p.method.may_stop(self.pos.step):
+            return
+        value = scores[task.best_metric]
+        if watch["best"] is None or (value - watch["best"] if task.higher_is_better else watch["best"] - value) \
+                > self.p.early_stop.min_delta:
+            self.watch = {"best": value, "step": self.pos.step, "waited": 0}
+            return
+        watch["waited"] += 1
+        if watch["waited"] < patience:
+            return
+        reason = (f"{split} {task.best_metric} has not improved on {watch['best']:.4g} (step {watch['step']}) "
+                  f"for {patience} evaluations (early_stop.patience={patience})")
+        self.round_result["stopped_early"] = {"step": self.pos.step, "epoch": self.pos.epoch, "reason": reason}
+        log.info("stopped early at step %d: %s", self.pos.step, reason)
 
     def _keep_if_best(self, split: str, scores: dict, stamp: dict) -> None:
         """Write the best checkpoint when ``scores`` beat the round's best so far (a tie keeps the earlier one)."""
@@ -315,7 +362,7 @@ class Trainer:
 
     @staticmethod
     def _empty_round_result() -> dict:
-        return {"final": {}, "best": {}, "early_stop": None, "best_checkpoint": None}
+        return {"final": {}, "best": {}, "early_stop": None, "best_checkpoint": None, "stopped_early": None}
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.clock_start
@@ -335,6 +382,12 @@ class Trainer:
     def _kept_path(self) -> Path:
         prefix = f"round_{self.pos.round:02d}_" if self.p.method.rounds > 1 else ""
         return self.p.run_dir / "checkpoints" / f"{prefix}step_{self.pos.step:07d}.pt"
+
+    def _drop_old_kept(self, folder: Path) -> None:
+        """With ``keep_checkpoints``, delete all but the newest of the kept checkpoints (after the newest was written)."""
+        if self.p.keep_checkpoints is not None:
+            for old in sorted(folder.glob("*step_*.pt"))[:-self.p.keep_checkpoints]:
+                old.unlink()
 
     def save(self, path: Path | None = None) -> None:
         """The full training state, to ``checkpoints/last.pt`` (or ``path``: a kept copy, resumable as last.pt);
@@ -359,6 +412,9 @@ class Trainer:
                 "elapsed": self.elapsed(),
                 "metrics_offset": p.metrics.offset(),
                 "flops": p.flops.state_dict(),
+                "watch": self.watch,
+                "trained_to": self.trained_to,
+                "extended": self.extended,
             },
             "versions": {"torch": str(torch.__version__)},
         }
@@ -370,6 +426,7 @@ class Trainer:
             return
         save_checkpoint(path or checkpoint_path(p.run_dir), state)
         if path is not None:
+            self._drop_old_kept(path.parent)
             return
         masks = p.method.masks()
         if masks is not None:
@@ -393,6 +450,9 @@ class Trainer:
         self.results = trainer["results"]
         self.round_result = trainer["round_result"]
         self.elapsed_before = trainer["elapsed"]
+        self.watch = trainer.get("watch", _fresh_watch())
+        self.trained_to = trainer.get("trained_to")  # None in a checkpoint written before runs could be extended
+        self.extended = trainer.get("extended", [])
         p.flops.load_state_dict(own.get("flops", trainer["flops"]))
         self.clock_start = time.perf_counter()
         if len(state["rng"]) != p.dist.world_size:
@@ -405,3 +465,6 @@ class Trainer:
             p.metrics.truncate(trainer["metrics_offset"])
         restore_rng(state["rng"][p.dist.rank])
 
+
+def _fresh_watch() -> dict:
+    return {"best": None, "step": None, "waited": 0}
