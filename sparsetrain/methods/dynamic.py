@@ -22,7 +22,6 @@ from ..errors import ConfigError
 from ..seeds import derive_seed
 from ..sparsity.dst import drop_count, drop_fraction, drop_grow
 from ..sparsity.flat import FlatLayout
-from ..sparsity.masks import random_masks
 from .base import MaskUpdates, RunContext
 from .masked import MaskedMethod
 
@@ -31,6 +30,7 @@ FIRST_UPDATES = ("start", "after_delta_t")
 
 
 class DynamicMethod(MaskedMethod):
+    patterns = ("unstructured",)  # drop and grow per group: not built yet
     scores_need_gradient = True  # grow scores read the step's dense gradient: taken before it is masked
 
     @classmethod
@@ -100,8 +100,7 @@ class DynamicMethod(MaskedMethod):
 
     def start_round(self, round_index: int) -> None:
         if self.ctx.init_masks is None:  # else: a sparse init_from source's masks, installed at setup
-            self.set_masks(random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed,
-                                        self.ctx.device))
+            self.set_masks(self.draw_random_masks(self.sparsity, self.ctx.seed))
         self.fired = self.layout.flat(list(self.maskset.masks.values()))  # flat: every position ever active
 
     def is_update_step(self, step: int) -> bool:

@@ -34,7 +34,6 @@ from ..errors import ConfigError
 from ..times import parse_interval
 from ..runs.distributed import world_size_from_env
 from ..seeds import derive_seed
-from ..sparsity.masks import random_masks
 from ..sparsity.phases import GapStep, balanced_partitions, cyclic_gap, parallel_gap
 from ..sparsity.targets import match_layers
 from .base import RunContext
@@ -130,8 +129,7 @@ class GaP(MaskedMethod):
             self._start_replica(round_index, step)
             return
         if round_index == 0:
-            masks = random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed,
-                                 self.ctx.device)
+            masks = self.draw_random_masks(self.sparsity, self.ctx.seed)
         else:  # every sparse layer keeps its mask (its active weights are its top count); the dense one is pruned
             masks = self.select(self.magnitude_scores(), self.sparsity)
         if step.grow is not None:
@@ -143,8 +141,7 @@ class GaP(MaskedMethod):
     # ---- P-GaP ------------------------------------------------------------------------------------------------
     def _start_replica(self, round_index: int, step: GapStep) -> None:
         if self.shared is None:
-            self.set_masks(random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed,
-                                        self.ctx.device))
+            self.set_masks(self.draw_random_masks(self.sparsity, self.ctx.seed))
             self.shared = self._snapshot()
         self.ctx.model.load_state_dict(self.shared["model"])
         masks = {name: mask.clone() for name, mask in self.shared["masks"].items()}

@@ -17,6 +17,7 @@ from .masked import MaskedMethod
 
 class GMP(MaskedMethod):
     name = "gmp"
+    patterns = ("unstructured", "block", "fanin", "channel")  # nm fixes the density: nothing to ramp
 
     @classmethod
     def check(cls, cfg: Any, sparsity: float) -> None:

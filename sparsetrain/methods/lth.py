@@ -44,6 +44,7 @@ CONTROLS = ("none", "random_reinit", "random_mask")
 
 class LTH(MaskedMethod):
     name = "lth"
+    patterns = ("unstructured",)  # per-round pruning rates per layer: not built in a pattern yet
     table_name = "lottery"
     round_keys = ("method.levels", "method.rewind_to")  # levels + 1 rounds; later ones start at the rewind point
 

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 class MaskTraining(MaskedMethod):
     name = "mask_training"
+    patterns = ("unstructured",)  # top-k within groups: not built yet
 
     @classmethod
     def check(cls, cfg: Any, sparsity: float) -> None:

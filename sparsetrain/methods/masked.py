@@ -10,13 +10,15 @@ stays zero between changes, since SGD, Adam and AdamW map a zero gradient on a z
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import torch
 
 from ..errors import ConfigError
 from ..sparsity.distribution import DISTRIBUTIONS, exact_zeros, layer_densities, zeros_per_layer
-from ..sparsity.masks import MaskSet, check_masks
+from ..sparsity.masks import MaskSet, check_masks, random_masks
+from ..sparsity.patterns import PATTERNS, keep_count, misfit, select as pattern_select
 from ..sparsity.saliency import keep_top
 from ..sparsity.targets import Targets, select_targets
 from .base import Method, RunContext
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 
 class MaskedMethod(Method):
+    patterns: tuple[str, ...] = PATTERNS  # the method.pattern names the method honours
+
     @classmethod
     def check(cls, cfg: Any, sparsity: float) -> None:
         super().check(cfg, sparsity)
@@ -42,6 +46,7 @@ class MaskedMethod(Method):
         scope = getattr(cfg, "scope", "layerwise")
         if scope not in SCOPES:
             raise ConfigError(f"method.scope={scope!r} is not a scope; choose layerwise or global (e.g. method.scope=global)")
+        _check_pattern(cls, cfg, sparsity)
 
     def __init__(self, cfg: Any, sparsity: float) -> None:
         super().__init__(cfg, sparsity)
@@ -65,6 +70,7 @@ class MaskedMethod(Method):
         self.targets = select_targets(ctx.model, dense, list(cfg.layer_density),
                                       modules=list(cfg.modules), include=include, exclude=list(cfg.exclude))
         self.maskset = MaskSet(self.targets.params, broadcast=self.data_parallel)
+        self._refuse_misfits()
         if self.sparsity > 0 and self.uses_sparsity(cfg) and getattr(cfg, "scope", "layerwise") == "layerwise":
             self._warn_starved_layers()
         if ctx.init_masks is not None:  # a sparse init_from source: its masks are the starting masks
@@ -104,13 +110,40 @@ class MaskedMethod(Method):
         kept = {name: (param.numel() - zeros[name], param.numel()) for name, param in self.targets.params.items()}
         return {name: counts for name, counts in kept.items() if counts[0] < min(MIN_ACTIVE, counts[1])}
 
+    def _refuse_misfits(self) -> None:
+        """ConfigError (one line) naming the first target layer the pattern cannot take."""
+        pattern, last = self.cfg.pattern, list(self.targets.params)[-1]
+        for name, shape in self.targets.shapes.items():
+            if self.targets.fixed.get(name) == 1.0:
+                continue  # kept dense
+            why = misfit(pattern, shape)
+            if pattern.name == "channel" and name == last and shape[0] == self.ctx.num_classes:
+                why = "its outputs are the model's classes"
+            if why:
+                raise ConfigError(f"method.pattern.name={pattern.name} cannot take layer {name}: {why}; keep it "
+                                  f"dense, e.g. method.dense_layers=[{name}]")
+
     # ---- from a sparsity to masks ------------------------------------------------------------------------
     def layer_zeros(self, sparsity: float) -> dict[str, int]:
-        """Exact zeros per layer at global ``sparsity`` under the configured distribution and fixed densities."""
+        """Exact zeros per layer at global ``sparsity`` under the configured distribution and fixed densities,
+        each layer's kept count rounded to what the pattern keeps together (``nm``: n/m of every layer not kept
+        dense, whatever the distribution)."""
         shapes = self.targets.shapes
         densities = layer_densities(shapes, sparsity, self.cfg.distribution, fixed=self.targets.fixed,
                                     erk_power=self.cfg.erk_power)
-        return zeros_per_layer(shapes, densities)
+        zeros = zeros_per_layer(shapes, densities)
+        numel = {name: math.prod(shape) for name, shape in shapes.items()}
+        dense = {name for name, density in self.targets.fixed.items() if density == 1.0}
+        return {name: zeros[name] if name in dense else
+                numel[name] - keep_count(self.cfg.pattern, shapes[name], numel[name] - zeros[name]) for name in shapes}
+
+    def draw_random_masks(self, sparsity: float, seed: int) -> dict[str, torch.Tensor]:
+        """Random masks with the exact per-layer counts of ``layer_zeros``, in the pattern."""
+        if self.cfg.pattern.name == "unstructured":
+            return random_masks(self.targets.shapes, self.layer_zeros(sparsity), seed, self.ctx.device)
+        generator = torch.Generator().manual_seed(seed)
+        scores = {name: torch.rand(shape, generator=generator) for name, shape in self.targets.shapes.items()}
+        return {name: mask.to(self.ctx.device) for name, mask in self.select(scores, sparsity).items()}
 
     def select(self, scores: dict[str, torch.Tensor], sparsity: float, checked: bool = True) -> dict[str, torch.Tensor]:
         """Masks keeping the highest ``scores`` at ``sparsity``: per layer (``scope=layerwise``, counts from the
@@ -119,6 +152,8 @@ class MaskedMethod(Method):
         numel = {name: p.numel() for name, p in self.targets.params.items()}
         zeros = self.layer_zeros(sparsity)
         keep = {name: numel[name] - zeros[name] for name in numel}
+        if self.cfg.pattern.name != "unstructured":  # per layer (an nm layer keeps n/m of itself in any scope)
+            return {name: pattern_select(self.cfg.pattern, scores[name], keep[name]) for name in scores}
         if self.cfg.scope == "layerwise":
             return keep_top(scores, keep, checked)
         budgeted = self.targets.budgeted
@@ -157,3 +192,28 @@ class MaskedMethod(Method):
 
     def load_state_dict(self, state: dict) -> None:
         self.maskset.load_state_dict(state["masks"])
+
+
+def _check_pattern(method: type[MaskedMethod], cfg: Any, sparsity: float) -> None:
+    """One-line ConfigErrors for a pattern the method cannot take or whose settings conflict."""
+    pattern = cfg.pattern
+    if pattern.name not in PATTERNS:
+        raise ConfigError(f"method.pattern.name={pattern.name!r} is not a pattern; choose one of: {', '.join(PATTERNS)} "
+                          "(e.g. method.pattern.name=nm)")
+    if pattern.name not in method.patterns:
+        raise ConfigError(f"method={method.name} cannot take method.pattern.name={pattern.name} (it takes "
+                          f"{', '.join(method.patterns)}); e.g. method=static method.pattern.name={pattern.name}")
+    if pattern.name == "nm":
+        if not 0 < pattern.n < pattern.m:
+            raise ConfigError(f"method.pattern.n={pattern.n} must be in [1, method.pattern.m={pattern.m}); e.g. "
+                              "method.pattern.n=2 method.pattern.m=4")
+        nm_sparsity = 1 - pattern.n / pattern.m
+        if method.uses_sparsity(cfg) and abs(sparsity - nm_sparsity) > 1e-9:
+            raise ConfigError(f"sparsity={sparsity} conflicts with method.pattern.name=nm, which keeps {pattern.n} of "
+                              f"every {pattern.m} weights; e.g. sparsity={nm_sparsity:g}")
+    if pattern.name == "block" and (len(pattern.block) != 2 or min(pattern.block) < 1):
+        raise ConfigError(f"method.pattern.block={list(pattern.block)} must be two positive sizes (outputs, inputs); "
+                          "e.g. method.pattern.block=[4,4]")
+    if pattern.name in ("block", "fanin", "channel") and getattr(cfg, "scope", "layerwise") == "global":
+        raise ConfigError(f"method.pattern.name={pattern.name} counts per layer, so method.scope=global cannot rank "
+                          "across layers; e.g. method.scope=layerwise")

@@ -16,6 +16,16 @@ class MethodConfig:
 
 
 @dataclass
+class PatternConfig:
+    """The shape of the zeros (see sparsetrain/sparsity/patterns.py)."""
+
+    name: str = "unstructured"  # unstructured | nm (n of every m inputs) | block (tiles) | fanin (constant fan-in) | channel (whole outputs)
+    n: int = 2  # nm: weights kept in every group of m
+    m: int = 4  # nm: consecutive inputs per group (a convolution's input channels)
+    block: list[int] = field(default_factory=lambda: [4, 4])  # block: tile of (outputs, inputs)
+
+
+@dataclass
 class MaskedConfig(MethodConfig):
     """Options every method with masks shares (see sparsetrain/sparsity)."""
 
@@ -26,6 +36,7 @@ class MaskedConfig(MethodConfig):
     modules: list[str] = field(default_factory=lambda: ["linear", "conv"])  # prunable module types (+ embedding)
     include: list[str] = field(default_factory=list)  # only these prunable weights (fnmatch, re:regex, first, last); empty: model.prunable if set, else all
     exclude: list[str] = field(default_factory=list)  # never these
+    pattern: PatternConfig = field(default_factory=PatternConfig)  # the shape of the zeros (method.pattern.name=nm ...)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..sparsity.masks import load_checked_masks, random_masks
+from ..sparsity.masks import load_checked_masks
 from .base import RunContext
 from .masked import MaskedMethod
 
@@ -49,7 +49,7 @@ class Static(MaskedMethod):
         if self.given is None and self.ctx.init_masks is not None:
             return  # fine-tuning a sparse init_from source: its masks, installed at setup, stay fixed
         if self.given is None:
-            masks = random_masks(self.targets.shapes, self.layer_zeros(self.sparsity), self.ctx.seed, self.ctx.device)
+            masks = self.draw_random_masks(self.sparsity, self.ctx.seed)
         else:
             masks = self.given
         self.set_masks(masks)

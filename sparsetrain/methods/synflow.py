@@ -17,6 +17,7 @@ from .masked import MaskedMethod
 
 class SynFlow(MaskedMethod):
     name = "synflow"
+    patterns = ("unstructured",)  # its iterative schedule prunes per weight
     needs = ("in_shape",)  # the all-ones input of the synaptic-flow pass
 
     @classmethod
