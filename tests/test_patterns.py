@@ -84,8 +84,8 @@ def test_each_method_family_ends_exactly_in_its_pattern(compose_config, tmp_path
 
 
 @pytest.mark.parametrize("overrides,expected", [
-    (["method=rigl", "sparsity=0.5", "method.pattern.name=nm"],
-     "method=rigl cannot take method.pattern.name=nm (it takes unstructured); e.g. method=static"),
+    (["method=lth", "sparsity=0.5", "method.pattern.name=nm"],
+     "method=lth cannot take method.pattern.name=nm (it takes unstructured); e.g. method=static"),
     (["method=static", "sparsity=0.9", "method.pattern.name=nm"],
      "sparsity=0.9 conflicts with method.pattern.name=nm, which keeps 2 of every 4 weights; e.g. sparsity=0.5"),
     (["method=oneshot", "sparsity=0.9", "method.pattern.name=fanin"],

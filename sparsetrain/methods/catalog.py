@@ -64,6 +64,9 @@ register_method("snfs", schemas.SNFSConfig, "sparsetrain.methods.snfs.SNFS",
 register_method("itop", schemas.ITOPConfig, "sparsetrain.methods.itop.ITOP",
                 "in-time over-parameterisation: long update intervals, the rate of weights ever active logged",
                 (papers.ITOP,), ("https://github.com/Shiweiliuiiiiiii/In-Time-Over-Parameterization",), _DST)
+register_method("srigl", schemas.SRigLConfig, "sparsetrain.methods.srigl.SRigL",
+                "RigL with constant fan-in per neuron, ablating neurons with too few salient weights",
+                (papers.SRIGL,), ("https://github.com/calgaryml/condensed-sparsity",), _DST)
 register_method("acdc", schemas.ACDCConfig, "sparsetrain.methods.acdc.ACDC",
                 "alternating compressed / decompressed phases after a dense warm-up, a final compressed phase",
                 (papers.ACDC,), ("https://github.com/IST-DASLab/ACDC",), _SCHEDULED)

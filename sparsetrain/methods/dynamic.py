@@ -1,6 +1,7 @@
 """``DynamicMethod``: dynamic sparse training. A random initial mask with exact per-layer counts from the
 distribution, then every ``delta_t`` steps (or at each epoch end) until ``t_end`` of training: drop the
-smallest active weights and grow as many connections by the method's grow score (``sparsity/dst.py``).
+smallest active weights and grow as many connections by the method's grow score (``sparsity/dst.py``; under
+``method.pattern.name=nm`` or ``fanin`` every group grows back what it lost, so each keeps its count).
 No update follows the round's last optimizer step (the evaluated and saved model is the trained one), and an
 epoch-end update runs after that epoch's evaluation, as in the references. ``first_update`` sets the phase of
 step-scheduled updates: ``start`` (at step 0, then every ``delta_t``: RigL's TF code starts ``last_update`` at
@@ -30,7 +31,7 @@ FIRST_UPDATES = ("start", "after_delta_t")
 
 
 class DynamicMethod(MaskedMethod):
-    patterns = ("unstructured",)  # drop and grow per group: not built yet
+    patterns = ("unstructured", "nm", "fanin")  # nm / fanin: growth refills every group (sparsity/dst.py)
     scores_need_gradient = True  # grow scores read the step's dense gradient: taken before it is masked
 
     @classmethod
@@ -82,6 +83,11 @@ class DynamicMethod(MaskedMethod):
     def grow_counts(self, drops: dict[str, int], kept: dict[str, int]) -> dict[str, int]:
         """Connections to grow per layer; by default exactly what each layer dropped."""
         return drops
+
+    def group_targets(self, scores: dict[str, torch.Tensor], counts: dict[str, int],
+                      drops: dict[str, int]) -> list[torch.Tensor | None] | None:
+        """Per layer, a new count for every group of the pattern (None: each group keeps its count, the default)."""
+        return None
 
     def observe(self, step: int) -> None:
         """Every step, before gradients are masked (SNFS accumulates its momentum of the dense gradient)."""
@@ -184,12 +190,16 @@ class DynamicMethod(MaskedMethod):
         layers = list(drops)
         grows = self.grow_counts(drops, {name: counts[name] - drops[name] for name in layers})
         params = self.targets.params
+        targets = self.group_targets(scores, counts, drops)
         new_flat, fresh = drop_grow(self.layout, list(params.values()), list(masks.values()),
                                     [drops.get(name, 0) for name in masks], [grows.get(name, 0) for name in masks],
-                                    [scores[name] for name in masks], self.drop_noise(step))
+                                    [scores[name] for name in masks], self.drop_noise(step), self.cfg.pattern, targets)
         self.fired |= new_flat
-        self.maskset.set(dict(zip(masks, self.layout.views(new_flat))),
-                         counts={**counts, **{n: counts[n] - drops[n] + grows[n] for n in layers}})
+        moved = targets is not None  # the layers' counts moved: read them back
+        self.maskset.set(dict(zip(masks, self.layout.views(new_flat))), counts=None if moved else
+                         {**counts, **{n: counts[n] - drops[n] + grows[n] for n in layers}})
+        if moved:  # growth: what the new counts hold beyond the kept weights
+            grows = {n: self.maskset.counts()[n] - counts[n] + drops[n] for n in layers}
         self.maskset.apply_(self.ctx.optimizer if self.cfg.reset_momentum else None)
         self.maskset.mask_grads_()
         self.updates += 1

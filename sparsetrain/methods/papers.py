@@ -134,6 +134,16 @@ ITOP = Paper(
   year = {2021}
 }""")
 
+SRIGL = Paper(
+    "Lasby, Golubeva, Evci, Nica, Ioannou. Dynamic Sparse Training with Structured Sparsity. ICLR 2024",
+    "https://arxiv.org/abs/2305.02299",
+    """@inproceedings{lasby2024srigl,
+  title = {Dynamic Sparse Training with Structured Sparsity},
+  author = {Lasby, Mike and Golubeva, Anna and Evci, Utku and Nica, Mihai and Ioannou, Yani},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2024}
+}""")
+
 ACDC = Paper(
     "Peste, Iofinova, Vladu, Alistarh. AC/DC: Alternating Compressed/DeCompressed Training of Deep Neural "
     "Networks. NeurIPS 2021",

@@ -167,6 +167,17 @@ class ITOPConfig(DynamicConfig):
 
 
 @dataclass
+class SRigLConfig(DynamicConfig):
+    """The authors' defaults (condensed-sparsity, configs/config.yaml): constant fan-in, neuron ablation at
+    gamma_sal 0.3 of the sparse fan-in, no tie-break noise, every layer masked."""
+
+    pattern: PatternConfig = field(default_factory=lambda: PatternConfig(name="fanin"))  # fanin only
+    gamma_sal: float = 0.3  # ablate a neuron with fewer salient weights than gamma_sal x its fan-in (0: never)
+    tie_noise: float = 0.0
+    uniform_dense_first: bool = False
+
+
+@dataclass
 class MaskTrainingConfig(MaskedConfig):
     """Learned masks on frozen starting weights (see sparsetrain/methods/mask_training.py); TAMT's defaults except
     ``score_lr`` and ``reset_every``, set for the default run (SGD, 440 steps); the presets give the authors' values."""

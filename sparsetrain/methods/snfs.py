@@ -6,7 +6,8 @@ and the optimizer's momentum stay dense, and growth reads that momentum (under A
 uniform density over all layers (its ``constant`` init, first layer included); updates at the end of every epoch
 (or after every ``delta_t`` steps); prune rate 0.5 with cosine decay to 0.005; counts ``ceil(rate x active)``,
 a nearly dense layer (sparsity < 0.2) with more than its even share of momentum drops at most its sparsity, and
-every layer, full ones included, takes part in the momentum redistribution (``dst.redistribute``).
+every layer, full ones included, takes part in the momentum redistribution (``dst.redistribute``; a pattern
+fixes each layer's count, so it needs ``redistribute=none``).
 
 ``momentum_source=own`` is the RigL TF "momentum" baseline instead: the method's own ``momentum``-decayed sum
 of dense gradients, with gradients and optimizer state masked like every other method.
@@ -41,6 +42,9 @@ class SNFS(DynamicMethod):
         if cfg.momentum_source not in SOURCES:
             raise ConfigError(f"method.momentum_source={cfg.momentum_source!r} must be optimizer or own; "
                               "e.g. method.momentum_source=optimizer")
+        if cfg.redistribute == "momentum" and cfg.pattern.name != "unstructured":
+            raise ConfigError(f"method.redistribute=momentum moves growth across layers, but method.pattern.name="
+                              f"{cfg.pattern.name} fixes every layer's count; e.g. method.redistribute=none")
         if not 0.0 <= cfg.momentum < 1.0:
             raise ConfigError(f"method.momentum={cfg.momentum} must be in [0, 1); e.g. method.momentum=0.9")
 

@@ -5,15 +5,21 @@ weights (ties broken by optional seeded noise), then grow ``k'`` connections by 
 positions not kept (just-dropped ones included). Kept and grown sets are disjoint by construction. All layers
 are handled as one flat vector (``flat.py``), so an update costs two ``topk`` per layer and a few large
 operations, not a dozen small ones per layer.
+
+Under a pattern with a count per group (``nm``, ``fanin``) the drop is the same and growth refills every group to
+its count, as SRigL's code does for constant fan-in (a layer-wide drop, then per-neuron regrowth): each group
+grows back exactly what it lost, so every group keeps its count and the layer its total.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from .flat import FlatLayout
+from .patterns import groups, ungroup
 
 
 def drop_fraction(step: int, *, alpha: float, alpha_min: float, decay: str, end_step: int) -> float:
@@ -36,8 +42,8 @@ def drop_count(active: int, fraction: float, rounding: str) -> int:
 
 
 def drop_grow(layout: FlatLayout, weights: list[torch.Tensor], masks: list[torch.Tensor], drops: list[int],
-              grows: list[int], grow_scores: list[torch.Tensor],
-              drop_noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+              grows: list[int], grow_scores: list[torch.Tensor], drop_noise: torch.Tensor | None, pattern: Any = None,
+              targets: list[torch.Tensor | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """New masks of every layer as one flat bool tensor (``layout``'s memory order), and the flat mask of the
     truly new connections.
 
@@ -45,17 +51,44 @@ def drop_grow(layout: FlatLayout, weights: list[torch.Tensor], masks: list[torch
     active entries, then grow the ``grows[i]`` highest ``grow_scores[i]`` among its entries not kept (dropped
     ones are eligible, and keep their value if regrown). Elementwise work runs once over all layers; only the
     selections are per layer.
+
+    Under an ``nm`` or ``fanin`` ``pattern``, growth instead refills every group (``patterns.groups``) of a layer
+    that drops to its count before the update (so ``grows[i]`` is ``drops[i]``), or to ``targets[i]`` (a count per
+    group) where given: there a group whose target is 0 drops first, and one over its target keeps its largest.
     """
     mask = layout.flat(masks)
     magnitude = layout.flat(torch._foreach_abs(weights)).float()
     if drop_noise is not None:
         magnitude += drop_noise
+    targets = targets or [None] * len(masks)
+    for view, target in zip(layout.views(magnitude), targets):
+        if target is not None:
+            emptied = (target == 0)[:, None].expand(-1, groups(pattern, view).shape[1])
+            view.masked_fill_(ungroup(emptied, view.shape), float("-inf"))
     kept = mask.clone()
     kept[_layer_top(layout, torch.where(mask, magnitude, float("inf")), drops, largest=False)] = False
     score = torch.where(kept, float("-inf"), layout.flat(grow_scores).float())
-    grown = torch.zeros_like(mask)
-    grown[_layer_top(layout, score, grows, largest=True)] = True
-    return kept | grown, grown & ~mask
+    if pattern is None or pattern.name == "unstructured":
+        grown = torch.zeros_like(mask)
+        grown[_layer_top(layout, score, grows, largest=True)] = True
+        return kept | grown, grown & ~mask
+    new = kept.clone()
+    views = zip(layout.views(new), layout.views(mask), layout.views(magnitude), layout.views(score), drops, targets)
+    for new_view, old, magnitudes, grow, drop, target in views:
+        if drop or target is not None:
+            rows = _refill(groups(pattern, new_view), groups(pattern, magnitudes), groups(pattern, grow),
+                           groups(pattern, old).sum(1) if target is None else target)
+            new_view.copy_(ungroup(rows, new_view.shape))
+    return new, new & ~mask
+
+
+def _refill(kept: torch.Tensor, magnitude: torch.Tensor, score: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Bool rows holding ``target[r]`` entries each: row ``r``'s kept entries of largest ``magnitude``, then its
+    others of highest ``score``; ties go to lower columns. Sorts on the device: no host sync."""
+    order = torch.where(kept, magnitude, score).sort(dim=1, descending=True, stable=True).indices
+    order = order.gather(1, kept.gather(1, order).to(torch.uint8).sort(dim=1, descending=True, stable=True).indices)
+    ranks = torch.arange(kept.shape[1], device=kept.device).expand_as(kept)
+    return torch.zeros_like(kept).scatter_(1, order, ranks < target[:, None])
 
 
 def _layer_top(layout: FlatLayout, flat: torch.Tensor, counts: list[int], largest: bool) -> torch.Tensor:

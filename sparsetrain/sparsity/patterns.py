@@ -11,7 +11,8 @@ N:M groups and blocks run along the input channels (as NVIDIA's 2:4 kernels and 
 * ``channel``: whole output units (a linear layer's rows, a convolution's filters).
 
 ``keep_count`` rounds a layer's kept count to what the pattern can realise (a whole number of groups);
-``select`` keeps the highest-scoring weights under the pattern, scoring a tile or a unit by the sum of its scores.
+``select`` keeps the highest-scoring weights under the pattern, scoring a tile or a unit by the sum of its scores;
+``groups`` / ``ungroup`` show an ``nm`` or ``fanin`` weight as one row per group whose count the pattern fixes.
 """
 
 from __future__ import annotations
@@ -60,6 +61,18 @@ def misfit(pattern: Any, shape: torch.Size) -> str | None:
     return None
 
 
+def groups(pattern: Any, tensor: Tensor) -> Tensor:
+    """``tensor`` as one row per group whose count the pattern fixes: ``m`` consecutive inputs (``nm``) or an
+    output's inputs (``fanin``)."""
+    mat = matrix(tensor)
+    return mat.reshape(-1, pattern.m) if pattern.name == "nm" else mat
+
+
+def ungroup(rows: Tensor, shape: torch.Size) -> Tensor:
+    """Inverse of ``groups`` for a tensor of ``shape``."""
+    return unmatrix(rows.reshape(shape[0], -1), shape)
+
+
 def select(pattern: Any, scores: Tensor, keep: int) -> Tensor:
     """Bool mask of ``scores``' shape keeping ``keep`` weights (a count ``keep_count`` gives) under the pattern:
     the highest scores, or the tiles / units whose scores sum highest; ties go to lower positions."""
@@ -68,8 +81,7 @@ def select(pattern: Any, scores: Tensor, keep: int) -> Tensor:
     mat = matrix(scores.detach())
     out, fan_in = mat.shape
     if pattern.name == "nm":
-        groups = mat.reshape(out, fan_in // pattern.m, pattern.m)
-        kept = _top_in_rows(groups.reshape(-1, pattern.m), pattern.n).view(mat.shape)
+        kept = _top_in_rows(groups(pattern, mat), pattern.n).view(mat.shape)
     elif pattern.name == "fanin":
         kept = _top_in_rows(mat, keep // out)
     elif pattern.name == "channel":
