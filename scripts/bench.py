@@ -56,15 +56,15 @@ SHAPES = {  # dataset=synthetic settings: channels, image size, classes, trainin
 REAL_TRAIN = {"cifar10": 50_000, "mnist": 60_000, "imagenet": 1_281_167, "digits": 1437}  # the real training sets
 # mask events (a GMP pruning event, a DST update) only at step 0, so the timed epochs hold none
 EVENTS_AT_START_ONLY = {"gmp": ["method.end=0it"],
-                        **{m: ["method.t_end=1e-9"] for m in ("rigl", "set", "snfs", "itop")}}
+                        **{m: ["method.t_end=1e-9"] for m in ("rigl", "set", "snfs", "itop", "srigl")}}
 # mask_training binarises its scores and rewrites W0 * M every step: its cost is in the step, no update alone
-METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop", "acdc", "mask_training"]
+METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop", "srigl", "acdc", "mask_training"]
 # AC/DC's phases shortened to fit the timed run: its timed epochs hold a compression (GaP's steps are static steps)
 RUN_OVERRIDES = {"acdc": ["method.warmup_epochs=1", "method.final_epochs=1", "method.compressed_epochs=1",
                           "method.decompressed_epochs=1"]}
 # each alone: DST drop/grow, a GMP event, an LTH round, an AC/DC compression, a GaP step (prune one partition,
 # grow the next)
-UPDATES = ["rigl", "set", "snfs", "itop", "gmp", "lth", "acdc", "gap"]
+UPDATES = ["rigl", "set", "snfs", "itop", "srigl", "gmp", "lth", "acdc", "gap"]
 SPARSITY = 0.9
 
 

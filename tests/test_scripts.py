@@ -21,15 +21,16 @@ def test_bench_quick_reports_every_method_path_and_update(tmp_path):
     (row,) = report["rows"]
     assert report["paths"] == ["off", "on"] and report["device"] in result.stdout
     timings = ["plain_eager_ms", "input_resident_ms", "input_dataloader_ms",
-               *(f"update_{u}_ms" for u in ("rigl", "set", "snfs", "itop", "gmp", "lth", "acdc", "gap")),
+               *(f"update_{u}_ms" for u in ("rigl", "set", "snfs", "itop", "srigl", "gmp", "lth", "acdc", "gap")),
                *(f"{path}_{m}_ms" for path in ("off", "on")
-                 for m in ("dense", "static", "gmp", "rigl", "set", "snfs", "itop", "acdc"))]
+                 for m in ("dense", "static", "gmp", "rigl", "set", "snfs", "itop", "srigl", "acdc"))]
     for key in timings:
         assert row[key] > 0, key
-    assert all(row[f"update_{u}_ops"] > 0 for u in ("rigl", "set", "snfs", "itop", "gmp", "lth", "acdc", "gap"))
+    updates = ("rigl", "set", "snfs", "itop", "srigl", "gmp", "lth", "acdc", "gap")
+    assert all(row[f"update_{u}_ops"] > 0 for u in updates)
     assert "runner step_graph=on" in result.stdout and "mask update alone" in result.stdout
-    # digits: 22 steps an epoch, so RigL's and ITOP's updates (every 100 / 4000 steps) are added over their interval
-    assert row["amortised"] == ["rigl", "itop"] and "rigl*" in result.stdout
+    # digits: 22 steps an epoch, so the updates of RigL, ITOP and SRigL (every 100 / 4000 / 100 steps) are amortised
+    assert row["amortised"] == ["rigl", "itop", "srigl"] and "rigl*" in result.stdout
 
 
 def load_reproduce_dst():
