@@ -1,19 +1,23 @@
 """Inference speed of sparse models against the same dense models, in one run, with the FLOP bound beside each:
 LeNet-300-100 (MNIST-shaped inputs) and a BERT-base-shaped encoder stack (hidden 768, intermediate 3072, 12
-heads, sequence 128; random weights: speed does not depend on the values), each at 90, 95 and 98 % sparsity in
-every masked linear layer (a uniform random mask per layer; the encoder's six matrices per layer, not the
-embeddings). The sparse model is what ``sparsetrain-export --format sparse`` writes: each layer's kernels chosen
-by measuring here, for one row and for the rows of the throughput batch. Also the file size of the sparse export
-against the dense one.
+heads, sequence 128; random weights: speed does not depend on the values) at 90, 95 and 98 % unstructured sparsity
+in every masked linear layer (a uniform random mask per layer; the encoder's six matrices per layer, not the
+embeddings); the encoder at 90 % constant fan-in (every output unit keeps the same number of inputs), as CSR and
+with the condensed kernel; and ResNet-20 (CIFAR-shaped inputs) with half the filters of every convolution zeroed
+by L1 norm, shrunk. The sparse model is what ``sparsetrain-export --format sparse`` writes: each layer's kernels
+chosen by measuring here, for one row and for the rows of the throughput batch (``csr``: among dense and CSR;
+``condensed``: the condensed kernel offered too); the shrunk one what ``--format shrunk`` writes (Torch-Pruning,
+then ``torch.export``). Also each file's size against the dense one.
 
-    python scripts/bench_infer.py                   # one thread, both models (about ten minutes on 2 cores)
-    python scripts/bench_infer.py --models lenet    # LeNet only (seconds)
+    python scripts/bench_infer.py                   # one thread, every case (about fifteen minutes on 2 cores)
+    python scripts/bench_infer.py --cases lenet     # LeNet only (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import sys
 from pathlib import Path
@@ -24,16 +28,29 @@ from torch import nn
 
 from sparsetrain.infer_bench import compare, example_inputs
 from sparsetrain.models.zoo import build_model
+from sparsetrain.runtime.shrink import shrink_channels
 from sparsetrain.runtime.tune import sparsify_linear_layers
 
-SPARSITIES = (0.9, 0.95, 0.98)
-# the issue's targets: speed-up at (batch 1, throughput batch) for 90 / 95 / 98 %
-TARGETS = {"lenet": {0.9: (None, 2.0), 0.95: (None, 3.5), 0.98: (None, 6.0)},
-           "encoder": {0.9: (2.0, 1.4), 0.95: (3.5, 2.0), 0.98: (6.0, 4.0)}}
+# (model, pattern, sparsity, the formats timed against dense)
+CASES = {"lenet": [("lenet", "unstructured", sparsity, ("csr",)) for sparsity in (0.9, 0.95, 0.98)],
+         "encoder": [("encoder", "unstructured", sparsity, ("csr",)) for sparsity in (0.9, 0.95, 0.98)],
+         "encoder-fanin": [("encoder", "fanin", 0.9, ("csr", "condensed"))],
+         "resnet20": [("resnet20", "channel", 0.5, ("shrunk",))]}
+# the issue's targets: speed-up at (batch 1, throughput batch)
+TARGETS = {("lenet", "unstructured", 0.9, "csr"): (None, 2.0), ("lenet", "unstructured", 0.95, "csr"): (None, 3.5),
+           ("lenet", "unstructured", 0.98, "csr"): (None, 6.0),
+           ("encoder", "unstructured", 0.9, "csr"): (2.0, 1.4), ("encoder", "unstructured", 0.95, "csr"): (3.5, 2.0),
+           ("encoder", "unstructured", 0.98, "csr"): (6.0, 4.0),
+           ("encoder", "fanin", 0.9, "condensed"): (2.0, None), ("resnet20", "channel", 0.5, "shrunk"): (None, 1.7)}
+KERNELS = {"csr": ("csr",), "condensed": ("csr", "condensed")}
 
 
 def lenet() -> tuple[nn.Module, list[int]]:
     return build_model("lenet300_100", (1, 28, 28), 10).eval(), [1, 28, 28]
+
+
+def resnet20() -> tuple[nn.Module, list[int]]:
+    return build_model("resnet20", (3, 32, 32), 10).eval(), [3, 32, 32]
 
 
 def encoder(layers: int, sequence: int = 128) -> tuple[nn.Module, list[int]]:
@@ -44,48 +61,73 @@ def encoder(layers: int, sequence: int = 128) -> tuple[nn.Module, list[int]]:
     return BertModel(config, add_pooling_layer=False).eval(), [sequence]
 
 
-def masked(model: nn.Module, sparsity: float, seed: int = 0) -> nn.Module:
-    """A copy of ``model`` with a random ``sparsity`` fraction of each linear weight zero."""
+def masked(model: nn.Module, pattern: str, sparsity: float, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` with ``sparsity`` of each linear weight zero at random (``unstructured``), or of each
+    output unit's inputs (``fanin``), or with that fraction of every convolution's filters zero, lowest L1 norm
+    first (``channel``)."""
     generator = torch.Generator().manual_seed(seed)
     model = copy.deepcopy(model)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.Linear):
-                module.weight.mul_(torch.rand(module.weight.shape, generator=generator) >= sparsity)
+            weight = getattr(module, "weight", None)
+            if pattern == "channel" and isinstance(module, nn.Conv2d):
+                weight[weight.abs().flatten(1).sum(1).argsort()[:round(sparsity * weight.shape[0])]] = 0
+            elif pattern != "channel" and isinstance(module, nn.Linear):
+                scores = torch.rand(weight.shape, generator=generator)
+                if pattern == "fanin":  # the same number kept in every row
+                    scores = (scores.argsort(1).argsort(1) >= round(sparsity * weight.shape[1])).float()
+                weight.mul_(scores >= sparsity if pattern == "unstructured" else scores > 0)
     return model
 
 
-def measure(name: str, build, batch: int, seconds: float) -> list[dict]:
+def form(dense: nn.Module, name: str, inputs, rows: int, seconds: float) -> tuple[nn.Module, int, dict]:
+    """The model in format ``name``, its file's size in bytes and what the conversion chose (kernels, channels)."""
+    model = copy.deepcopy(dense)
+    if name == "shrunk":
+        example = inputs(2)
+        removed = shrink_channels(model, *example)
+        program = torch.export.export(model, example, dynamic_shapes=({0: torch.export.Dim("batch")},))
+        data = io.BytesIO()
+        torch.export.save(program, data)
+        return program.module(), len(data.getvalue()), {"channels_removed": removed}
+    kernels = sparsify_linear_layers(model, rows, min_time=seconds / 4, kernels=KERNELS[name])
+    return model, len(save(model.state_dict())), {"kernels": kernels}
+
+
+def measure(case: tuple, build, batch: int, seconds: float) -> list[dict]:
+    model_name, pattern, sparsity, names = case
     dense, in_shape = build()
+    dense = masked(dense, pattern, sparsity)
     inputs = example_inputs(dense, in_shape)
     rows = batch * (in_shape[0] if len(in_shape) == 1 else 1)
+    forms = {name: form(dense, name, inputs, rows, seconds) for name in names}
+    report = compare(dense, {name: model for name, (model, _, _) in forms.items()}, inputs, batch, seconds)
+    dense_bytes = len(save(dense.state_dict()))
     results = []
-    for sparsity in SPARSITIES:
-        dense_masked = masked(dense, sparsity)
-        sparse = copy.deepcopy(dense_masked)
-        kernels = sparsify_linear_layers(sparse, rows, min_time=seconds / 4)
-        report = compare(dense_masked, sparse, inputs, batch, seconds)
-        size = len(save(sparse.state_dict())) / len(save(dense_masked.state_dict()))
-        results.append({"model": name, "sparsity": sparsity, "flop_bound": report["flop_bound"], "file_ratio": size,
-                        "latency": report["latency"], "throughput": report["throughput"], "kernels": kernels})
+    for name, (_, size, chosen) in forms.items():
+        results.append({"model": model_name, "pattern": pattern, "sparsity": sparsity, "format": name, **chosen,
+                        "flop_bound": report["flop_bound"][name], "file_ratio": size / dense_bytes,
+                        **{regime: {"batch": report[regime]["batch"], "dense_ms": report[regime]["dense_ms"],
+                                    "ms": report[regime][f"{name}_ms"], "speedup": report[regime][f"{name}_speedup"]}
+                           for regime in ("latency", "throughput")}})
         print(format_row(results[-1]), flush=True)
     return results
 
 
 def format_row(row: dict) -> str:
-    target = TARGETS[row["model"]][row["sparsity"]]
+    target = TARGETS.get((row["model"], row["pattern"], row["sparsity"], row["format"]), (None, None))
     cells = []
     for regime, goal in zip(("latency", "throughput"), target):
         r = row[regime]
-        cells.append(f"{r['batch']} | {r['dense_ms']:.3f} | {r['sparse_ms']:.3f} | {r['speedup']:.2f}x"
+        cells.append(f"{r['batch']} | {r['dense_ms']:.3f} | {r['ms']:.3f} | {r['speedup']:.2f}x"
                      + (f" (target {goal}x)" if goal else ""))
-    return (f"| {row['model']} | {row['sparsity']:.0%} | {cells[0]} | {cells[1]} | {row['flop_bound']:.1f}x | "
-            f"{row['file_ratio']:.3f} |")
+    return (f"| {row['model']} | {row['pattern']} | {row['sparsity']:.0%} | {row['format']} | {cells[0]} | "
+            f"{cells[1]} | {row['flop_bound']:.1f}x | {row['file_ratio']:.3f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", choices=("lenet", "encoder"), default=["lenet", "encoder"])
+    parser.add_argument("--cases", nargs="+", choices=tuple(CASES), default=list(CASES))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=64, help="the throughput batch")
     parser.add_argument("--layers", type=int, default=2, help="encoder layers")
@@ -94,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s); milliseconds per forward (median)")
-    print("| model | sparsity | batch | dense ms | sparse ms | speed-up | batch | dense ms | sparse ms | speed-up | "
-          "FLOP bound | file vs dense |\n|" + "---|" * 12)
-    builds = {"lenet": lenet, "encoder": lambda: encoder(args.layers)}
-    rows = [row for name in args.models for row in measure(name, builds[name], args.batch, args.seconds)]
+    print("| model | pattern | sparsity | format | batch | dense ms | ms | speed-up | batch | dense ms | ms | speed-up | "
+          "FLOP bound | file vs dense |\n|" + "---|" * 14)
+    builds = {"lenet": lenet, "encoder": lambda: encoder(args.layers), "resnet20": resnet20}
+    rows = [row for name in args.cases for case in CASES[name] for row in measure(case, builds[case[0]], args.batch,
+                                                                                  args.seconds)]
     if args.json:
         args.json.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__, "rows": rows}, indent=1))
     return 0

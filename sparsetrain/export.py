@@ -13,6 +13,11 @@ Outputs (in ``RUN_DIR/export/`` unless ``--out`` is given):
       for name, mask in masks.items():
           prune.custom_from_mask(model.get_submodule(name.rsplit(".", 1)[0]), "weight", mask)
       model.load_state_dict(torch.load("pruned_state_dict.pt"))
+
+* ``model.sparse.safetensors`` (``--format sparse``): linear layers as ``runtime.SparseLinear``, each layer's
+  kernels (dense, CSR or, with constant fan-in, condensed) chosen by measuring; ``load_exported`` rebuilds it.
+* ``model.shrunk.pt2`` (``--format shrunk``): the model with its zero output channels removed (Torch-Pruning), as
+  a ``torch.export`` program: ``torch.export.load(path).module()`` runs it without sparsetrain.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from .runtime.tune import sparsify_linear_layers
 
 SAFETENSORS_NAME = "model.safetensors"
 SPARSE_NAME = "model.sparse.safetensors"
-FORMATS = ("dense", "sparse")
+SHRUNK_NAME = "model.shrunk.pt2"
+SHRUNK_METADATA = "sparsetrain.json"  # the export metadata, as an extra file of the program
+FORMATS = ("dense", "sparse", "shrunk")
 PRUNED_NAME = "pruned_state_dict.pt"
 MASKS_PATH = Path("masks") / "final.safetensors"
 EXAMPLE = "e.g. sparsetrain-export outputs/2024-05-01/12-00-00"
@@ -55,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite an existing export")
     parser.add_argument("--format", nargs="+", choices=FORMATS, default=["dense"], dest="formats",
                         help="dense: model.safetensors (and the prune format); sparse: model.sparse.safetensors, "
-                             "linear layers as CSR with each layer's kernels chosen by measuring")
+                             "linear layers as CSR or condensed (constant fan-in) with each layer's kernels chosen "
+                             "by measuring; shrunk: model.shrunk.pt2, zero channels removed, a torch.export program")
     parser.add_argument("--rows", type=int, default=64,
                         help="sparse: the rows per call the kernels are tuned for (batch x sequence length)")
     parser.add_argument("--threads", type=int, help="sparse: the torch threads the kernels are tuned for")
@@ -76,7 +84,7 @@ def export(run_dir: Path, out: Path, force: bool, formats: tuple[str, ...] = ("d
     ckpt = checkpoint_path(run_dir)
     if not ckpt.is_file():
         raise ExportError(f"no checkpoint {ckpt}: {run_dir} is not a sparsetrain run directory; {EXAMPLE}")
-    names = {"dense": (SAFETENSORS_NAME, PRUNED_NAME), "sparse": (SPARSE_NAME,)}
+    names = {"dense": (SAFETENSORS_NAME, PRUNED_NAME), "sparse": (SPARSE_NAME,), "shrunk": (SHRUNK_NAME,)}
     existing = [out / name for fmt in formats for name in names[fmt] if (out / name).exists()]
     if existing and not force:
         raise ExportError(f"{existing[0]} exists; add --force to overwrite it, "
@@ -101,6 +109,8 @@ def export(run_dir: Path, out: Path, force: bool, formats: tuple[str, ...] = ("d
         "sparsity": json.dumps((summary.get("masks") or {}).get("sparsity", 0.0)),
         "sparsetrain_version": str(summary.get("sparsetrain")),
     }
+    if "shrunk" in formats:  # first: the format that may refuse the model, before anything is written
+        _write_shrunk(_loaded(model_cfg, in_shape, num_classes, task, weights), metadata, out / SHRUNK_NAME)
     if "sparse" in formats:
         _write_sparse(_loaded(model_cfg, in_shape, num_classes, task, weights), metadata, out / SPARSE_NAME, rows)
     if "dense" in formats:
@@ -116,6 +126,35 @@ def _write_sparse(model: torch.nn.Module, metadata: dict, path: Path, rows: int)
     atomic_write(path, lambda handle: handle.write(data))
     chosen = ", ".join(f"{name} {k['one']['name']}/{k['many']['name']}" for name, k in kernels.items())
     print(f"wrote {path} ({len(kernels)} sparse linear layers, kernels for 1 / {rows} rows: {chosen or 'none'})")
+
+
+def _write_shrunk(model: torch.nn.Module, metadata: dict, path: Path) -> None:
+    """``model`` with its zero output channels removed, as a ``torch.export`` program over any batch size."""
+    if json.loads(metadata["task"]) is not None:
+        raise ExportError(f"--format shrunk takes image models, not a transformers {metadata['sparsetrain_model']} "
+                          f"model; {EXAMPLE} --format dense sparse")
+    try:
+        from .runtime.shrink import shrink_channels
+    except ImportError:
+        raise ExportError(f"--format shrunk needs Torch-Pruning: pip install 'sparsetrain[export]', then "
+                          f"{EXAMPLE} --format shrunk") from None
+    example = torch.randn(2, *json.loads(metadata["in_shape"]), generator=torch.Generator().manual_seed(0))
+    before, logits = sum(p.numel() for p in model.parameters()), model(example).detach()
+    removed = shrink_channels(model, example)  # Torch-Pruning traces the graph with autograd
+    with torch.no_grad():
+        if not torch.allclose(model(example), logits, rtol=1e-5, atol=1e-5):
+            raise ExportError("removing the zero channels changed the logits (an operation Torch-Pruning maps "
+                              f"wrongly); export the other formats, {EXAMPLE} --format sparse")
+    try:
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    except Exception as error:  # noqa: BLE001 (torch.export raises many kinds; each is one line here)
+        raise ExportError(f"torch.export cannot trace the model ({str(error).splitlines()[0]}); export the other "
+                          f"formats, {EXAMPLE} --format sparse") from None
+    extra = {SHRUNK_METADATA: json.dumps({**metadata, "format": "shrunk", "channels_removed": str(removed)})}
+    atomic_write(path, lambda handle: torch.export.save(program, handle, extra_files=extra))
+    after = sum(p.numel() for p in model.parameters())
+    print(f"wrote {path} ({removed} zero channels removed: {before} -> {after} parameters; loads with "
+          f"torch.export.load(path).module())")
 
 
 def _write_dense(tensors: dict, metadata: dict, pruned: dict, masks: dict, untied: list[str], out: Path) -> None:
@@ -155,8 +194,10 @@ def _finished_summary(run_dir: Path) -> dict:
 
 
 def load_exported(path: Path) -> torch.nn.Module:
-    """The model of an exported ``model.safetensors`` (or ``model.sparse.safetensors``), rebuilt from the file
-    alone, with its weights, in eval mode (``export_metadata`` says how to feed it)."""
+    """The model of an exported ``model.safetensors`` (or ``model.sparse.safetensors``, ``model.shrunk.pt2``),
+    rebuilt from the file alone, with its weights, in eval mode (``export_metadata`` says how to feed it)."""
+    if Path(path).suffix == ".pt2":
+        return torch.export.load(path).module()  # traced in eval mode
     metadata = export_metadata(path)
     weights = load_file(str(path))
     if metadata["format"] != "sparse":
@@ -180,10 +221,16 @@ def _loaded(model_cfg: dict, in_shape: tuple, num_classes: int, task: str | None
 
 
 def export_metadata(path: Path) -> dict:
-    """The metadata of an exported ``model.safetensors``, decoded: ``model`` (its config), ``in_shape``,
-    ``preprocess`` (scale, mean, std, resize/crop), ``num_classes``, ``task``, ``sparsity``, ``dataset``..."""
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = dict(handle.metadata())
+    """The metadata of an exported ``model.safetensors`` (or ``model.shrunk.pt2``), decoded: ``model`` (its
+    config), ``in_shape``, ``preprocess`` (scale, mean, std, resize/crop), ``num_classes``, ``task``, ``sparsity``,
+    ``dataset``..."""
+    if Path(path).suffix == ".pt2":
+        extra = {SHRUNK_METADATA: ""}
+        torch.export.load(path, extra_files=extra)
+        metadata = json.loads(extra[SHRUNK_METADATA])
+    else:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata())
     for key in ("model", "in_shape", "preprocess", "sparsity", *(("kernels",) if "kernels" in metadata else ())):
         metadata[key] = json.loads(metadata[key])
     metadata["num_classes"] = int(metadata["num_classes"])

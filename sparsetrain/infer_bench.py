@@ -1,9 +1,11 @@
-"""``sparsetrain-bench-infer RUN_DIR|EXPORT``: inference speed of a run's sparse model against its dense model.
+"""``sparsetrain-bench-infer RUN_DIR|EXPORT``: inference speed of a run's sparse and shrunk models against its
+dense model.
 
-Times the exported dense model and its sparse form (``model.sparse.safetensors`` when exported, else converted
-now, its kernels measured on this machine) at batch 1 (latency) and at ``--batch`` (throughput), on the threads
-given, and prints each sparse layer's kernel times and the whole model's speed-up beside its FLOP bound (dense
-FLOPs / sparse FLOPs: the speed-up if time followed the multiply-adds). Written to ``RUN_DIR/infer_bench.json``.
+Times the exported dense model, its sparse form (``model.sparse.safetensors`` when exported, else converted now,
+its kernels measured on this machine) and its shrunk form (``model.shrunk.pt2``, when exported) at batch 1
+(latency) and at ``--batch`` (throughput), on the threads given, and prints each sparse layer's kernel times and
+each form's speed-up beside its FLOP bound (dense FLOPs / the form's FLOPs: the speed-up if time followed the
+multiply-adds). Written to ``RUN_DIR/infer_bench.json``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from .export import SAFETENSORS_NAME, SPARSE_NAME, export_metadata, load_exported
+from .export import SAFETENSORS_NAME, SHRUNK_NAME, SPARSE_NAME, export_metadata, load_exported
 from .runtime.sparse_linear import Kernel, SparseLinear
 from .runtime.tune import milliseconds, sparsify_linear_layers
 from .sparsity.flops import inference_flops, layer_flops
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        dense_path, sparse_path, out = _paths(args.target)
+        dense_path, sparse_path, shrunk_path, out = _paths(args.target)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -48,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sparse = copy.deepcopy(dense)
         kernels = sparsify_linear_layers(sparse, rows)
-    report = compare(dense, sparse, inputs, args.batch, args.seconds)
+    forms = {"sparse": sparse, **({"shrunk": load_exported(shrunk_path)} if shrunk_path else {})}
+    report = compare(dense, forms, inputs, args.batch, args.seconds)
     report.update(threads=args.threads, kernels=kernels, sparse_source=str(sparse_path or "converted now"))
     print(format_report(report))
     if out is not None:
@@ -57,18 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _paths(target: Path) -> tuple[Path, Path | None, Path | None]:
-    """(dense export, sparse export or None, the run directory to write to or None)."""
+def _paths(target: Path) -> tuple[Path, Path | None, Path | None, Path | None]:
+    """(dense export, sparse export or None, shrunk export or None, the run directory to write to or None)."""
     if target.is_dir():
-        dense = target / "export" / SAFETENSORS_NAME
+        dense, run_dir = target / "export" / SAFETENSORS_NAME, target
         if not dense.is_file():
             raise FileNotFoundError(f"no {dense}: export the run first, {EXAMPLE}")
-        sparse = target / "export" / SPARSE_NAME
-        return dense, sparse if sparse.is_file() else None, target
-    if not target.is_file():
+    elif target.is_file():
+        dense, run_dir = target, None
+    else:
         raise FileNotFoundError(f"no run directory or export {target}; {EXAMPLE}")
-    sparse = target.with_name(SPARSE_NAME)
-    return target, sparse if sparse.is_file() else None, None
+    sparse, shrunk = (dense.with_name(name) for name in (SPARSE_NAME, SHRUNK_NAME))
+    return dense, sparse if sparse.is_file() else None, shrunk if shrunk.is_file() else None, run_dir
 
 
 def _takes_tokens(model: nn.Module, in_shape: list[int]) -> bool:
@@ -83,25 +87,33 @@ def example_inputs(model: nn.Module, in_shape: list[int]) -> Callable[[int], tup
     return lambda batch: (torch.randn(batch, *in_shape, generator=generator),)
 
 
-def compare(dense: nn.Module, sparse: nn.Module, inputs: Callable[[int], tuple], batch: int,
+def compare(dense: nn.Module, forms: dict[str, nn.Module], inputs: Callable[[int], tuple], batch: int,
             seconds: float) -> dict:
-    """Latency (batch 1) and throughput (``batch``) of both models, the speed-ups and the FLOP bound."""
-    report: dict = {"batch": batch, "flop_bound": flop_bound(dense, sparse, inputs(1))}
+    """Latency (batch 1) and throughput (``batch``) of the dense model and each of ``forms`` (by name), each form's
+    speed-up and FLOP bound."""
+    report: dict = {"batch": batch, "forms": list(forms),
+                    "flop_bound": {name: flop_bound(dense, form, inputs(1)) for name, form in forms.items()}}
     for regime, size in (("latency", 1), ("throughput", batch)):
         x = inputs(size)
         with torch.inference_mode():
-            dense_ms, sparse_ms = (milliseconds(lambda model=model: model(*x), seconds) for model in (dense, sparse))
-        report[regime] = {"batch": size, "dense_ms": dense_ms, "sparse_ms": sparse_ms,
-                          "speedup": dense_ms / sparse_ms}
+            times = {name: milliseconds(lambda model=model: model(*x), seconds)
+                     for name, model in {"dense": dense, **forms}.items()}
+        report[regime] = {"batch": size, **{f"{name}_ms": ms for name, ms in times.items()},
+                          **{f"{name}_speedup": times["dense"] / times[name] for name in forms}}
     return report
 
 
-def flop_bound(dense: nn.Module, sparse: nn.Module, x: tuple) -> float:
-    """Dense forward FLOPs over sparse ones, the sparse layers counted at their density."""
+def flop_bound(dense: nn.Module, form: nn.Module, x: tuple) -> float:
+    """Dense forward FLOPs over the form's: its sparse layers counted at their density, a shrunk model's counted."""
     total, per_layer = layer_flops(dense, forward=lambda model: model(*x))
-    densities = {f"{name}.weight": module.describe()["density"] for name, module in sparse.named_modules()
+    densities = {f"{name}.weight": module.describe()["density"] for name, module in form.named_modules()
                  if isinstance(module, SparseLinear)}
-    return total / inference_flops(total, per_layer, densities)
+    if densities:
+        return total / inference_flops(total, per_layer, densities)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        form(*x)
+    return total / counter.get_total_flops()
 
 
 def format_report(report: dict) -> str:
@@ -113,11 +125,14 @@ def format_report(report: dict) -> str:
         lines.append(f"| {name} | {plan['density']:.3f} | {one} / {many} ({plan['rows']} rows) | "
                      f"{times['one:dense']:.4f} / {times['many:dense']:.4f} | "
                      f"{times[f'one:{one}']:.4f} / {times[f'many:{many}']:.4f} |")
-    lines += ["", "| whole model | batch | dense ms | sparse ms | speed-up | FLOP bound |", "|---|---|---|---|---|---|"]
+    forms = report["forms"]
+    lines += ["", "| whole model | batch | dense ms | " + " | ".join(f"{name} ms (speed-up, FLOP bound)" for name in forms)
+              + " |", "|---|---|---|" + "---|" * len(forms)]
     for regime in ("latency", "throughput"):
         row = report[regime]
-        lines.append(f"| {regime} | {row['batch']} | {row['dense_ms']:.3f} | {row['sparse_ms']:.3f} | "
-                     f"{row['speedup']:.2f}x | {report['flop_bound']:.2f}x |")
+        cells = (f"{row[f'{name}_ms']:.3f} ({row[f'{name}_speedup']:.2f}x, {report['flop_bound'][name]:.2f}x)"
+                 for name in forms)
+        lines.append(f"| {regime} | {row['batch']} | {row['dense_ms']:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -1,7 +1,10 @@
 """sparsetrain-export: safetensors and torch.nn.utils.prune-format exports of a run directory."""
 
 import json
+import subprocess
+import sys
 
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -9,30 +12,43 @@ from torch.nn.utils import prune
 
 from sparsetrain.export import export_metadata, load_exported, main
 from sparsetrain.models.zoo import build_model
-from sparsetrain.runtime.sparse_linear import Kernel, SparseLinear
+from sparsetrain.runtime.sparse_linear import Kernel, SparseLinear, constant_fan_in
 
 IN_SHAPE = (1, 8, 8)
 PREPROCESS = {"scale": 1 / 255, "mean": [0.1307], "std": [0.3081]}
 
 
-def _fake_run(run_dir, sparse=True, density=0.3):
-    """A finished lenet300_100 run: checkpoint, summary.json and (if ``sparse``) random masks on the Linear weights."""
+def _mask(shape, density, pattern):
+    """A random mask keeping about ``density`` of a weight: any weights, a constant number per output unit
+    (``fanin``) or whole output units (``channel``)."""
+    if pattern == "fanin":
+        return (torch.rand(shape).flatten(1).argsort(1) < round(density * shape[1:].numel())).view(shape)
+    if pattern == "channel":
+        return (torch.rand(shape[0]) < density).view(-1, *[1] * (len(shape) - 1)).expand(shape).clone()
+    return torch.rand(shape) < density
+
+
+def _fake_run(run_dir, sparse=True, density=0.3, pattern="unstructured", model_name="lenet300_100",
+              in_shape=IN_SHAPE):
+    """A finished run of model ``model_name``: checkpoint, summary.json and (if ``sparse``) random masks of ``pattern`` on
+    the weight matrices and filters."""
     torch.manual_seed(0)
-    model = build_model("lenet300_100", IN_SHAPE, 10)
+    model = build_model(model_name, in_shape, 10)
     masks = {}
     if sparse:
-        masks = {name: torch.rand(p.shape) < density for name, p in model.named_parameters() if name.endswith("weight")}
+        masks = {name: _mask(p.shape, density, pattern) for name, p in model.named_parameters()
+                 if name.endswith("weight") and p.dim() > 1}
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if name in masks:
                     p.mul_(masks[name])
         (run_dir / "masks").mkdir(parents=True)
         save_file(masks, run_dir / "masks" / "final.safetensors")
-    config = {"model": {"name": "lenet300_100", "depth": None, "width": None, "dropout": 0.0, "stem": "auto"},
+    config = {"model": {"name": model_name, "depth": None, "width": None, "dropout": 0.0, "stem": "auto"},
               "dataset": {"name": "fake"}}
     (run_dir / "checkpoints").mkdir(parents=True)
     torch.save({"model": model.state_dict(), "config": config}, run_dir / "checkpoints" / "last.pt")
-    summary = {"model": "lenet300_100", "in_shape": list(IN_SHAPE), "num_classes": 10, "dataset": "fake",
+    summary = {"model": model_name, "in_shape": list(in_shape), "num_classes": 10, "dataset": "fake",
                "preprocess": PREPROCESS, "masks": {"sparsity": 0.7}, "sparsetrain": "0.1.0"}
     (run_dir / "summary.json").write_text(json.dumps(summary))
     return model, masks
@@ -119,3 +135,116 @@ def test_sparse_export_gives_the_runs_logits_from_the_file_alone_and_is_sized_by
         with torch.inference_mode():
             for x in (torch.randn(1, *IN_SHAPE), torch.randn(16, *IN_SHAPE)):
                 assert torch.allclose(rebuilt(x), model(x), atol=1e-5, rtol=0), kernel
+
+
+def test_constant_fan_in_layers_get_a_condensed_kernel_that_gives_the_runs_logits(tmp_path, capsys):
+    model, masks = _fake_run(tmp_path, density=0.1, pattern="fanin")
+    with torch.no_grad():
+        model.get_parameter(next(iter(masks)))[5] = 0  # an ablated unit keeps the fan-in constant
+    torch.save({"model": model.state_dict(), "config": torch.load(tmp_path / "checkpoints" / "last.pt")["config"]},
+               tmp_path / "checkpoints" / "last.pt")
+    assert main([str(tmp_path), "--format", "sparse", "--rows", "16"]) == 0
+    path = tmp_path / "export" / "model.sparse.safetensors"
+    kernels = export_metadata(path)["kernels"]
+    assert all({"one:condensed", "many:condensed", "many:condensed/4"} & plan["ms"].keys() for plan in kernels.values())
+    rebuilt = load_exported(path)
+    layers = [module for module in rebuilt.modules() if isinstance(module, SparseLinear)]
+    model.eval()
+    for kernel in (None, Kernel("condensed"), Kernel("condensed", tile=4)):
+        for layer in layers if kernel else ():
+            layer.one = layer.many = kernel
+            layer._build()
+        with torch.inference_mode():
+            for x in (torch.randn(1, *IN_SHAPE), torch.randn(16, *IN_SHAPE)):
+                assert torch.allclose(rebuilt(x), model(x), atol=1e-5, rtol=0), kernel
+
+
+def test_the_condensed_kernel_refuses_a_layer_without_constant_fan_in(tmp_path):
+    assert constant_fan_in(torch.tensor([3, 0, 3, 3])) == 3 and constant_fan_in(torch.tensor([3, 2, 3])) is None
+    _fake_run(tmp_path, density=0.1)  # unstructured: the rows keep different numbers of inputs
+    assert main([str(tmp_path), "--format", "sparse", "--rows", "8"]) == 0
+    kernels = export_metadata(tmp_path / "export" / "model.sparse.safetensors")["kernels"]
+    assert not any("condensed" in key for plan in kernels.values() for key in plan["ms"])
+    weight = torch.tensor([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0]])
+    with pytest.raises(ValueError, match="constant fan-in"):
+        SparseLinear.from_dense(weight, None, Kernel("condensed"), Kernel("dense"))
+
+
+CONV_SHAPE = (3, 16, 16)
+LOAD_WITHOUT_SPARSETRAIN = """
+import sys, torch
+class Refuse:  # sparsetrain is not importable here, whatever the environment installs
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "sparsetrain":
+            raise ImportError(name)
+sys.meta_path.insert(0, Refuse())
+try:
+    import sparsetrain
+    sys.exit("sparsetrain imported")
+except ImportError:
+    pass
+model = torch.export.load(sys.argv[1]).module()
+torch.save([model(x) for x in torch.load(sys.argv[2])], sys.argv[3])
+"""
+
+
+def test_shrunk_export_is_smaller_and_gives_the_runs_logits_without_sparsetrain(tmp_path, capsys):
+    model, _ = _fake_run(tmp_path, density=0.5, pattern="channel", model_name="resnet20", in_shape=CONV_SHAPE)
+    assert main([str(tmp_path), "--format", "dense", "shrunk"]) == 0
+    out = tmp_path / "export"
+    assert "zero channels removed" in capsys.readouterr().out
+    shrunk = load_exported(out / "model.shrunk.pt2")
+    assert sum(p.numel() for p in shrunk.parameters()) < 0.75 * sum(p.numel() for p in model.parameters())
+    assert (out / "model.shrunk.pt2").stat().st_size < 0.85 * (out / "model.safetensors").stat().st_size
+    assert export_metadata(out / "model.shrunk.pt2")["model"]["name"] == "resnet20"
+    inputs = [torch.randn(1, *CONV_SHAPE), torch.randn(5, *CONV_SHAPE)]
+    torch.save(inputs, tmp_path / "inputs.pt")
+    subprocess.run([sys.executable, "-I", "-c", LOAD_WITHOUT_SPARSETRAIN, str(out / "model.shrunk.pt2"),
+                    str(tmp_path / "inputs.pt"), str(tmp_path / "logits.pt")], check=True, cwd=tmp_path)
+    model.eval()
+    with torch.no_grad():
+        for x, logits in zip(inputs, torch.load(tmp_path / "logits.pt")):
+            assert torch.allclose(logits, model(x), atol=1e-5, rtol=0)
+
+
+def test_shrunk_export_keeps_channels_whose_batchnorm_shifts_zero_away(tmp_path, capsys):
+    model, _ = _fake_run(tmp_path, density=0.5, pattern="channel", model_name="resnet20", in_shape=CONV_SHAPE)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt")
+    for name, tensor in state["model"].items():
+        if name.endswith("bias"):  # every BatchNorm's shift: a zero filter's output is no longer zero after it
+            tensor.fill_(0.1)
+    torch.save(state, tmp_path / "checkpoints" / "last.pt")
+    assert main([str(tmp_path), "--format", "shrunk"]) == 0
+    assert "(0 zero channels removed" in capsys.readouterr().out
+    model.load_state_dict(state["model"])
+    x = torch.randn(3, *CONV_SHAPE)
+    with torch.no_grad():
+        assert torch.allclose(load_exported(tmp_path / "export" / "model.shrunk.pt2")(x), model.eval()(x), atol=1e-5)
+
+
+def test_shrunk_export_refuses_a_transformers_model_before_writing(tmp_path, capsys):
+    _fake_run(tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    (tmp_path / "summary.json").write_text(json.dumps({**summary, "task": "sequence_classification"}))
+    assert main([str(tmp_path), "--format", "shrunk", "dense"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "e.g. sparsetrain-export" in err and not (tmp_path / "export").exists()
+
+
+def test_shrunk_export_without_torch_pruning_or_with_changed_logits_writes_nothing(tmp_path, capsys, monkeypatch):
+    _fake_run(tmp_path, density=0.5, pattern="channel", model_name="resnet20", in_shape=CONV_SHAPE)
+    import sparsetrain.runtime.shrink as shrink
+
+    def wrong(model, example):  # a removal that changes what the model computes
+        with torch.no_grad():
+            model.get_parameter("fc.bias").add_(1)
+        return 0
+
+    monkeypatch.setattr(shrink, "shrink_channels", wrong)
+    assert main([str(tmp_path), "--format", "shrunk", "dense"]) == 2
+    assert "changed the logits" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "torch_pruning", None)
+    monkeypatch.delitem(sys.modules, "sparsetrain.runtime.shrink")
+    assert main([str(tmp_path), "--format", "shrunk", "dense"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'sparsetrain[export]'" in err and not (tmp_path / "export").exists()

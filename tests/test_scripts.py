@@ -98,7 +98,7 @@ def test_bench_startup_times_each_case_quiet_and_under_load(tmp_path):
 
 def test_bench_infer_reports_each_sparsity_against_the_dense_model(tmp_path):
     out = tmp_path / "infer.json"
-    result = subprocess.run([sys.executable, str(SCRIPTS / "bench_infer.py"), "--models", "lenet", "--batch", "8",
+    result = subprocess.run([sys.executable, str(SCRIPTS / "bench_infer.py"), "--cases", "lenet", "--batch", "8",
                              "--seconds", "0.01", "--json", str(out)],
                             check=True, capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=300)
     rows = json.loads(out.read_text())["rows"]
