@@ -111,7 +111,7 @@ def test_a_run_directory_that_cannot_be_one_is_refused_in_one_line(tmp_path, cli
 def test_an_option_of_other_methods_names_them(tmp_path, cli_in_process):
     status, _, err = cli_in_process(tmp_path, "method=static", "sparsity=0.5", "method.delta_t=10")
     assert status == 2 and err == ("error: method.delta_t is not a key of method=static; the methods with it: itop, "
-                                   "rigl, set, snfs (e.g. method=itop method.delta_t=4000)\n")
+                                   "rigl, set, snfs, srigl (e.g. method=itop method.delta_t=4000)\n")
 
 
 
