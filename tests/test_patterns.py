@@ -91,6 +91,7 @@ def test_each_method_family_ends_exactly_in_its_pattern(compose_config, tmp_path
     (["method=oneshot", "sparsity=0.9", "method.pattern.name=fanin"],
      "method.pattern.name=fanin counts per layer, so method.scope=global cannot rank across layers"),
     (["method=gmp", "sparsity=0.5", "method.pattern.name=nm"], "method=gmp cannot take method.pattern.name=nm"),
+    (["method=dense", "method.pattern.name=nm"], "(e.g. method=acdc method.pattern.name=unstructured)"),
 ])
 def test_impossible_patterns_are_refused_in_one_line(cli_in_process, tmp_path, overrides, expected):
     status, _, err = cli_in_process(tmp_path, *overrides)

@@ -73,9 +73,9 @@ def composition_message(error: Exception, example_config: Callable[[], DictConfi
             return f"{key} cannot be removed: every key has a value; e.g. {example(cfg, key)}"
         others = _methods_with(key)
         if others and cfg is not None:
-            name, value = others[0]
+            name, shown = others[0]
             return (f"{key} is not a key of method={cfg.method.name}; the methods with it: "
-                    f"{', '.join(n for n, _ in others)} (e.g. method={name} {key}={value})")
+                    f"{', '.join(n for n, _ in others)} (e.g. method={name} {shown})")
         close = difflib.get_close_matches(key, _keys(cfg), n=1) if cfg is not None else []
         if close:
             return f"{key} is not a config key; did you mean {close[0]}? e.g. {example(cfg, close[0])}"
@@ -85,7 +85,8 @@ def composition_message(error: Exception, example_config: Callable[[], DictConfi
 
 
 def _methods_with(key: str) -> list[tuple[str, str]]:
-    """(method, its default) of every registered method whose schema has the option ``key`` (``method.<option>``)."""
+    """(method, ``key=<its default>``) of every registered method whose schema has the option ``key``
+    (``method.<option>``)."""
     group, _, option = key.partition(".")
     if group != "method" or not option:
         return []
@@ -94,8 +95,16 @@ def _methods_with(key: str) -> list[tuple[str, str]]:
         field = {f.name: f for f in dataclasses.fields(record.schema)}.get(option)
         if field is not None:
             default = field.default_factory() if field.default is dataclasses.MISSING else field.default
-            found.append((record.name, literal(default)))
+            found.append((record.name, _assignment(key, default)))
     return found
+
+
+def _assignment(key: str, value: object) -> str:
+    """``key=value`` as a command line writes it; a group of options (a schema) by its first option."""
+    while dataclasses.is_dataclass(value):
+        first = dataclasses.fields(value)[0].name
+        key, value = f"{key}.{first}", getattr(value, first)
+    return f"{key}={literal(value)}"
 
 
 def example(cfg: DictConfig, key: str) -> str:
