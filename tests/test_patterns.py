@@ -45,12 +45,14 @@ def test_select_keeps_the_top_scores_exactly_per_group(name, shape):
         groups = mat.reshape(-1, 4)
         assert torch.equal(kept.reshape(-1, 4), groups >= groups.topk(2, dim=1).values[:, 1:])
     if name == "channel":  # the output units whose scores sum highest
-        assert set(kept.all(1).nonzero().flatten().tolist()) == set(mat.sum(1).topk(keep // mat.shape[1]).indices.tolist())
+        top = mat.sum(1).topk(keep // mat.shape[1]).indices
+        assert set(kept.all(1).nonzero().flatten().tolist()) == set(top.tolist())
 
 
 def test_a_convolution_is_seen_along_its_input_channels():
     weight = torch.arange(2 * 4 * 3 * 3).reshape(2, 4, 3, 3)
-    assert torch.equal(matrix(weight)[0, :4], weight[0, :, 0, 0]) and torch.equal(unmatrix(matrix(weight), weight.shape), weight)
+    assert torch.equal(matrix(weight)[0, :4], weight[0, :, 0, 0])
+    assert torch.equal(unmatrix(matrix(weight), weight.shape), weight)
 
 
 def test_kept_counts_round_to_the_pattern_and_misfits_are_named():
@@ -75,6 +77,9 @@ def _final_masks(compose_config, tmp_path, *overrides: str) -> dict[str, torch.T
     ("acdc", "nm", ["sparsity=0.5", "epochs=4", "method.warmup_epochs=1", "method.final_epochs=1",
                     "method.compressed_epochs=1", "method.decompressed_epochs=1"]),
     ("gap", "fanin", ["sparsity=0.75", "steps=20", "method.num_partitions=2", "method.rounds=1"]),
+    ("lth", "channel", ["steps=20", "method.levels=2", "method.prune_rate=0.5", "method.dense_layers=[last]"]),
+    ("mask_training", "nm", ["sparsity=0.5", "steps=30", "method.binarizer=topk"]),
+    ("mask_training", "block", ["sparsity=0.75", "steps=30", "method.binarizer=topk", "method.pattern.block=[2,4]"]),
 ])
 def test_each_method_family_ends_exactly_in_its_pattern(compose_config, tmp_path, method, name, extra):
     masks = _final_masks(compose_config, tmp_path, f"method={method}", f"method.pattern.name={name}", *extra)
@@ -85,13 +90,18 @@ def test_each_method_family_ends_exactly_in_its_pattern(compose_config, tmp_path
 
 @pytest.mark.parametrize("overrides,expected", [
     (["method=lth", "sparsity=0.5", "method.pattern.name=nm"],
-     "method=lth cannot take method.pattern.name=nm (it takes unstructured); e.g. method=static"),
+     "method=lth cannot take method.pattern.name=nm (it takes unstructured, block, fanin, channel); "
+     "e.g. method=static"),
     (["method=static", "sparsity=0.9", "method.pattern.name=nm"],
      "sparsity=0.9 conflicts with method.pattern.name=nm, which keeps 2 of every 4 weights; e.g. sparsity=0.5"),
     (["method=oneshot", "sparsity=0.9", "method.pattern.name=fanin"],
      "method.pattern.name=fanin counts per layer, so method.scope=global cannot rank across layers"),
     (["method=gmp", "sparsity=0.5", "method.pattern.name=nm"], "method=gmp cannot take method.pattern.name=nm"),
+    (["method=lth", "method.pattern.name=fanin", "method.control=random_mask", "method.masks_from=x"],
+     "method.control=random_mask draws positions without a pattern; e.g. method.control=random_reinit"),
     (["method=dense", "method.pattern.name=nm"], "(e.g. method=acdc method.pattern.name=unstructured)"),
+    (["method=mask_training", "sparsity=0.5", "method.pattern.name=nm"],
+     "method.pattern.name=nm needs binarizer=topk (a threshold keeps no count per group); e.g. method.binarizer=topk"),
 ])
 def test_impossible_patterns_are_refused_in_one_line(cli_in_process, tmp_path, overrides, expected):
     status, _, err = cli_in_process(tmp_path, *overrides)
@@ -102,7 +112,8 @@ def test_impossible_patterns_are_refused_in_one_line(cli_in_process, tmp_path, o
     (["sparsity=0.75", "method.pattern.name=nm", "method.pattern.m=8"],
      "cannot take layer 3.weight: its 300 inputs are not a multiple of method.pattern.m=8"),
     (["sparsity=0.5", "method.pattern.name=channel"],
-     "cannot take layer 5.weight: its outputs are the model's classes; keep it dense, e.g. method.dense_layers=[5.weight]"),
+     "cannot take layer 5.weight: its outputs are the model's classes; keep it dense, "
+     "e.g. method.dense_layers=[5.weight]"),
 ])
 def test_a_layer_the_pattern_cannot_fit_is_named(compose_config, tmp_path, overrides, expected):
     overrides = ["method=static", *overrides]

@@ -31,6 +31,7 @@ from ..runs.files import checkpoint_path
 from ..runs.record import flatten, read_run_record
 from ..sparsity.dst import drop_count
 from ..sparsity.masks import load_checked_masks, random_masks
+from ..sparsity.patterns import keep_count, select as pattern_select
 from ..sparsity.saliency import keep_top
 from ..sparsity.targets import match_layers, parse_layer_value
 from .base import RunContext
@@ -44,7 +45,7 @@ CONTROLS = ("none", "random_reinit", "random_mask")
 
 class LTH(MaskedMethod):
     name = "lth"
-    patterns = ("unstructured",)  # per-round pruning rates per layer: not built in a pattern yet
+    patterns = ("unstructured", "block", "fanin", "channel")  # nm fixes the density: no levels to prune through
     table_name = "lottery"
     round_keys = ("method.levels", "method.rewind_to")  # levels + 1 rounds; later ones start at the rewind point
 
@@ -67,6 +68,8 @@ class LTH(MaskedMethod):
              "method.control=random_reinit"),
             (cfg.control == "none" or cfg.masks_from, "method.masks_from", " is needed by a control",
              "method.masks_from=<a finished lottery run>"),
+            (cfg.control != "random_mask" or cfg.pattern.name == "unstructured", "method.control",
+             "=random_mask draws positions without a pattern", "method.control=random_reinit"),
         ]
         for ok, key, rule, example in checks:
             if not ok:
@@ -163,8 +166,12 @@ class LTH(MaskedMethod):
         counts, scores = self.maskset.counts(), self.magnitude_scores()
         rates = {name: self.layer_rates.get(name, self.cfg.prune_rate) for name in counts}
         own = list(counts) if self.cfg.scope == "layerwise" else list(self.layer_rates)
-        masks = keep_top({n: scores[n] for n in own}, {n: counts[n] - drop_count(counts[n], rates[n], "floor")
-                                                       for n in own}) if own else {}
+        keep = {n: counts[n] - drop_count(counts[n], rates[n], "floor") for n in own}
+        pattern = self.cfg.pattern
+        if pattern.name != "unstructured":  # whole groups: the count rounded to them (scope=layerwise)
+            shapes = self.targets.shapes
+            return {n: pattern_select(pattern, scores[n], keep_count(pattern, shapes[n], keep[n])) for n in own}
+        masks = keep_top({n: scores[n] for n in own}, keep) if own else {}
         pooled = [name for name in counts if name not in own]
         if pooled:
             active = sum(counts[name] for name in pooled)

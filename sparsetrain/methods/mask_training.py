@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 class MaskTraining(MaskedMethod):
     name = "mask_training"
-    patterns = ("unstructured",)  # top-k within groups: not built yet
 
     @classmethod
     def check(cls, cfg: Any, sparsity: float) -> None:
@@ -59,6 +58,9 @@ class MaskTraining(MaskedMethod):
              "starts every score equal, which top-k cannot rank", "method.init=uniform"),
             (cfg.binarizer == "threshold" and cfg.scope == "global", "method.scope=global",
              "needs binarizer=topk (threshold resets are per layer)", "method.scope=layerwise"),
+            (cfg.binarizer == "threshold" and cfg.pattern.name != "unstructured",
+             f"method.pattern.name={cfg.pattern.name}", "needs binarizer=topk (a threshold keeps no count per group)",
+             "method.binarizer=topk"),
             (cfg.reset_every < 0, f"method.reset_every={cfg.reset_every}", "must be >= 0 (0: never reset)",
              "method.reset_every=1000"),
             (any(step < 1 for step in cfg.reset_at), f"method.reset_at={list(cfg.reset_at)}",
