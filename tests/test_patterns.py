@@ -78,6 +78,8 @@ def _final_masks(compose_config, tmp_path, *overrides: str) -> dict[str, torch.T
                     "method.compressed_epochs=1", "method.decompressed_epochs=1"]),
     ("gap", "fanin", ["sparsity=0.75", "steps=20", "method.num_partitions=2", "method.rounds=1"]),
     ("lth", "channel", ["steps=20", "method.levels=2", "method.prune_rate=0.5", "method.dense_layers=[last]"]),
+    ("synflow", "block", ["sparsity=0.75", "steps=10", "method.scope=layerwise", "method.iterations=5",
+                          "method.pattern.block=[2,4]"]),
     ("mask_training", "nm", ["sparsity=0.5", "steps=30", "method.binarizer=topk"]),
     ("mask_training", "block", ["sparsity=0.75", "steps=30", "method.binarizer=topk", "method.pattern.block=[2,4]"]),
 ])

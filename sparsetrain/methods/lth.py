@@ -31,7 +31,6 @@ from ..runs.files import checkpoint_path
 from ..runs.record import flatten, read_run_record
 from ..sparsity.dst import drop_count
 from ..sparsity.masks import load_checked_masks, random_masks
-from ..sparsity.patterns import keep_count, select as pattern_select
 from ..sparsity.saliency import keep_top
 from ..sparsity.targets import match_layers, parse_layer_value
 from .base import RunContext
@@ -167,10 +166,8 @@ class LTH(MaskedMethod):
         rates = {name: self.layer_rates.get(name, self.cfg.prune_rate) for name in counts}
         own = list(counts) if self.cfg.scope == "layerwise" else list(self.layer_rates)
         keep = {n: counts[n] - drop_count(counts[n], rates[n], "floor") for n in own}
-        pattern = self.cfg.pattern
-        if pattern.name != "unstructured":  # whole groups: the count rounded to them (scope=layerwise)
-            shapes = self.targets.shapes
-            return {n: pattern_select(pattern, scores[n], keep_count(pattern, shapes[n], keep[n])) for n in own}
+        if self.cfg.pattern.name != "unstructured":  # whole groups (scope=layerwise)
+            return self.pattern_masks({n: scores[n] for n in own}, keep)
         masks = keep_top({n: scores[n] for n in own}, keep) if own else {}
         pooled = [name for name in counts if name not in own]
         if pooled:

@@ -153,7 +153,7 @@ class MaskedMethod(Method):
         zeros = self.layer_zeros(sparsity)
         keep = {name: numel[name] - zeros[name] for name in numel}
         if self.cfg.pattern.name != "unstructured":  # per layer (an nm layer keeps n/m of itself in any scope)
-            return {name: pattern_select(self.cfg.pattern, scores[name], keep[name]) for name in scores}
+            return self.pattern_masks(scores, keep)
         if self.cfg.scope == "layerwise":
             return keep_top(scores, keep, checked)
         budgeted = self.targets.budgeted
@@ -161,6 +161,14 @@ class MaskedMethod(Method):
         masks = keep_top({name: scores[name] for name in budgeted}, total - exact_zeros(total, 1.0 - sparsity), checked)
         fixed = {name: scores[name] for name in self.targets.fixed}
         return {**masks, **keep_top(fixed, {name: keep[name] for name in fixed}, checked)} if fixed else masks
+
+    def pattern_masks(self, scores: dict[str, torch.Tensor], keep: dict[str, int]) -> dict[str, torch.Tensor]:
+        """Each layer's highest ``scores`` in the pattern, its ``keep`` rounded to whole groups (a layer kept whole
+        stays dense)."""
+        pattern, shapes = self.cfg.pattern, self.targets.shapes
+        return {name: pattern_select(pattern, score, keep[name] if keep[name] == score.numel()
+                                     else keep_count(pattern, shapes[name], keep[name]))
+                for name, score in scores.items()}
 
     def prune(self, scores: dict[str, torch.Tensor], sparsity: float) -> None:
         """Keep the highest ``scores`` at ``sparsity`` (see ``select``)."""

@@ -17,7 +17,7 @@ from .masked import MaskedMethod
 
 class SynFlow(MaskedMethod):
     name = "synflow"
-    patterns = ("unstructured",)  # its iterative schedule prunes per weight
+    patterns = ("unstructured", "block", "fanin", "channel")  # nm fixes the density: no schedule to prune through
     needs = ("in_shape",)  # the all-ones input of the synaptic-flow pass
 
     @classmethod
@@ -42,5 +42,7 @@ class SynFlow(MaskedMethod):
             keep = total - exact_zeros(total, 1.0 - self.sparsity)
         else:
             keep = {name: params[name].numel() - zeros for name, zeros in self.layer_zeros(self.sparsity).items()}
-        masks = synflow_masks(self.ctx.model, params, self.ctx.in_shape, keep, iterations=self.cfg.iterations)
+        in_pattern = self.pattern_masks if self.cfg.pattern.name != "unstructured" else None
+        masks = synflow_masks(self.ctx.model, params, self.ctx.in_shape, keep, iterations=self.cfg.iterations,
+                              select=in_pattern)
         self.install(masks, self.sparsity)

@@ -22,6 +22,7 @@ import copy
 import itertools
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -84,7 +85,8 @@ def grasp_scores(model: nn.Module, params: dict[str, nn.Parameter], batches: Bat
 
 
 def synflow_masks(model: nn.Module, params: dict[str, nn.Parameter], in_shape: tuple[int, int, int],
-                  keep: dict[str, int] | int, *, iterations: int = 100) -> dict[str, Tensor]:
+                  keep: dict[str, int] | int, *, iterations: int = 100,
+                  select: Callable[[dict[str, Tensor], Any], dict[str, Tensor]] | None = None) -> dict[str, Tensor]:
     """Iterative SynFlow pruning (data-free) down to ``keep`` weights; returns bool masks.
 
     On a float64 deep copy of the model in eval mode with every floating parameter and buffer replaced by its
@@ -92,7 +94,8 @@ def synflow_masks(model: nn.Module, params: dict[str, nn.Parameter], in_shape: t
     masked weights by ``|∂R/∂w ⊙ w|`` with ``R`` the summed output, and keeps the top scores. The kept
     count follows the exponential schedule ``n · d^(k/iterations)``, ``k = 1..iterations``, with ``d`` the
     final density: globally when ``keep`` is an int (total kept weights), per layer when it is a dict of
-    per-layer counts. Pruned weights stay pruned. ``iterations=1`` is single-shot SynFlow.
+    per-layer counts. Pruned weights stay pruned. ``iterations=1`` is single-shot SynFlow. ``select(scores, counts)``
+    replaces the top-k of each round (a sparsity pattern's selection).
     """
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
@@ -123,7 +126,7 @@ def synflow_masks(model: nn.Module, params: dict[str, nn.Parameter], in_shape: t
                 count = {name: _scheduled(sizes[name], keep[name], k, iterations) for name in params}
             else:
                 count = _scheduled(sum(sizes.values()), keep, k, iterations)
-            masks = keep_top(scores, count)
+            masks = (select or keep_top)(scores, count)
     return masks
 
 
