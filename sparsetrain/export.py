@@ -32,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save
 from torch.nn.utils import prune
 
+from .errors import first_line
 from .models.zoo import build_configured_model
 from .models.tying import untie_differing_
 from .runs.files import atomic_write, checkpoint_path
@@ -148,7 +149,7 @@ def _write_shrunk(model: torch.nn.Module, metadata: dict, path: Path) -> None:
     try:
         program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception as error:  # noqa: BLE001 (torch.export raises many kinds; each is one line here)
-        raise ExportError(f"torch.export cannot trace the model ({str(error).splitlines()[0]}); export the other "
+        raise ExportError(f"torch.export cannot trace the model ({first_line(error)}); export the other "
                           f"formats, {EXAMPLE} --format sparse") from None
     extra = {SHRUNK_METADATA: json.dumps({**metadata, "format": "shrunk", "channels_removed": str(removed)})}
     atomic_write(path, lambda handle: torch.export.save(program, handle, extra_files=extra))
@@ -270,7 +271,7 @@ def _check_loads(pruned: dict, masks: dict, model_cfg: dict, in_shape: tuple[int
         model.load_state_dict(pruned)
     except (AttributeError, RuntimeError) as error:
         raise ExportError(f"the checkpoint does not load into model {model_cfg['name']} for inputs {in_shape} "
-                          f"({str(error).splitlines()[0]}); export an unmodified run directory, {EXAMPLE}") from None
+                          f"({first_line(error)}); export an unmodified run directory, {EXAMPLE}") from None
     return untied
 
 

@@ -42,6 +42,18 @@ def run_cli(*overrides: str, cwd: Path, timeout: float = 300) -> subprocess.Comp
     )
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): its tiny models run
+    several times faster than with threads competing for 2 cores; restored for the other test files."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def compose_config():
     """compose(overrides) -> the job config, as the CLI composes it."""

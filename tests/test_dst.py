@@ -33,14 +33,7 @@ BASE = [f"sparsity={SPARSITY}", "device=cpu", "model=lenet300_100", "checkpoint_
 STEPS_PER_EPOCH = 22  # digits: 1437 training images at batch 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny models run several times faster than with threads competing for 2 cores
-    (restored for the other test files)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- drop fraction and drop count (§2.7) ------------------------------------------------------------------------

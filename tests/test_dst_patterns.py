@@ -21,13 +21,7 @@ BASE = ["device=cpu", "model=lenet300_100", "checkpoint_every=0", "eval_every=0"
 SPARSITY = {"nm": "sparsity=0.5", "fanin": "sparsity=0.9"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny models run faster than with threads competing for 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def recording(cls):

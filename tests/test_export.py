@@ -127,14 +127,7 @@ def test_sparse_export_gives_the_runs_logits_from_the_file_alone_and_is_sized_by
     rebuilt = load_exported(path)  # from the file alone
     layers = [module for module in rebuilt.modules() if isinstance(module, SparseLinear)]
     assert len(layers) == 3 and not rebuilt.training
-    model.eval()
-    for kernel in (None, Kernel("dense"), Kernel("csr"), Kernel("csr", tile=4)):  # the chosen ones, then each
-        for layer in layers if kernel else ():
-            layer.one = layer.many = kernel
-            layer._build()
-        with torch.inference_mode():
-            for x in (torch.randn(1, *IN_SHAPE), torch.randn(16, *IN_SHAPE)):
-                assert torch.allclose(rebuilt(x), model(x), atol=1e-5, rtol=0), kernel
+    _each_kernel_gives_the_logits(rebuilt, model, (Kernel("dense"), Kernel("csr"), Kernel("csr", tile=4)))
 
 
 def test_constant_fan_in_layers_get_a_condensed_kernel_that_gives_the_runs_logits(tmp_path, capsys):
@@ -148,15 +141,7 @@ def test_constant_fan_in_layers_get_a_condensed_kernel_that_gives_the_runs_logit
     kernels = export_metadata(path)["kernels"]
     assert all({"one:condensed", "many:condensed", "many:condensed/4"} & plan["ms"].keys() for plan in kernels.values())
     rebuilt = load_exported(path)
-    layers = [module for module in rebuilt.modules() if isinstance(module, SparseLinear)]
-    model.eval()
-    for kernel in (None, Kernel("condensed"), Kernel("condensed", tile=4)):
-        for layer in layers if kernel else ():
-            layer.one = layer.many = kernel
-            layer._build()
-        with torch.inference_mode():
-            for x in (torch.randn(1, *IN_SHAPE), torch.randn(16, *IN_SHAPE)):
-                assert torch.allclose(rebuilt(x), model(x), atol=1e-5, rtol=0), kernel
+    _each_kernel_gives_the_logits(rebuilt, model, (Kernel("condensed"), Kernel("condensed", tile=4)))
 
 
 def test_the_condensed_kernel_refuses_a_layer_without_constant_fan_in(tmp_path):
@@ -248,3 +233,17 @@ def test_shrunk_export_without_torch_pruning_or_with_changed_logits_writes_nothi
     assert main([str(tmp_path), "--format", "shrunk", "dense"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'sparsetrain[export]'" in err and not (tmp_path / "export").exists()
+
+
+def _each_kernel_gives_the_logits(rebuilt, model, kernels) -> None:
+    """``rebuilt``'s logits equal ``model``'s for one row and for 16, with the kernels chosen at export, then with
+    every sparse layer on each of ``kernels``."""
+    layers = [module for module in rebuilt.modules() if isinstance(module, SparseLinear)]
+    model.eval()
+    for kernel in (None, *kernels):
+        for layer in layers if kernel else ():
+            layer.one = layer.many = kernel
+            layer._build()
+        with torch.inference_mode():
+            for x in (torch.randn(1, *IN_SHAPE), torch.randn(16, *IN_SHAPE)):
+                assert torch.allclose(rebuilt(x), model(x), atol=1e-5, rtol=0), kernel

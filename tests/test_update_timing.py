@@ -19,12 +19,7 @@ SYNTHETIC = ["dataset=synthetic", "dataset.image_size=8", "dataset.channels=1", 
              "dataset.test_size=64", "dataset.augment=false"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def events(run_dir, kind=None):

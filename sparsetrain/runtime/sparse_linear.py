@@ -76,10 +76,11 @@ class SparseLinear(nn.Module):
 
     def _condensed(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(indices, values), each (out, k): the CSR rows as a dense gather; an ablated row gathers input 0 times 0."""
-        k = constant_fan_in(self.crow_indices.diff())
+        counts = self.crow_indices.diff()
+        k = constant_fan_in(counts)
         if k is None:
             raise ValueError("the condensed kernel needs constant fan-in: every nonzero row keeping as many inputs")
-        kept = self.crow_indices.diff() > 0
+        kept = counts > 0
         indices = self.col_indices.new_zeros(self.out_features, k)
         values = self.values.new_zeros(self.out_features, k)
         indices[kept], values[kept] = self.col_indices.view(-1, k), self.values.view(-1, k)
