@@ -57,8 +57,9 @@ REAL_TRAIN = {"cifar10": 50_000, "mnist": 60_000, "imagenet": 1_281_167, "digits
 # mask events (a GMP pruning event, a DST update) only at step 0, so the timed epochs hold none
 EVENTS_AT_START_ONLY = {"gmp": ["method.end=0it"],
                         **{m: ["method.t_end=1e-9"] for m in ("rigl", "set", "snfs", "itop", "srigl")}}
-# mask_training binarises its scores and rewrites W0 * M every step: its cost is in the step, no update alone
-METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop", "srigl", "acdc", "mask_training"]
+# mask_training binarises its scores and rewrites W0 * M every step, sr_ste recomputes its 2:4 mask from the dense
+# weights every step: their cost is in the step, no update alone
+METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop", "srigl", "acdc", "mask_training", "sr_ste"]
 # AC/DC's phases shortened to fit the timed run: its timed epochs hold a compression (GaP's steps are static steps)
 RUN_OVERRIDES = {"acdc": ["method.warmup_epochs=1", "method.final_epochs=1", "method.compressed_epochs=1",
                           "method.decompressed_epochs=1"]}
@@ -66,6 +67,7 @@ RUN_OVERRIDES = {"acdc": ["method.warmup_epochs=1", "method.final_epochs=1", "me
 # grow the next)
 UPDATES = ["rigl", "set", "snfs", "itop", "srigl", "gmp", "lth", "acdc", "gap"]
 SPARSITY = 0.9
+OWN_SPARSITY = {"dense": 0.0, "sr_ste": 0.5}  # sr_ste at its 2:4 default
 
 
 def timed_ms(fn, device: torch.device, repeats: int, inner: int = 1) -> float:
@@ -265,7 +267,7 @@ def bench_case(case: tuple, device: torch.device, args: argparse.Namespace, path
                         if every > steps_per_epoch or steps_per_epoch < REAL_TRAIN[shape] // batch]
     for path in paths:
         for method in timed_methods(path, paths, args.eager_methods):
-            sparsity = "0.0" if method == "dense" else str(SPARSITY)
+            sparsity = OWN_SPARSITY.get(method, SPARSITY)
             events = EVENTS_AT_START_ONLY[method] if method in row["amortised"] else []
             epoch_s = runner_epoch_s([*common, f"method={method}", f"sparsity={sparsity}", f"step_graph={path}",
                                       *events, *RUN_OVERRIDES.get(method, [])], args.epochs)

@@ -128,6 +128,8 @@ METHOD_RUNS = {
     "mask_training-topk": ["method=mask_training", "sparsity=0.8", "method.binarizer=topk", "method.scope=global",
                            "method.init=uniform", "method.score_lr=0.5"],
     "rigl-augmented-conv": ["method=rigl", "sparsity=0.9", "method.delta_t=7", *AUGMENTED],
+    "sr_ste": ["method=sr_ste"],
+    "sr_ste-conv": ["method=sr_ste", "method.dense_layers=[first]", *AUGMENTED],
 }
 
 

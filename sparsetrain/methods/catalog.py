@@ -67,6 +67,9 @@ register_method("itop", schemas.ITOPConfig, "sparsetrain.methods.itop.ITOP",
 register_method("srigl", schemas.SRigLConfig, "sparsetrain.methods.srigl.SRigL",
                 "RigL with constant fan-in per neuron, ablating neurons with too few salient weights",
                 (papers.SRIGL,), ("https://github.com/calgaryml/condensed-sparsity",), _DST)
+register_method("sr_ste", schemas.SRSTEConfig, "sparsetrain.methods.sr_ste.SRSTE",
+                "N:M sparsity from scratch: the mask recomputed from |w| every step, straight-through with a decay",
+                (papers.SR_STE,), ("https://github.com/aojunzz/NM-sparsity",), _DST)
 register_method("acdc", schemas.ACDCConfig, "sparsetrain.methods.acdc.ACDC",
                 "alternating compressed / decompressed phases after a dense warm-up, a final compressed phase",
                 (papers.ACDC,), ("https://github.com/IST-DASLab/ACDC",), _SCHEDULED)

@@ -212,3 +212,14 @@ SUPERMASK = Paper(
   booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
   year = {2019}
 }""")
+
+SR_STE = Paper(
+    "Zhou, Ma, Zhu, Liu, Zhang, Yuan, Sun, Li. Learning N:M Fine-grained Structured Sparse Neural Networks From "
+    "Scratch. ICLR 2021",
+    "https://arxiv.org/abs/2102.04010",
+    """@inproceedings{zhou2021learning,
+  title = {Learning N:M Fine-grained Structured Sparse Neural Networks From Scratch},
+  author = {Zhou, Aojun and Ma, Yukun and Zhu, Junnan and Liu, Jianbo and Zhang, Zhijie and Yuan, Kun and Sun, Wenxiu and Li, Hongsheng},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2021}
+}""")

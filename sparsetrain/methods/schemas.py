@@ -178,6 +178,15 @@ class SRigLConfig(DynamicConfig):
 
 
 @dataclass
+class SRSTEConfig(PrunedConfig):
+    """The authors' defaults (NM-sparsity, devkit/sparse_ops): 2:4 along the input channels, λ_W 2e-4."""
+
+    pattern: PatternConfig = field(default_factory=lambda: PatternConfig(name="nm"))  # nm n:m (sparsity from n/m), or a pattern with `sparsity`
+    distribution: str = "uniform"  # per-layer targets for a pattern other than nm
+    decay: float = 2e-4  # λ_W: the sparse-refined decay of the pruned weights' straight-through gradient (0: STE)
+
+
+@dataclass
 class MaskTrainingConfig(MaskedConfig):
     """Learned masks on frozen starting weights (see sparsetrain/methods/mask_training.py); TAMT's defaults except
     ``score_lr`` and ``reset_every``, set for the default run (SGD, 440 steps); the presets give the authors' values."""

@@ -64,8 +64,13 @@ def remove_temporaries(run_dir: Path) -> None:
 
 
 def remove_hydra_only_dir(run_dir: Path) -> None:
-    """Remove ``run_dir`` if it holds only what Hydra wrote before a refusal (``.hydra/``, the log, the lock)."""
-    run_dir = Path(run_dir)
+    """Remove ``run_dir`` if it holds only what Hydra wrote before a refusal (``.hydra/``, the log, the lock), and the
+    folders above it that this leaves empty (Hydra's ``outputs/<date>``), up to the working directory."""
+    run_dir = Path(run_dir).absolute()
     if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - HYDRA_ONLY:
         return
     shutil.rmtree(run_dir)
+    for parent in run_dir.parents[:2]:
+        if parent == Path.cwd() or any(parent.iterdir()):
+            break
+        parent.rmdir()
