@@ -15,6 +15,7 @@ from conftest import crash_and_resume
 from sparsetrain import methods
 from sparsetrain.api import sparsify
 from sparsetrain.runner.run import run
+from sparsetrain.sparsity import patterns
 from test_patterns import holds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -146,3 +147,14 @@ def test_another_pattern_takes_the_sparsity_as_its_target(compose_config, tmp_pa
 def test_bad_settings_are_refused_in_one_line(cli_in_process, tmp_path, overrides, expected):
     status, _, err = cli_in_process(tmp_path, *overrides)
     assert status == 2 and expected in err and err.count("\n") == 1 and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("m", [2, 4, 8, 16])
+def test_the_pairwise_group_ranking_keeps_what_a_stable_sort_keeps(m):
+    """N:M selection without a sort (every SR-STE step) against the sorted rule, ties to lower positions included."""
+    generator = torch.Generator().manual_seed(m)
+    rows = torch.randint(0, 3, (500, m), generator=generator).float()  # many ties
+    for n in range(1, m):
+        order = rows.sort(dim=1, descending=True, stable=True).indices[:, :n]
+        expected = torch.zeros_like(rows, dtype=torch.bool).scatter_(1, order, True)
+        assert torch.equal(patterns._top_in_groups(rows, n), expected), n

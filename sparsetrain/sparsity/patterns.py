@@ -25,6 +25,7 @@ from torch import Tensor
 from .saliency import top_mask
 
 PATTERNS = ("unstructured", "nm", "block", "fanin", "channel")
+PAIRWISE_WIDTH = 8  # N:M groups up to this m are ranked by pairwise comparison, wider ones sorted
 
 
 def matrix(weight: Tensor) -> Tensor:
@@ -81,7 +82,7 @@ def select(pattern: Any, scores: Tensor, keep: int) -> Tensor:
     mat = matrix(scores.detach())
     out, fan_in = mat.shape
     if pattern.name == "nm":
-        kept = _top_in_rows(groups(pattern, mat), pattern.n).view(mat.shape)
+        kept = _top_in_groups(groups(pattern, mat), pattern.n).view(mat.shape)
     elif pattern.name == "fanin":
         kept = _top_in_rows(mat, keep // out)
     elif pattern.name == "channel":
@@ -98,3 +99,20 @@ def _top_in_rows(rows: Tensor, k: int) -> Tensor:
     """Bool mask keeping the ``k`` highest of every row, ties to lower columns (a stable sort)."""
     order = torch.sort(rows, dim=1, descending=True, stable=True).indices[:, :k]
     return torch.zeros_like(rows, dtype=torch.bool).scatter_(1, order, True)
+
+
+def _top_in_groups(rows: Tensor, k: int) -> Tensor:
+    """``_top_in_rows`` for the short rows of N:M groups without a sort (SR-STE selects at every step): each pair of
+    columns compared once, an entry kept when fewer than ``k`` entries of its row rank above it (higher, or equal and
+    to its left); rows wider than ``PAIRWISE_WIDTH`` are sorted."""
+    width = rows.shape[1]
+    if width > PAIRWISE_WIDTH:
+        return _top_in_rows(rows, k)
+    columns = rows.t().contiguous()
+    above = torch.zeros_like(columns, dtype=torch.uint8)
+    for i in range(width):
+        for j in range(i + 1, width):
+            ahead = columns[i] >= columns[j]
+            above[j] += ahead
+            above[i] += ~ahead
+    return (above < k).t().contiguous()
