@@ -12,7 +12,7 @@ from sparsetrain import methods
 from sparsetrain.runner.run import run
 from sparsetrain.sparsity import dst
 from sparsetrain.sparsity.flat import FlatLayout
-from sparsetrain.sparsity.patterns import groups, keep_count, matrix, select
+from sparsetrain.sparsity.patterns import groups, keep_count, matrix, select, tile_sums
 from sparsetrain.training.graphs import HostReads
 from test_patterns import holds, pattern
 
@@ -118,6 +118,33 @@ def test_every_group_keeps_its_count_after_every_update(compose_config, tmp_path
     assert churned > 0
 
 
+@pytest.mark.parametrize("method,extra", [("rigl", []), ("set", []), ("snfs", ["method.redistribute=none"])])
+def test_block_updates_drop_the_weakest_whole_tiles_and_keep_every_count(compose_config, tmp_path, monkeypatch, method,
+                                                                         extra):
+    """Under ``block`` a tile's magnitude is the sum of its |w|: the tiles an update removes are among the layer's
+    weakest active ones (as many as the drop, in whole tiles), and every mask is whole tiles with the layer's count."""
+    overrides = [f"method={method}", "method.pattern.name=block", "method.pattern.block=[2,4]", "sparsity=0.9", *BASE,
+                 *extra]
+    updates, summary = run_recorded(compose_config, monkeypatch, tmp_path, overrides)
+    assert len(updates) == summary["dynamics"]["mask_updates"] >= 5
+    p, churned = pattern("block"), 0
+    for record in updates:
+        cfg, instance = record["method"].cfg, record["method"]
+        fraction = dst.drop_fraction(record["step"], alpha=cfg.alpha, alpha_min=cfg.alpha_min, decay=cfg.decay,
+                                     end_step=instance.end_step)
+        for layer, old in record["masks"].items():
+            new, count = record["after"][layer], record["counts"][layer]
+            holds("block", new, count)
+            holds("block", old, count)
+            removed = tile_sums(p, old & ~new) > 0
+            if removed.any():
+                drop = instance.whole_tiles({layer: dst.drop_count(count, fraction, cfg.drop_rounding)})[layer] // 8
+                sums = tile_sums(p, record["magnitude"][layer])
+                assert sums[removed].max() <= sums[tile_sums(p, old) > 0].sort().values[drop - 1]
+            churned += int(removed.sum())
+    assert churned > 0
+
+
 def test_an_update_under_a_pattern_reads_the_host_no_more_than_an_unstructured_one(compose_config, tmp_path,
                                                                                     monkeypatch):
     reads = {}
@@ -160,8 +187,10 @@ def test_srigl_without_ablation_is_rigl_under_constant_fan_in(compose_config, tm
 
 
 @pytest.mark.parametrize("method,extra", [("rigl", ["method.pattern.name=fanin", "method.tie_noise=1e-5"]),
+                                          ("rigl", ["method.pattern.name=block", "method.pattern.block=[2,4]",
+                                                    "method.tie_noise=1e-5"]),
                                           ("srigl", ["method.gamma_sal=0.9"])])
-def test_resume_inside_a_fanin_run_is_bit_identical(compose_config, tmp_path, monkeypatch, method, extra):
+def test_resume_inside_a_pattern_constrained_run_is_bit_identical(compose_config, tmp_path, monkeypatch, method, extra):
     overrides = [f"method={method}", "sparsity=0.9", "steps=40", "device=cpu", "checkpoint_every=5it",
                  "resume=auto", "model.dropout=0.1", "method.delta_t=5", *extra]
     a, b = crash_and_resume(compose_config, tmp_path, monkeypatch, method, overrides, 18)
@@ -171,8 +200,9 @@ def test_resume_inside_a_fanin_run_is_bit_identical(compose_config, tmp_path, mo
 
 
 @pytest.mark.parametrize("overrides,expected", [
-    (["method=rigl", "sparsity=0.75", "method.pattern.name=block"],
-     "method=rigl cannot take method.pattern.name=block (it takes unstructured, nm, fanin); e.g. method=static"),
+    (["method=rigl", "sparsity=0.75", "method.pattern.name=channel"],
+     "method=rigl cannot take method.pattern.name=channel (it takes unstructured, nm, fanin, block); e.g. "
+     "method=static"),
     (["method=set", "sparsity=0.5", "method.pattern.name=channel"],
      "method=set cannot take method.pattern.name=channel"),
     (["method=srigl", "sparsity=0.5", "method.pattern.name=nm"],

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..seeds import derive_seed
 from ..sparsity.dst import drop_count, drop_fraction, drop_grow
 from ..sparsity.flat import FlatLayout
+from ..sparsity.patterns import tile_sums, untile
 from .base import MaskUpdates, RunContext
 from .masked import MaskedMethod
 
@@ -31,7 +32,8 @@ FIRST_UPDATES = ("start", "after_delta_t")
 
 
 class DynamicMethod(MaskedMethod):
-    patterns = ("unstructured", "nm", "fanin")  # nm / fanin: growth refills every group (sparsity/dst.py)
+    patterns = ("unstructured", "nm", "fanin", "block")  # nm / fanin: growth refills every group (sparsity/dst.py);
+    # block: drop and grow whole tiles, scored by their sums
     scores_need_gradient = True  # grow scores read the step's dense gradient: taken before it is masked
 
     @classmethod
@@ -101,6 +103,9 @@ class DynamicMethod(MaskedMethod):
                               f"{frozen[0]!r}; e.g. method.exclude=[{frozen[0]}] or method=static")
         self.end_step = round(self.cfg.t_end * ctx.total_steps)
         self.layout = FlatLayout(list(self.targets.params.values()))
+        if self.cfg.pattern.name == "block":  # the tiles of every layer, one entry each
+            tiles = [tile_sums(self.cfg.pattern, param.detach()) for param in self.targets.params.values()]
+            self.tile_layout = FlatLayout(tiles)
         self.fired = torch.zeros(self.layout.numel, dtype=torch.bool, device=ctx.device)
         self.generator = torch.Generator(device=ctx.device)  # re-seeded for every draw: stateless randomness
 
@@ -184,16 +189,20 @@ class DynamicMethod(MaskedMethod):
         fraction = drop_fraction(step, alpha=self.cfg.alpha, alpha_min=self.cfg.alpha_min, decay=self.cfg.decay,
                                  end_step=self.end_step)
         counts, masks = self.maskset.counts(), self.maskset.masks
-        drops = self.drop_counts(counts, fraction)
+        drops = self.whole_tiles(self.drop_counts(counts, fraction))
         if not drops:
             return
         layers = list(drops)
         grows = self.grow_counts(drops, {name: counts[name] - drops[name] for name in layers})
         params = self.targets.params
         targets = self.group_targets(scores, counts, drops)
-        new_flat, fresh = drop_grow(self.layout, list(params.values()), list(masks.values()),
-                                    [drops.get(name, 0) for name in masks], [grows.get(name, 0) for name in masks],
-                                    [scores[name] for name in masks], self.drop_noise(step), self.cfg.pattern, targets)
+        drop_list, grow_list = [drops.get(name, 0) for name in masks], [grows.get(name, 0) for name in masks]
+        if self.cfg.pattern.name == "block":
+            new_flat, fresh = self.drop_grow_tiles(step, drop_list, grow_list, scores)
+        else:
+            new_flat, fresh = drop_grow(self.layout, list(params.values()), list(masks.values()), drop_list, grow_list,
+                                        [scores[name] for name in masks], self.drop_noise(step), self.cfg.pattern,
+                                        targets)
         self.fired |= new_flat
         moved = targets is not None  # the layers' counts moved: read them back
         self.maskset.set(dict(zip(masks, self.layout.views(new_flat))), counts=None if moved else
@@ -208,13 +217,36 @@ class DynamicMethod(MaskedMethod):
                       "grown": sum(grows.values()), "churn": new_total / sum(counts.values()),
                       "itop_rate": fired_total / self.maskset.numel})
 
-    def drop_noise(self, step: int) -> torch.Tensor | None:
-        """N(0, tie_noise) for every position, flat in the layout's order (None when tie_noise is 0): one draw,
-        a function of (seed, step)."""
+    def whole_tiles(self, drops: dict[str, int]) -> dict[str, int]:
+        """Under ``block``, each layer's drop as whole tiles (rounded as ``drop_rounding``); else ``drops``."""
+        if self.cfg.pattern.name != "block":
+            return drops
+        area = self.cfg.pattern.block[0] * self.cfg.pattern.block[1]
+        rounded = (lambda n: -(-n // area)) if self.cfg.drop_rounding == "ceil" else (lambda n: n // area)
+        return {name: rounded(count) * area for name, count in drops.items()}
+
+    def drop_grow_tiles(self, step: int, drops: list[int], grows: list[int],
+                        scores: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``drop_grow`` over whole tiles: a tile's magnitude and grow score are the sums over its weights; the new
+        masks (and the new connections) back at the weights, flat in the layout's order."""
+        pattern, masks = self.cfg.pattern, self.maskset.masks
+        area = pattern.block[0] * pattern.block[1]
+        tiles = [tile_sums(pattern, mask) > 0 for mask in masks.values()]
+        magnitudes = [tile_sums(pattern, param.detach().abs()) for param in self.targets.params.values()]
+        grow = [tile_sums(pattern, scores[name].float()) for name in masks]
+        new, fresh = drop_grow(self.tile_layout, magnitudes, tiles, [n // area for n in drops],
+                               [n // area for n in grows], grow, self.drop_noise(step, self.tile_layout.numel))
+        shapes = [mask.shape for mask in masks.values()]
+        return tuple(self.layout.flat([untile(pattern, view, shape) for view, shape
+                                       in zip(self.tile_layout.views(flat), shapes)]) for flat in (new, fresh))
+
+    def drop_noise(self, step: int, numel: int | None = None) -> torch.Tensor | None:
+        """N(0, tie_noise) for every position (``numel`` of them; default: the layout's), flat in the layout's order
+        (None when tie_noise is 0): one draw, a function of (seed, step)."""
         if not self.cfg.tie_noise:
             return None
         self.generator.manual_seed(derive_seed("drop-noise", self.ctx.seed, step))
-        flat = torch.empty(self.layout.numel, device=self.ctx.device)
+        flat = torch.empty(numel or self.layout.numel, device=self.ctx.device)
         return flat.normal_(0.0, self.cfg.tie_noise, generator=self.generator)
 
     def random_scores(self, step: int) -> dict[str, torch.Tensor]:

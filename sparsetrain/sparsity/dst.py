@@ -8,7 +8,8 @@ operations, not a dozen small ones per layer.
 
 Under a pattern with a count per group (``nm``, ``fanin``) the drop is the same and growth refills every group to
 its count, as SRigL's code does for constant fan-in (a layer-wide drop, then per-neuron regrowth): each group
-grows back exactly what it lost, so every group keeps its count and the layer its total.
+grows back exactly what it lost, so every group keeps its count and the layer its total. Under ``block`` the
+methods call ``drop_grow`` on the layers' tile sums (``DynamicMethod.drop_grow_tiles``).
 """
 
 from __future__ import annotations

@@ -88,11 +88,22 @@ def select(pattern: Any, scores: Tensor, keep: int) -> Tensor:
     elif pattern.name == "channel":
         kept = top_mask(mat.sum(1), keep // fan_in)[:, None].expand(out, fan_in)
     else:
-        rows, cols = pattern.block
-        tiles = mat.reshape(out // rows, rows, fan_in // cols, cols).sum((1, 3))
-        chosen = top_mask(tiles.flatten(), keep // (rows * cols)).view(tiles.shape)
-        kept = chosen.repeat_interleave(rows, 0).repeat_interleave(cols, 1)
+        tiles = tile_sums(pattern, scores.detach())
+        chosen = top_mask(tiles.flatten(), keep // (pattern.block[0] * pattern.block[1])).view(tiles.shape)
+        return untile(pattern, chosen, scores.shape)
     return unmatrix(kept.contiguous(), scores.shape)
+
+
+def tile_sums(pattern: Any, tensor: Tensor) -> Tensor:
+    """``tensor``'s sum over every ``block`` tile of its matrix: (out / block[0], fan-in / block[1])."""
+    mat, (rows, cols) = matrix(tensor), pattern.block
+    return mat.reshape(mat.shape[0] // rows, rows, mat.shape[1] // cols, cols).sum((1, 3))
+
+
+def untile(pattern: Any, tiles: Tensor, shape: torch.Size) -> Tensor:
+    """A tensor of ``shape`` holding each tile's value over the tile (inverse of ``tile_sums`` for a bool mask)."""
+    rows, cols = pattern.block
+    return unmatrix(tiles.repeat_interleave(rows, 0).repeat_interleave(cols, 1).contiguous(), shape)
 
 
 def _top_in_rows(rows: Tensor, k: int) -> Tensor:
