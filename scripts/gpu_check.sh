@@ -18,3 +18,5 @@ repo=$PWD  # pytest from elsewhere: python -m puts the working directory (the ba
 # each case is saved as it ends, so a call cut short keeps the cases it finished
 [ $# -gt 0 ] || set -- --models resnet20 lenet300_100 resnet50 wrn22_2 resnet18
 python3 scripts/bench.py --json "$OUT/bench.json" "$@" 2>&1 | grep -v "^\[" | tee "$OUT/bench.txt"
+# 2:4 semi-structured inference on the encoder stack (the GPU target: >= 1.2x at batch 64 in bf16)
+python3 scripts/bench_two_four.py --json "$OUT/two_four.json" 2>&1 | tee "$OUT/two_four.txt"

@@ -23,7 +23,7 @@ def test_bench_quick_reports_every_method_path_and_update(tmp_path):
     timings = ["plain_eager_ms", "input_resident_ms", "input_dataloader_ms",
                *(f"update_{u}_ms" for u in ("rigl", "set", "snfs", "itop", "srigl", "gmp", "lth", "acdc", "gap")),
                *(f"{path}_{m}_ms" for path in ("off", "on")
-                 for m in ("dense", "static", "gmp", "rigl", "set", "snfs", "itop", "srigl", "acdc"))]
+                 for m in ("dense", "static", "gmp", "rigl", "set", "snfs", "itop", "srigl", "acdc", "sr_ste"))]
     for key in timings:
         assert row[key] > 0, key
     updates = ("rigl", "set", "snfs", "itop", "srigl", "gmp", "lth", "acdc", "gap")
@@ -107,3 +107,20 @@ def test_bench_infer_reports_each_sparsity_against_the_dense_model(tmp_path):
         assert abs(row["flop_bound"] * (1 - row["sparsity"]) - 1) < 0.1 and 0 < row["file_ratio"] < 1
         assert row["latency"]["batch"] == 1 and row["throughput"]["batch"] == 8
     assert result.stdout.count("| lenet |") == 3
+
+
+def test_bench_two_four_times_the_encoder_on_a_gpu_and_refuses_without_one(tmp_path):
+    import torch
+
+    out = tmp_path / "two_four.json"
+    result = subprocess.run([sys.executable, str(SCRIPTS / "bench_two_four.py"), "--layers", "1", "--repeats", "2",
+                             "--batch", "4", "--json", str(out)],
+                            capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=600)
+    if not torch.cuda.is_available():
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and "need a CUDA GPU" in result.stderr
+        assert not out.exists()
+        return
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["batch"] for row in rows] == [1, 4] and all(row["two_four_ms"] > 0 for row in rows)
+    assert 1 < rows[0]["flop_bound"] < 2 and rows[0]["max_difference"] < 0.5
