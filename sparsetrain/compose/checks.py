@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..loggers.schemas import LOGGER_PACKAGES, LOGGERS
 from ..times import parse_interval
-from ..training.schemas import SCHEDULES
+from ..training.schemas import CLIP_MODES, SCHEDULES
 from .schema import StepGraph
 
 
@@ -135,6 +135,10 @@ def _limits(cfg: Any) -> list[tuple[bool, str, str, str]]:
         (len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas), "optimizer.betas", "must be two values in [0, 1)",
          "optimizer.betas=[0.9,0.999]"),
         (optimizer.get("eps", 1.0) > 0, "optimizer.eps", "must be positive", "optimizer.eps=1e-8"),
+        (optimizer.get("clip_grad_norm", 0.0) >= 0, "optimizer.clip_grad_norm", "must be >= 0 (0: no clipping)",
+         "optimizer.clip_grad_norm=1.0"),
+        (optimizer.get("clip_mode", "global") in CLIP_MODES, "optimizer.clip_mode", "must be global or per_tensor",
+         "optimizer.clip_mode=per_tensor"),
     ]
 
 

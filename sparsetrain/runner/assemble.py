@@ -30,6 +30,7 @@ from ..tasks.build import build_task
 from ..tasks.checks import resolve_task
 from ..times import parse_interval
 from ..training.metrics import MetricsLog
+from ..training.clipping import gradient_clipping
 from ..training.optimizer import build_optimizer
 from ..training.step import StepParts, TrainStep, choose_path
 from ..training.trainer import Trainer, TrainerParts
@@ -97,7 +98,7 @@ def assemble(cfg: DictConfig, config: dict, run_dir: Path, process: Process, sto
     train_step = TrainStep(
         StepParts(model=model, step_model=model,  # DDP and compile wrap it after the method's setup, below
                   optimizer=optimizer, method=method, task=task, make_batch=data.train.make, autocast=autocast,
-                  dist=step_dist),
+                  dist=step_dist, clip=gradient_clipping(cfg.optimizer)),
         step_path,
     )
     trainer = Trainer(TrainerParts(

@@ -20,6 +20,8 @@ def build_optimizer(cfg: DictConfig, model: nn.Module,
     dicts (a group may be empty: a method may train only parameters it adds in its setup)."""
     options = OmegaConf.to_container(cfg, resolve=True)
     exempt = options.pop("exempt_bias_norm", False)
+    for key in ("clip_grad_norm", "clip_mode"):  # the step's, not the optimizer's (training/clipping.py)
+        options.pop(key, None)
     factory = instantiate(options)
     chosen = freeze_others(model, trainable)
     if not exempt:

@@ -7,6 +7,8 @@ from typing import Optional
 
 from omegaconf import MISSING
 
+CLIP_MODES = ("global", "per_tensor")  # optimizer.clip_mode (see training/clipping.py)
+
 
 @dataclass
 class SGDConfig:
@@ -17,6 +19,8 @@ class SGDConfig:
     nesterov: bool = False  # Nesterov momentum
     weight_decay: float = 5e-4  # L2 penalty (added to the gradient)
     exempt_bias_norm: bool = False  # true: no weight decay on biases and normalisation parameters
+    clip_grad_norm: float = 0.0  # > 0: gradients scaled to at most this norm before each step (0: no clipping)
+    clip_mode: str = "global"  # global (one norm over every trained gradient) | per_tensor (each tensor's own: BertAdam)
 
 
 @dataclass
@@ -28,6 +32,8 @@ class AdamConfig:
     eps: float = 1e-8  # added to the denominator
     weight_decay: float = 0.0  # Adam: L2 penalty in the gradient; AdamW: decoupled decay
     exempt_bias_norm: bool = False  # true: no weight decay on biases and normalisation parameters
+    clip_grad_norm: float = 0.0  # > 0: gradients scaled to at most this norm before each step (0: no clipping)
+    clip_mode: str = "global"  # global (one norm over every trained gradient) | per_tensor (each tensor's own: BertAdam)
 
 
 @dataclass

@@ -69,6 +69,7 @@ class StepParts:
     make_batch: Callable[[BatchPlan], Batch]  # the training batches' ``make``: device work only
     autocast: Callable[[], Any]
     dist: Distributed
+    clip: Callable[[torch.optim.Optimizer], None] | None = None  # gradient clipping before the optimizer step
 
 
 class TrainStep:
@@ -198,6 +199,8 @@ class TrainStep:
         """The method's hooks around the optimizer step."""
         p = self.p
         if p.method.before_optimizer_step(step):
+            if p.clip is not None:
+                p.clip(p.optimizer)
             p.optimizer.step()
         advance()
         p.method.after_optimizer_step(step)
