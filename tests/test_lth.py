@@ -75,6 +75,20 @@ def test_global_scope_removes_exactly_the_rate_of_the_pool(compose_config, tmp_p
         assert torch.equal(later["5.weight"], earlier["5.weight"])  # rate 0: never pruned
 
 
+@pytest.mark.parametrize("scope", ["layerwise", "global"])
+def test_dense_layers_stay_dense_through_every_level(compose_config, tmp_path, scope):
+    _run(compose_config, tmp_path, "method.levels=2", f"method.scope={scope}", "method.dense_layers=[last]")
+    masks = _round_masks(tmp_path)
+    assert len(masks) == 3 and all(bool(mask["5.weight"].all()) for mask in masks)
+    assert int(masks[-1]["3.weight"].sum()) < masks[-1]["3.weight"].numel()
+
+
+def test_a_fixed_density_is_refused_in_one_line(compose_config, tmp_path):
+    with pytest.raises(ConfigError, match=r"^method=lth prunes every layer by a rate per level, so it cannot hold "
+                                          r"5\.weight at the fixed density 0\.5; .* method\.layer_rates=\[5\.weight:0\.1\]$"):
+        _run(compose_config, tmp_path, "method.layer_density=[last:0.5]")
+
+
 def test_survivors_are_rewound_exactly_to_theta_k(compose_config, tmp_path, monkeypatch):
     seen = {}
 

@@ -106,6 +106,12 @@ class LTH(MaskedMethod):
         for entry in self.cfg.layer_rates:
             pattern, rate = parse_layer_value(entry, "method.layer_rates", "method.layer_rates=[last:0.1]")
             self.layer_rates.update(dict.fromkeys(match_layers(self.targets.params, pattern, "method.layer_rates"), rate))
+        for name, density in self.targets.fixed.items():  # method.dense_layers stay dense; a fixed density has no rate
+            if density < 1.0:
+                raise ConfigError(f"method=lth prunes every layer by a rate per level, so it cannot hold {name} at "
+                                  f"the fixed density {density}; give the layer its own rate, e.g. "
+                                  f"method.layer_rates=[{name}:0.1]")
+            self.layer_rates.setdefault(name, 0.0)
         if self.cfg.control == "none":
             self._refuse_levels_past_the_ladder()
 
