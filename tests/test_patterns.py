@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from sparsetrain.errors import ConfigError
 from sparsetrain.runner.run import run
+from sparsetrain.sparsity.masks import load_masks
 from sparsetrain.sparsity.patterns import keep_count, matrix, misfit, select, unmatrix
 
 
@@ -115,10 +116,26 @@ def test_impossible_patterns_are_refused_in_one_line(cli_in_process, tmp_path, o
      "cannot take layer 3.weight: its 300 inputs are not a multiple of method.pattern.m=8"),
     (["sparsity=0.5", "method.pattern.name=channel"],
      "cannot take layer 5.weight: its outputs are the model's classes; keep it dense, "
-     "e.g. method.dense_layers=[5.weight]"),
+     "e.g. method.dense_layers=[5.weight] or method.pattern.fallback=dense"),
 ])
 def test_a_layer_the_pattern_cannot_fit_is_named(compose_config, tmp_path, overrides, expected):
     overrides = ["method=static", *overrides]
     with pytest.raises(ConfigError, match="^method.pattern.name=") as refused:
         run(compose_config(*overrides), tmp_path / "run", overrides)
     assert expected in str(refused.value)
+
+
+def test_the_dense_fallback_keeps_the_layers_a_pattern_cannot_fit_dense(compose_config, tmp_path, caplog):
+    """LeNet-300-100 on digits under 4:8: the layers of 300 and 100 inputs cannot be grouped by 8 and are kept
+    dense, outside the budget; the 64-input layer is exactly 4:8."""
+    overrides = ["method=static", "sparsity=0.5", "method.pattern.name=nm", "method.pattern.n=4", "method.pattern.m=8",
+                 "method.pattern.fallback=dense", "device=cpu", "steps=3", "eval_every=0"]
+    with caplog.at_level("INFO", logger="sparsetrain"):
+        summary = run(compose_config(*overrides), tmp_path / "run", overrides)
+    layers = summary["masks"]["layers"]
+    assert [(layers[name]["density"], layers[name]["fixed"]) for name in ("1.weight", "3.weight", "5.weight")] == [
+        (0.5, False), (1.0, True), (1.0, True)]
+    assert ("method.pattern.fallback=dense keeps 3.weight (its 300 inputs are not a multiple of method.pattern.m=8); "
+            "5.weight (its 100 inputs are not a multiple of method.pattern.m=8) dense") in caplog.text
+    masks = load_masks(tmp_path / "run" / "masks" / "final.safetensors")
+    holds("nm", masks["1.weight"], masks["1.weight"].numel() // 2, n=4, m=8)

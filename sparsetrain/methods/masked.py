@@ -4,11 +4,15 @@ It selects the prunable weights, keeps a ``MaskSet``, masks gradients before the
 it, turns the global ``sparsity`` into per-layer keep counts (``distribution`` and ``scope``), and stores the masks
 in the method state. Optimizer state is zeroed at masked positions whenever the masks change (``set_masks``); it
 stays zero between changes, since SGD, Adam and AdamW map a zero gradient on a zero weight with zero state to zero
-(the property tests check it after every step), so no step needs to mask it again.
+(the property tests check it after every step), so no step needs to mask it again. Under the ``channel`` pattern,
+layers whose output channels are tied (a residual addition) keep the same channels, and each pruned layer's bias
+and the BatchNorm after it are masked on its removed channels like the weights (``sparsity/channels.py``), so
+``sparsetrain-export --format shrunk`` can remove them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from typing import Any
@@ -16,6 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from ..sparsity.channels import coupled_channels, select_coupled
 from ..sparsity.distribution import DISTRIBUTIONS, exact_zeros, layer_densities, zeros_per_layer
 from ..sparsity.masks import MaskSet, check_masks, random_masks
 from ..sparsity.patterns import PATTERNS, keep_count, misfit, select as pattern_select
@@ -53,6 +58,7 @@ class MaskedMethod(Method):
         self.targets: Targets | None = None
         self.maskset: MaskSet | None = None
         self.model_prunable: list[str] = []  # model.prunable: the default selection when method.include is empty
+        self.channel_groups: list[tuple[str, ...]] = []  # channel pattern: weights whose output channels are tied
 
     @classmethod
     def uses_sparsity(cls, cfg: Any) -> bool:
@@ -71,11 +77,27 @@ class MaskedMethod(Method):
                                       modules=list(cfg.modules), include=include, exclude=list(cfg.exclude))
         self.maskset = MaskSet(self.targets.params, broadcast=self.data_parallel)
         self._refuse_misfits()
+        if cfg.pattern.name == "channel":
+            self._couple_channels()
         if self.sparsity > 0 and self.uses_sparsity(cfg) and getattr(cfg, "scope", "layerwise") == "layerwise":
             self._warn_starved_layers()
         if ctx.init_masks is not None:  # a sparse init_from source: its masks are the starting masks
             check_masks(ctx.init_masks, self.targets.params, "init_from")
             self.set_masks(ctx.init_masks)
+
+    def _couple_channels(self) -> None:
+        """The channel pattern: one selection per group of layers with tied output channels, and the biases and
+        BatchNorms after the pruned layers masked on their channels (``sparsity/channels.py``)."""
+        example = self.ctx.example
+        if example is None:  # the Python API: an input of the shape it was given
+            if not self.ctx.in_shape:
+                raise ConfigError("method.pattern.name=channel traces the model to find the layers whose channels are "
+                                  "tied, from one input; e.g. sparsify(..., in_shape=(3, 32, 32))")
+            example = (torch.zeros(1, *self.ctx.in_shape, device=self.ctx.device),)
+        inputs = example[0] if isinstance(example, (tuple, list)) else example
+        coupling = coupled_channels(self.ctx.model, inputs, self.targets.params)
+        self.channel_groups = coupling.groups
+        self.maskset.follow(coupling.followers)
 
     # ---- the mask mechanics of every step --------------------------------------------------------------
     def before_optimizer_step(self, step: int) -> bool:
@@ -111,17 +133,24 @@ class MaskedMethod(Method):
         return {name: counts for name, counts in kept.items() if counts[0] < min(MIN_ACTIVE, counts[1])}
 
     def _refuse_misfits(self) -> None:
-        """ConfigError (one line) naming the first target layer the pattern cannot take."""
+        """ConfigError (one line) naming the first target layer the pattern cannot take; with
+        ``method.pattern.fallback=dense`` every such layer is kept dense instead (outside the budget) and listed."""
         pattern, last = self.cfg.pattern, list(self.targets.params)[-1]
+        kept_dense = []
         for name, shape in self.targets.shapes.items():
             if self.targets.fixed.get(name) == 1.0:
                 continue  # kept dense
             why = misfit(pattern, shape)
             if pattern.name == "channel" and name == last and shape[0] == self.ctx.num_classes:
                 why = "its outputs are the model's classes"
-            if why:
+            if why and pattern.fallback == "dense":
+                self.targets.fixed[name] = 1.0
+                kept_dense.append(f"{name} ({why})")
+            elif why:
                 raise ConfigError(f"method.pattern.name={pattern.name} cannot take layer {name}: {why}; keep it "
-                                  f"dense, e.g. method.dense_layers=[{name}]")
+                                  f"dense, e.g. method.dense_layers=[{name}] or method.pattern.fallback=dense")
+        if kept_dense:
+            log.info("method.pattern.fallback=dense keeps %s dense", "; ".join(kept_dense))
 
     # ---- from a sparsity to masks ------------------------------------------------------------------------
     def layer_zeros(self, sparsity: float) -> dict[str, int]:
@@ -164,10 +193,12 @@ class MaskedMethod(Method):
 
     def pattern_masks(self, scores: dict[str, torch.Tensor], keep: dict[str, int]) -> dict[str, torch.Tensor]:
         """Each layer's highest ``scores`` in the pattern, its ``keep`` rounded to whole groups (a layer kept whole
-        stays dense)."""
+        stays dense); under ``channel``, layers with tied output channels keep the same ones (``select_coupled``)."""
         pattern, shapes = self.cfg.pattern, self.targets.shapes
-        return {name: pattern_select(pattern, score, keep[name] if keep[name] == score.numel()
-                                     else keep_count(pattern, shapes[name], keep[name]))
+        coupled = select_coupled(scores, keep, self.channel_groups) if self.channel_groups else {}
+        return {name: coupled[name] if name in coupled else
+                pattern_select(pattern, score, keep[name] if keep[name] == score.numel()
+                               else keep_count(pattern, shapes[name], keep[name]))
                 for name, score in scores.items()}
 
     def prune(self, scores: dict[str, torch.Tensor], sparsity: float) -> None:
@@ -222,6 +253,12 @@ def _check_pattern(method: type[MaskedMethod], cfg: Any, sparsity: float) -> Non
     if pattern.name == "block" and (len(pattern.block) != 2 or min(pattern.block) < 1):
         raise ConfigError(f"method.pattern.block={list(pattern.block)} must be two positive sizes (outputs, inputs); "
                           "e.g. method.pattern.block=[4,4]")
+    if pattern.fallback not in ("refuse", "dense"):
+        raise ConfigError(f"method.pattern.fallback={pattern.fallback!r} must be refuse or dense; e.g. "
+                          "method.pattern.fallback=dense")
+    if pattern.name == "channel" and importlib.util.find_spec("torch_pruning") is None:
+        raise ConfigError("method.pattern.name=channel needs Torch-Pruning to find the layers whose channels are tied "
+                          "(pip install 'sparsetrain[export]'); or e.g. method.pattern.name=fanin")
     if pattern.name in ("block", "fanin", "channel") and getattr(cfg, "scope", "layerwise") == "global":
         raise ConfigError(f"method.pattern.name={pattern.name} counts per layer, so method.scope=global cannot rank "
                           "across layers; e.g. method.scope=layerwise")

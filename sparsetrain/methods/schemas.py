@@ -23,6 +23,7 @@ class PatternConfig:
     n: int = 2  # nm: weights kept in every group of m
     m: int = 4  # nm: consecutive inputs per group (a convolution's input channels)
     block: list[int] = field(default_factory=lambda: [4, 4])  # block: tile of (outputs, inputs)
+    fallback: str = "refuse"  # a layer the pattern cannot take: refuse (the run, naming it) | dense (kept dense, listed)
 
 
 @dataclass

@@ -35,6 +35,20 @@ class MaskSet:
         self.numel = sum(m.numel() for m in self._mask_list)
         self._counts: dict[str, int] | None = None
         self._densities: dict[str, float] | None = None
+        self._sources: list[torch.Tensor] = []  # per follower (see ``follow``): its weight's mask
+        self._alive: list[torch.Tensor] = []  # per follower: whether its channel is kept (bool)
+
+    def follow(self, followers: dict[str, tuple[nn.Parameter, str]]) -> None:
+        """Mask each follower (a per-channel parameter: a layer's bias, a BatchNorm's weight or bias) where its
+        weight's output channel is masked: its values, gradients and optimizer state, with the weights'. Followers
+        are not counted in the masks, their sparsity or their state."""
+        count = len(self.masks)
+        params = [param for param, _ in followers.values()]
+        self._sources = [self.masks[name] for _, name in followers.values()]
+        self._alive = [torch.ones(len(param), dtype=torch.bool, device=param.device) for param in params]
+        self._param_list = [*self._param_list[:count], *params]
+        self._factors = [*self._factors[:count], *(torch.ones_like(param) for param in params)]
+        self._copy_factors()
 
     # ---- changing masks ---------------------------------------------------------------------------------
     def set(self, masks: dict[str, torch.Tensor], counts: dict[str, int] | None = None) -> None:
@@ -43,7 +57,7 @@ class MaskSet:
         torch._foreach_copy_([self.masks[name] for name in masks], list(masks.values()))
         if self.broadcast:
             broadcast_masks(self._mask_list)
-        torch._foreach_copy_(self._factors, self._mask_list)
+        self._copy_factors()
         self._counts = dict(counts) if counts is not None else None
         self._densities = None
 
@@ -51,7 +65,16 @@ class MaskSet:
     def refresh_factors_(self) -> None:
         """The masks were rewritten in place on the device (a learned mask's every-step binarisation): copy them to
         the factors. No broadcast and no host read; the cached counts stay until ``recount`` or ``set``."""
-        torch._foreach_copy_(self._factors, self._mask_list)
+        self._copy_factors()
+
+    @torch.no_grad()
+    def _copy_factors(self) -> None:
+        """The masks, and the followers' kept channels, into the factors (device work only, no allocation)."""
+        torch._foreach_copy_(self._factors[:len(self._mask_list)], self._mask_list)
+        if self._sources:
+            for source, alive in zip(self._sources, self._alive):
+                torch.any(source, tuple(range(1, source.dim())), out=alive)
+            torch._foreach_copy_(self._factors[len(self._mask_list):], self._alive)
 
     def recount(self) -> None:
         """Forget the cached counts: the next ``counts``/``densities`` reads the masks (one device sync)."""
