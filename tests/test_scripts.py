@@ -124,3 +124,11 @@ def test_bench_two_four_times_the_encoder_on_a_gpu_and_refuses_without_one(tmp_p
     rows = json.loads(out.read_text())["rows"]
     assert [row["batch"] for row in rows] == [1, 4] and all(row["two_four_ms"] > 0 for row in rows)
     assert 1 < rows[0]["flop_bound"] < 2 and rows[0]["max_difference"] < 0.5
+
+
+def test_bench_shrink_halves_the_channels_and_keeps_the_logits(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPTS / "bench_shrink.py"), "--models", "resnet20", "--batch", "2",
+                             "--repeats", "1"], check=True, capture_output=True, text=True, cwd=tmp_path, env=cli_env(),
+                            timeout=300)
+    row = next(line.split() for line in result.stdout.splitlines() if line.startswith("resnet20 "))
+    assert row[1] == "344/688" and 3.5 < float(row[5].rstrip("x")) < 4.5 and float(row[6]) < 1e-5
