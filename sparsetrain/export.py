@@ -18,6 +18,12 @@ Outputs (in ``RUN_DIR/export/`` unless ``--out`` is given):
   kernels (dense, CSR or, with constant fan-in, condensed) chosen by measuring; ``load_exported`` rebuilds it.
 * ``model.shrunk.pt2`` (``--format shrunk``): the model with its zero output channels removed (Torch-Pruning), as
   a ``torch.export`` program: ``torch.export.load(path).module()`` runs it without sparsetrain.
+* ``model.onnx`` (``--format onnx``): the model (masked weights zero) as ONNX, batch dimension dynamic, input
+  ``input``, output ``logits``, the metadata above in ``metadata_props``; with ``--format shrunk onnx`` also
+  ``model.shrunk.onnx``, the shrunk model.
+* ``model.semi_structured.safetensors`` (``--format semi_structured``, on a CUDA GPU): the model in bfloat16, its
+  2:4 linear layers listed in the metadata (``semi_structured``; the others in ``dense_layers``, with why);
+  ``load_exported`` gives those layers ``torch.sparse.to_sparse_semi_structured`` weights on the GPU.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from safetensors import safe_open
@@ -36,6 +43,7 @@ from .errors import first_line
 from .models.zoo import build_configured_model
 from .models.tying import untie_differing_
 from .runs.files import atomic_write, checkpoint_path
+from .runtime import semi_structured
 from .runtime.sparse_linear import SparseLinear
 from .runtime.tune import sparsify_linear_layers
 
@@ -43,7 +51,10 @@ SAFETENSORS_NAME = "model.safetensors"
 SPARSE_NAME = "model.sparse.safetensors"
 SHRUNK_NAME = "model.shrunk.pt2"
 SHRUNK_METADATA = "sparsetrain.json"  # the export metadata, as an extra file of the program
-FORMATS = ("dense", "sparse", "shrunk")
+ONNX_NAME = "model.onnx"
+SHRUNK_ONNX_NAME = "model.shrunk.onnx"
+SEMI_STRUCTURED_NAME = "model.semi_structured.safetensors"
+FORMATS = ("dense", "sparse", "shrunk", "onnx", "semi_structured")
 PRUNED_NAME = "pruned_state_dict.pt"
 MASKS_PATH = Path("masks") / "final.safetensors"
 EXAMPLE = "e.g. sparsetrain-export outputs/2024-05-01/12-00-00"
@@ -64,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", nargs="+", choices=FORMATS, default=["dense"], dest="formats",
                         help="dense: model.safetensors (and the prune format); sparse: model.sparse.safetensors, "
                              "linear layers as CSR or condensed (constant fan-in) with each layer's kernels chosen "
-                             "by measuring; shrunk: model.shrunk.pt2, zero channels removed, a torch.export program")
+                             "by measuring; shrunk: model.shrunk.pt2, zero channels removed, a torch.export program; "
+                             "onnx: model.onnx (with shrunk: model.shrunk.onnx too); semi_structured (CUDA GPU): "
+                             "model.semi_structured.safetensors, 2:4 linear layers in bfloat16")
     parser.add_argument("--rows", type=int, default=64,
                         help="sparse: the rows per call the kernels are tuned for (batch x sequence length)")
     parser.add_argument("--threads", type=int, help="sparse: the torch threads the kernels are tuned for")
@@ -82,10 +95,15 @@ def main(argv: list[str] | None = None) -> int:
 def export(run_dir: Path, out: Path, force: bool, formats: tuple[str, ...] = ("dense",), rows: int = 64) -> None:
     """Write the export of ``run_dir`` into ``out`` in each of ``formats``; raise ExportError on bad input or an
     existing export."""
+    if "semi_structured" in formats and not torch.cuda.is_available():
+        raise ExportError(f"--format semi_structured needs a CUDA GPU (torch.sparse.to_sparse_semi_structured); "
+                          f"none is available here: run it on a CUDA machine or {EXAMPLE} --format dense sparse")
     ckpt = checkpoint_path(run_dir)
     if not ckpt.is_file():
         raise ExportError(f"no checkpoint {ckpt}: {run_dir} is not a sparsetrain run directory; {EXAMPLE}")
-    names = {"dense": (SAFETENSORS_NAME, PRUNED_NAME), "sparse": (SPARSE_NAME,), "shrunk": (SHRUNK_NAME,)}
+    names = {"dense": (SAFETENSORS_NAME, PRUNED_NAME), "sparse": (SPARSE_NAME,), "shrunk": (SHRUNK_NAME,),
+             "onnx": (ONNX_NAME, *((SHRUNK_ONNX_NAME,) if "shrunk" in formats else ())),
+             "semi_structured": (SEMI_STRUCTURED_NAME,)}
     existing = [out / name for fmt in formats for name in names[fmt] if (out / name).exists()]
     if existing and not force:
         raise ExportError(f"{existing[0]} exists; add --force to overwrite it, "
@@ -110,28 +128,46 @@ def export(run_dir: Path, out: Path, force: bool, formats: tuple[str, ...] = ("d
         "sparsity": json.dumps((summary.get("masks") or {}).get("sparsity", 0.0)),
         "sparsetrain_version": str(summary.get("sparsetrain")),
     }
-    if "shrunk" in formats:  # first: the format that may refuse the model, before anything is written
-        _write_shrunk(_loaded(model_cfg, in_shape, num_classes, task, weights), metadata, out / SHRUNK_NAME)
+
+    def loaded() -> torch.nn.Module:
+        return _loaded(model_cfg, in_shape, num_classes, task, weights)
+
+    files = []  # every format that may refuse the model is made before anything is written
+    if "shrunk" in formats:
+        shrunk, shrunk_metadata = _shrunk(loaded(), metadata)
+        files.append(_shrunk_file(shrunk, shrunk_metadata, out / SHRUNK_NAME))
+    if "onnx" in formats:
+        files.append(_onnx_file(loaded(), {**metadata, "format": "onnx"}, out / ONNX_NAME))
+        if "shrunk" in formats:
+            files.append(_onnx_file(shrunk, {**shrunk_metadata, "format": "shrunk_onnx"}, out / SHRUNK_ONNX_NAME))
+    if "semi_structured" in formats:
+        files.append(_semi_structured_file(loaded(), metadata, out / SEMI_STRUCTURED_NAME))
     if "sparse" in formats:
-        _write_sparse(_loaded(model_cfg, in_shape, num_classes, task, weights), metadata, out / SPARSE_NAME, rows)
+        files.append(_sparse_file(loaded(), metadata, out / SPARSE_NAME, rows))
+    for path, write, note in files:
+        atomic_write(path, write)
+        print(f"wrote {path} ({note})")
     if "dense" in formats:
         _write_dense(tensors, metadata, pruned, masks, untied, out)
 
 
-def _write_sparse(model: torch.nn.Module, metadata: dict, path: Path, rows: int) -> None:
+File = tuple[Path, Callable[[Any], None], str]  # (path, write(handle), what to say of it once written)
+
+
+def _sparse_file(model: torch.nn.Module, metadata: dict, path: Path, rows: int) -> File:
     """``model`` with its masked linear layers as ``SparseLinear`` (kernels measured here), as safetensors."""
     kernels = sparsify_linear_layers(model, rows)
     metadata = {**metadata, "format": "sparse", "kernels": json.dumps(kernels),
                 "threads": str(torch.get_num_threads())}
     data = save(_unshared(model.state_dict()), metadata)
-    atomic_write(path, lambda handle: handle.write(data))
     chosen = ", ".join(f"{name} {k['one']['name']}/{k['many']['name']}" for name, k in kernels.items())
-    print(f"wrote {path} ({len(kernels)} sparse linear layers, kernels for 1 / {rows} rows: {chosen or 'none'})")
+    return path, lambda handle: handle.write(data), (f"{len(kernels)} sparse linear layers, kernels for 1 / {rows} "
+                                                     f"rows: {chosen or 'none'}")
 
 
-def _write_shrunk(model: torch.nn.Module, metadata: dict, path: Path) -> None:
-    """``model`` with its zero output channels removed, as a ``torch.export`` program over any batch size."""
-    if json.loads(metadata["task"]) is not None:
+def _shrunk(model: torch.nn.Module, metadata: dict) -> tuple[torch.nn.Module, dict]:
+    """``model`` with its zero output channels removed (the logits checked unchanged), and its metadata."""
+    if json.loads(metadata["model"]).get("name") == "hf":
         raise ExportError(f"--format shrunk takes image models, not a transformers {metadata['sparsetrain_model']} "
                           f"model; {EXAMPLE} --format dense sparse")
     try:
@@ -139,23 +175,76 @@ def _write_shrunk(model: torch.nn.Module, metadata: dict, path: Path) -> None:
     except ImportError:
         raise ExportError(f"--format shrunk needs Torch-Pruning: pip install 'sparsetrain[export]', then "
                           f"{EXAMPLE} --format shrunk") from None
-    example = torch.randn(2, *json.loads(metadata["in_shape"]), generator=torch.Generator().manual_seed(0))
+    example = _example_input(model, metadata)
     before, logits = sum(p.numel() for p in model.parameters()), model(example).detach()
     removed = shrink_channels(model, example)  # Torch-Pruning traces the graph with autograd
     with torch.no_grad():
         if not torch.allclose(model(example), logits, rtol=1e-5, atol=1e-5):
             raise ExportError("removing the zero channels changed the logits (an operation Torch-Pruning maps "
                               f"wrongly); export the other formats, {EXAMPLE} --format sparse")
+    return model, {**metadata, "format": "shrunk", "channels_removed": str(removed),
+                   "parameters_before": str(before)}
+
+
+def _shrunk_file(model: torch.nn.Module, metadata: dict, path: Path) -> File:
+    """The shrunk ``model`` as a ``torch.export`` program over any batch size."""
+    example = _example_input(model, metadata)
     try:
         program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception as error:  # noqa: BLE001 (torch.export raises many kinds; each is one line here)
         raise ExportError(f"torch.export cannot trace the model ({first_line(error)}); export the other "
                           f"formats, {EXAMPLE} --format sparse") from None
-    extra = {SHRUNK_METADATA: json.dumps({**metadata, "format": "shrunk", "channels_removed": str(removed)})}
-    atomic_write(path, lambda handle: torch.export.save(program, handle, extra_files=extra))
+    extra = {SHRUNK_METADATA: json.dumps(metadata)}
     after = sum(p.numel() for p in model.parameters())
-    print(f"wrote {path} ({removed} zero channels removed: {before} -> {after} parameters; loads with "
-          f"torch.export.load(path).module())")
+    return path, lambda handle: torch.export.save(program, handle, extra_files=extra), (
+        f"{metadata['channels_removed']} zero channels removed: {metadata['parameters_before']} -> {after} "
+        "parameters; loads with torch.export.load(path).module()")
+
+
+def _onnx_file(model: torch.nn.Module, metadata: dict, path: Path) -> File:
+    """``model`` as ONNX (input ``input``, its batch dimension dynamic; output ``logits``), ``metadata`` as the
+    model's ``metadata_props``."""
+    try:
+        import onnx  # noqa: F401 (torch.onnx's exporter needs both)
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ExportError(f"--format onnx needs onnx and onnxscript: pip install 'sparsetrain[onnx]', then "
+                          f"{EXAMPLE} --format onnx") from None
+    try:
+        program = torch.onnx.export(model, (_example_input(model, metadata),), dynamo=True, verbose=False,
+                                    input_names=["input"], output_names=["logits"],
+                                    dynamic_shapes=({0: torch.export.Dim("batch")},))
+        program.model.metadata_props.update(metadata)
+        data = program.model_proto.SerializeToString()  # ValueError past protobuf's 2 GB
+    except Exception as error:  # noqa: BLE001 (the exporter raises many kinds; each is one line here)
+        raise ExportError(f"torch.onnx.export cannot convert the model ({first_line(error)}); export the other "
+                          f"formats, {EXAMPLE} --format dense sparse") from None
+    return path, lambda handle: handle.write(data), "ONNX, any batch size; runs with onnxruntime"
+
+
+def _semi_structured_file(model: torch.nn.Module, metadata: dict, path: Path) -> File:
+    """``model`` in ``semi_structured.DTYPE`` with its 2:4 linear layers listed, as safetensors (the dense 2:4
+    weights: a semi-structured tensor has no file format); each layer is converted here to find those the kernel
+    refuses."""
+    layers, dense = semi_structured.two_four_layers(model)
+    weights = _unshared({name: t.to(semi_structured.DTYPE) if t.is_floating_point() else t
+                         for name, t in model.state_dict().items()})
+    refused = semi_structured.to_semi_structured(model, layers)
+    converted = [name for name in layers if name not in refused]
+    metadata = {**metadata, "format": "semi_structured", "dtype": str(semi_structured.DTYPE).removeprefix("torch."),
+                "semi_structured": json.dumps(converted), "dense_layers": json.dumps({**dense, **refused})}
+    data = save(weights, metadata)
+    return path, lambda handle: handle.write(data), (f"{len(converted)} of {len(layers) + len(dense)} linear layers "
+                                                     f"2:4 semi-structured, in {metadata['dtype']}")
+
+
+def _example_input(model: torch.nn.Module, metadata: dict) -> torch.Tensor:
+    """Two random inputs of the model: token ids for a language model, else images (or features)."""
+    in_shape, generator = json.loads(metadata["in_shape"]), torch.Generator().manual_seed(0)
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if len(in_shape) == 1 and vocab:
+        return torch.randint(vocab, (2, *in_shape), generator=generator)
+    return torch.randn(2, *in_shape, generator=generator)
 
 
 def _write_dense(tensors: dict, metadata: dict, pruned: dict, masks: dict, untied: list[str], out: Path) -> None:
@@ -195,12 +284,17 @@ def _finished_summary(run_dir: Path) -> dict:
 
 
 def load_exported(path: Path) -> torch.nn.Module:
-    """The model of an exported ``model.safetensors`` (or ``model.sparse.safetensors``, ``model.shrunk.pt2``),
-    rebuilt from the file alone, with its weights, in eval mode (``export_metadata`` says how to feed it)."""
+    """The model of an exported ``model.safetensors`` (or ``model.sparse.safetensors``, ``model.shrunk.pt2``,
+    ``model.semi_structured.safetensors``: on the GPU), rebuilt from the file alone, with its weights, in eval mode
+    (``export_metadata`` says how to feed it)."""
     if Path(path).suffix == ".pt2":
         return torch.export.load(path).module()  # traced in eval mode
+    if Path(path).suffix == ".onnx":
+        raise ExportError(f"{path} is ONNX: run it with onnxruntime, e.g. onnxruntime.InferenceSession('{path}')")
     metadata = export_metadata(path)
     weights = load_file(str(path))
+    if metadata["format"] == "semi_structured":
+        return _semi_structured_loaded(metadata, weights)
     if metadata["format"] != "sparse":
         return _loaded(metadata["model"], tuple(metadata["in_shape"]), metadata["num_classes"], metadata["task"],
                        weights)
@@ -210,6 +304,17 @@ def load_exported(path: Path) -> torch.nn.Module:
         setattr(model.get_submodule(parent), attr, SparseLinear.from_state(weights, name, kernels))
     model.load_state_dict(weights)
     return model.eval()
+
+
+def _semi_structured_loaded(metadata: dict, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The model on the GPU in its export's dtype, its 2:4 layers semi-structured."""
+    if not torch.cuda.is_available():
+        raise ExportError(f"a {SEMI_STRUCTURED_NAME} export needs a CUDA GPU to load; on a CPU load the dense "
+                          f"export, e.g. load_exported('export/{SAFETENSORS_NAME}')")
+    model = _loaded(metadata["model"], tuple(metadata["in_shape"]), metadata["num_classes"], metadata["task"],
+                    weights)
+    semi_structured.to_semi_structured(model, metadata["semi_structured"])
+    return model
 
 
 def _loaded(model_cfg: dict, in_shape: tuple, num_classes: int, task: str | None,
@@ -222,17 +327,23 @@ def _loaded(model_cfg: dict, in_shape: tuple, num_classes: int, task: str | None
 
 
 def export_metadata(path: Path) -> dict:
-    """The metadata of an exported ``model.safetensors`` (or ``model.shrunk.pt2``), decoded: ``model`` (its
-    config), ``in_shape``, ``preprocess`` (scale, mean, std, resize/crop), ``num_classes``, ``task``, ``sparsity``,
+    """The metadata of an exported ``model.safetensors`` (or any other format), decoded: ``model`` (its config),
+    ``in_shape``, ``preprocess`` (scale, mean, std, resize/crop), ``num_classes``, ``task``, ``sparsity``,
     ``dataset``..."""
-    if Path(path).suffix == ".pt2":
+    suffix = Path(path).suffix
+    if suffix == ".pt2":
         extra = {SHRUNK_METADATA: ""}
         torch.export.load(path, extra_files=extra)
         metadata = json.loads(extra[SHRUNK_METADATA])
+    elif suffix == ".onnx":
+        import onnx
+
+        metadata = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
     else:
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata())
-    for key in ("model", "in_shape", "preprocess", "sparsity", *(("kernels",) if "kernels" in metadata else ())):
+    encoded = ("kernels", "semi_structured", "dense_layers")
+    for key in ("model", "in_shape", "preprocess", "sparsity", *(key for key in encoded if key in metadata)):
         metadata[key] = json.loads(metadata[key])
     metadata["num_classes"] = int(metadata["num_classes"])
     metadata["task"] = json.loads(metadata.get("task", "null"))

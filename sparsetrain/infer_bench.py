@@ -2,16 +2,18 @@
 dense model.
 
 Times the exported dense model, its sparse form (``model.sparse.safetensors`` when exported, else converted now,
-its kernels measured on this machine) and its shrunk form (``model.shrunk.pt2``, when exported) at batch 1
-(latency) and at ``--batch`` (throughput), on the threads given, and prints each sparse layer's kernel times and
-each form's speed-up beside its FLOP bound (dense FLOPs / the form's FLOPs: the speed-up if time followed the
-multiply-adds). Written to ``RUN_DIR/infer_bench.json``.
+its kernels measured on this machine), its shrunk form (``model.shrunk.pt2``, when exported) and its ONNX forms
+(``model.onnx``, ``model.shrunk.onnx`` beside the shrunk program, when exported and onnxruntime is installed) at
+batch 1 (latency) and at ``--batch`` (throughput), on the threads given, and prints each sparse layer's kernel
+times and each form's speed-up beside its FLOP bound (dense FLOPs / the form's FLOPs: the speed-up if time followed
+the multiply-adds). Written to ``RUN_DIR/infer_bench.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -21,7 +23,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .export import SAFETENSORS_NAME, SHRUNK_NAME, SPARSE_NAME, export_metadata, load_exported
+from .export import (ONNX_NAME, SAFETENSORS_NAME, SHRUNK_NAME, SHRUNK_ONNX_NAME, SPARSE_NAME, export_metadata,
+                     load_exported)
 from .runtime.sparse_linear import Kernel, SparseLinear
 from .runtime.tune import milliseconds, sparsify_linear_layers
 from .sparsity.flops import inference_flops, layer_flops
@@ -52,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         sparse = copy.deepcopy(dense)
         kernels = sparsify_linear_layers(sparse, rows)
     forms = {"sparse": sparse, **({"shrunk": load_exported(shrunk_path)} if shrunk_path else {})}
-    report = compare(dense, forms, inputs, args.batch, args.seconds)
+    sessions, counted = _onnx_forms(dense_path, {"onnx": dense, "shrunk_onnx": forms.get("shrunk")}, args.threads)
+    report = compare(dense, {**forms, **sessions}, inputs, args.batch, args.seconds, counted)
     report.update(threads=args.threads, kernels=kernels, sparse_source=str(sparse_path or "converted now"))
     print(format_report(report))
     if out is not None:
@@ -75,6 +79,34 @@ def _paths(target: Path) -> tuple[Path, Path | None, Path | None, Path | None]:
     return dense, sparse if sparse.is_file() else None, shrunk if shrunk.is_file() else None, run_dir
 
 
+def _onnx_forms(dense_path: Path, twins: dict[str, nn.Module | None],
+                threads: int) -> tuple[dict[str, OnnxModel], dict[str, nn.Module]]:
+    """({form: its onnxruntime session}, {form: the torch model it computes}) for each ONNX export beside
+    ``dense_path`` whose torch twin is loaded (``model.shrunk.onnx`` with ``model.shrunk.pt2``)."""
+    paths = {"onnx": dense_path.with_name(ONNX_NAME), "shrunk_onnx": dense_path.with_name(SHRUNK_ONNX_NAME)}
+    present = {name: path for name, path in paths.items() if path.is_file() and twins[name] is not None}
+    if present and importlib.util.find_spec("onnxruntime") is None:
+        print(f"note: onnxruntime is not installed: {', '.join(p.name for p in present.values())} not timed "
+              "(pip install onnxruntime)")
+        return {}, {}
+    return ({name: OnnxModel(path, threads) for name, path in present.items()},
+            {name: twins[name] for name in present})
+
+
+class OnnxModel:
+    """An onnxruntime session on the CPU, called like the torch model: an input tensor in, the logits out."""
+
+    def __init__(self, path: Path, threads: int):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {"input": x.numpy()})[0])
+
+
 def _takes_tokens(model: nn.Module, in_shape: list[int]) -> bool:
     return len(in_shape) == 1 and hasattr(getattr(model, "config", None), "vocab_size")
 
@@ -87,12 +119,13 @@ def example_inputs(model: nn.Module, in_shape: list[int]) -> Callable[[int], tup
     return lambda batch: (torch.randn(batch, *in_shape, generator=generator),)
 
 
-def compare(dense: nn.Module, forms: dict[str, nn.Module], inputs: Callable[[int], tuple], batch: int,
-            seconds: float) -> dict:
+def compare(dense: nn.Module, forms: dict[str, Callable], inputs: Callable[[int], tuple], batch: int,
+            seconds: float, counted: dict[str, nn.Module] | None = None) -> dict:
     """Latency (batch 1) and throughput (``batch``) of the dense model and each of ``forms`` (by name), each form's
-    speed-up and FLOP bound."""
+    speed-up and FLOP bound (its FLOPs counted on ``counted[name]`` for a form that is no torch model)."""
+    counted = {**forms, **(counted or {})}
     report: dict = {"batch": batch, "forms": list(forms),
-                    "flop_bound": {name: flop_bound(dense, form, inputs(1)) for name, form in forms.items()}}
+                    "flop_bound": {name: flop_bound(dense, counted[name], inputs(1)) for name in forms}}
     for regime, size in (("latency", 1), ("throughput", batch)):
         x = inputs(size)
         with torch.inference_mode():

@@ -1,6 +1,7 @@
 """sparsetrain-bench-infer: the dense and sparse forms of a run's model timed side by side, with the FLOP bound."""
 
 import json
+import sys
 
 from test_export import CONV_SHAPE, _fake_run
 
@@ -49,3 +50,20 @@ def test_times_the_shrunk_model_beside_the_others_with_its_counted_flops(tmp_pat
         row = report[regime]
         assert abs(row["shrunk_speedup"] - row["dense_ms"] / row["shrunk_ms"]) < 1e-9
     assert "shrunk ms (speed-up, FLOP bound)" in capsys.readouterr().out
+
+
+def test_times_the_onnx_export_with_onnxruntime_when_installed(tmp_path, capsys, monkeypatch):
+    _fake_run(tmp_path, density=0.1)
+    assert export_main([str(tmp_path), "--format", "dense", "onnx"]) == 0
+    assert main([str(tmp_path), "--batch", "4", "--seconds", "0.01"]) == 0
+    report = json.loads((tmp_path / "infer_bench.json").read_text())
+    assert report["forms"] == ["sparse", "onnx"]
+    assert abs(report["flop_bound"]["onnx"] - 1) < 1e-9  # the dense model, run by onnxruntime
+    for regime in ("latency", "throughput"):
+        row = report[regime]
+        assert row["onnx_ms"] > 0 and abs(row["onnx_speedup"] - row["dense_ms"] / row["onnx_ms"]) < 1e-9
+    assert "onnx ms (speed-up, FLOP bound)" in capsys.readouterr().out
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    assert main([str(tmp_path), "--batch", "4", "--seconds", "0.01"]) == 0
+    assert "onnxruntime is not installed: model.onnx not timed" in capsys.readouterr().out
+    assert json.loads((tmp_path / "infer_bench.json").read_text())["forms"] == ["sparse"]

@@ -19,7 +19,7 @@ from sparsetrain import methods
 from sparsetrain.api import train
 from sparsetrain.compose.command_line import preflight
 from sparsetrain.errors import ConfigError
-from sparsetrain.export import export, load_exported
+from sparsetrain.export import ExportError, export, load_exported
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
 LM_PRESETS = ("obert_gmp_glue", "sparse_transfer_glue", "tamt_bert_mlm", "tamt_bert_kd", "tamt_glue_finetune",
@@ -212,6 +212,9 @@ def test_a_tied_decoder_reads_the_masked_or_the_frozen_embeddings(tiny_bert, cor
     assert note == (tied == "unmasked")
     loaded = load_exported(run_dir / "export" / "model.safetensors").state_dict()
     assert all(torch.equal(loaded[name], value) for name, value in weights.items())  # held apart where untied
+    with pytest.raises(ExportError, match="^--format shrunk takes image models, not a transformers hf model; e.g. "):
+        export(run_dir, run_dir / "shrunk", force=False, formats=["shrunk"])
+    assert not (run_dir / "shrunk").exists()
 
 
 def test_init_from_refuses_a_masked_weight_of_another_shape(tiny_bert, glue_root, corpus, tmp_path):

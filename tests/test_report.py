@@ -264,3 +264,49 @@ def test_real_sweep_end_to_end(tmp_path):
         assert math.isclose(float(row["final_test_top1_mean"]), mean, rel_tol=1e-12)
         assert math.isclose(float(row["final_test_top1_std"]), std, rel_tol=1e-9, abs_tol=1e-15)
     assert (sweep / "accuracy_vs_sparsity.png").stat().st_size > 0
+
+
+def _infer_bench(latency: dict[str, float], throughput: dict[str, float], batch: int = 8) -> dict:
+    """An infer_bench.json as sparsetrain-bench-infer writes it, from milliseconds per form (``dense`` first)."""
+    forms = [form for form in latency if form != "dense"]
+
+    def regime(ms: dict[str, float], size: int) -> dict:
+        return {"batch": size, **{f"{form}_ms": value for form, value in ms.items()},
+                **{f"{form}_speedup": ms["dense"] / ms[form] for form in forms}}
+
+    return {"batch": batch, "forms": forms, "flop_bound": {form: 2.0 for form in forms},
+            "latency": regime(latency, 1), "throughput": regime(throughput, batch), "threads": 1,
+            "kernels": {}, "sparse_source": "converted now"}
+
+
+def test_speed_columns_from_the_jobs_inference_benchmarks(fake_sweep):
+    sweep, _ = fake_sweep
+    summarize(sweep)  # no job timed: no speed columns
+    assert "infer_format" not in _read_csv(sweep / "summary.csv")[0]
+    assert "infer_formats" not in _read_csv(sweep / "groups.csv")[0]
+    assert "speed-up" not in (sweep / "summary.md").read_text()
+    benches = {  # shrunk is best at 3x (onnx runs the dense model: no sparse form); shrunk_onnx beats model.onnx 4x
+        "method=rigl,seed=0,sparsity=0.9": _infer_bench({"dense": 1.0, "sparse": 0.8, "shrunk": 0.5},
+                                                        {"dense": 6.0, "sparse": 3.0, "shrunk": 2.0}),
+        "method=rigl,seed=1,sparsity=0.9": _infer_bench(
+            {"dense": 1.0, "sparse": 0.5, "onnx": 0.1, "shrunk_onnx": 0.05},
+            {"dense": 6.0, "sparse": 4.0, "onnx": 0.4, "shrunk_onnx": 0.1}),
+    }
+    for job, report in benches.items():
+        (sweep / job / "infer_bench.json").write_text(json.dumps(report))
+    (sweep / "method=set,seed=0,sparsity=0.5" / "infer_bench.json").write_text("{")  # unreadable: not timed
+    summarize(sweep)
+    rows = {row["job"]: row for row in _read_csv(sweep / "summary.csv")}
+    timed = {job: (row["infer_format"], row["infer_batch"], float(row["infer_throughput_speedup"]),
+                   float(row["infer_latency_speedup"])) for job, row in rows.items() if row["infer_format"]}
+    assert timed == {"method=rigl,seed=0,sparsity=0.9": ("shrunk", "8", 3.0, 2.0),
+                     "method=rigl,seed=1,sparsity=0.9": ("shrunk_onnx", "8", 4.0, 2.0)}
+    groups = {(row["method"], float(row["sparsity"])): row for row in _read_csv(sweep / "groups.csv")}
+    rigl = groups[("rigl", 0.9)]
+    assert rigl["infer_formats"] == "shrunk, shrunk_onnx"
+    assert float(rigl["infer_throughput_speedup_mean"]) == 3.5 and float(rigl["infer_latency_speedup_mean"]) == 2.0
+    assert all(row["infer_formats"] == "" for key, row in groups.items() if key != ("rigl", 0.9))
+    markdown = (sweep / "summary.md").read_text()
+    assert "| inference speed-up (throughput / latency) |" in markdown
+    lines = [line for line in markdown.splitlines() if line.startswith("| rigl ")]
+    assert [line.rsplit("|", 2)[1].strip() for line in lines] == ["-", "3.50x / 2.00x (shrunk, shrunk_onnx)"]

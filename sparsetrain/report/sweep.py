@@ -15,6 +15,11 @@ The score is each run's headline metric (``summary.json`` ``metric``: ``task.met
 matthews for CoLA); columns are named by it (``final_test_top1``, ``final_test_matthews``), and every other
 final test metric of the runs gets a column too (``final_test_f1``, ``final_test_accuracy_mm``, ...).
 
+Jobs timed by ``sparsetrain-bench-infer`` (``infer_bench.json`` in the run directory) get speed columns: the sparse
+form with the best throughput speed-up over the dense model in the same runtime (sparse and shrunk against the
+dense torch model, shrunk_onnx against model.onnx), that speed-up and its latency (batch 1) one; groups get the
+means.
+
 Unfinished jobs (no ``summary.json``) are listed as skipped; they never stop the report.
 """
 
@@ -39,6 +44,7 @@ from ..runs.status import read_status
 from .plots import lottery_figure, pyplot, save_png, weights_remaining_axis
 
 SUMMARY = "summary.json"
+INFER_BENCH = "infer_bench.json"  # written into a run directory by sparsetrain-bench-infer
 EXAMPLE = "sparsetrain-report multirun/<name>"
 
 JOB_COLUMNS = ("job", "method", "model", "dataset", "sparsity", "seed", "metric")  # then the metric columns
@@ -46,6 +52,9 @@ JOB_TAIL_COLUMNS = ("best_test_step", "realised_sparsity", "itop_rate", "inferen
                     "wall_time_s", "overrides", "status", "error")
 GROUP_COLUMNS = ("method", "model", "dataset", "sparsity", "n_seeds", "seeds", "metric")  # then the metric's
 GROUP_TAIL_COLUMNS = ("realised_sparsity_mean", "overrides", "jobs")
+SPEED_COLUMNS = ("infer_format", "infer_batch", "infer_threads", "infer_throughput_speedup", "infer_latency_speedup")
+GROUP_SPEED_COLUMNS = ("infer_formats", "infer_throughput_speedup_mean", "infer_latency_speedup_mean")
+SPEED_BASELINES = {"sparse": "dense", "shrunk": "dense", "shrunk_onnx": "onnx"}  # the dense model in each's runtime
 METRIC_LABELS = {"top1": "top-1", "top5": "top-5"}
 # Overrides that never separate two jobs into different groups: the seed (averaged over) and every key that
 # does not change a result (resume, device, ...; see sparsetrain/runs/record.py).
@@ -85,7 +94,7 @@ def _scan(sweep_dir: Path) -> tuple[list[dict], list[dict]]:
             continue
         try:
             summary = json.loads(summary_path.read_text())
-            rows.append(_row(job, summary, overrides))
+            rows.append({**_row(job, summary, overrides), **_speed(job_dir / INFER_BENCH)})
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
             skipped.append({"job": job, "reason": f"unreadable {SUMMARY} ({type(error).__name__}: {error})"})
     rows.sort(key=lambda row: (str(row["method"]), _number(row["sparsity"]), row["overrides"],
@@ -172,6 +181,24 @@ def _row(job: str, summary: dict, overrides: list[str] | None) -> dict:
     }
 
 
+def _speed(path: Path) -> dict:
+    """``SPEED_COLUMNS`` of a job's ``infer_bench.json``: its sparse form with the best throughput speed-up over
+    the dense model in its runtime (``SPEED_BASELINES``); {} when the job was not timed (or the file is
+    unreadable)."""
+    try:
+        report = json.loads(path.read_text())
+        timed = {"dense", *report["forms"]}
+        speedups = {form: {regime: report[regime][f"{base}_ms"] / report[regime][f"{form}_ms"]
+                           for regime in ("throughput", "latency")}
+                    for form, base in SPEED_BASELINES.items() if {form, base} <= timed}
+        best = max(speedups, key=lambda form: speedups[form]["throughput"])
+        return {"infer_format": best, "infer_batch": report["throughput"]["batch"],
+                "infer_threads": report.get("threads"), "infer_throughput_speedup": speedups[best]["throughput"],
+                "infer_latency_speedup": speedups[best]["latency"]}
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return {}
+
+
 def _used(overrides: list[str], summary: dict) -> list[str]:
     """The overrides without a ``sparsity`` the method ignored (dense in a sparsity sweep records 0)."""
     recorded = summary.get("sparsity")
@@ -226,9 +253,20 @@ def group(rows: list[dict]) -> list[dict]:
             "epochs": first["epochs"],
             "steps": first["steps"],
             "round_tables": [r["round_table"] for r in members if r["round_table"]],
+            **_speed_means(members),
         })
     groups.sort(key=lambda g: (str(g["method"]), _number(g["sparsity"]), g["overrides"]))
     return groups
+
+
+def _speed_means(members: list[dict]) -> dict:
+    """``GROUP_SPEED_COLUMNS`` over the group's timed jobs; {} when none was timed."""
+    timed = [r for r in members if r.get("infer_format")]
+    if not timed:
+        return {}
+    return {"infer_formats": ", ".join(dict.fromkeys(r["infer_format"] for r in timed)),
+            **{f"infer_{regime}_speedup_mean": mean_std([r[f"infer_{regime}_speedup"] for r in timed])[0]
+               for regime in ("throughput", "latency")}}
 
 
 def mean_std(values: list[Any]) -> tuple[float | None, float | None]:
@@ -273,13 +311,15 @@ def job_columns(rows: list[dict]) -> tuple[str, ...]:
     test metric of the runs, then the rest."""
     headline = [f"{part}_{metric}" for metric in _metrics(rows) for part in ("final_test", "best_test", "final_val")]
     others = sorted({key for row in rows for key in row if key.startswith("final_test_")} - set(headline))
-    return (*JOB_COLUMNS, *headline, *others, *JOB_TAIL_COLUMNS)
+    speed = SPEED_COLUMNS if any("infer_format" in row for row in rows) else ()
+    return (*JOB_COLUMNS, *headline, *others, *JOB_TAIL_COLUMNS, *speed)
 
 
 def group_columns(groups: list[dict]) -> tuple[str, ...]:
     scores = [f"{part}_{metric}_{stat}" for metric in _metrics(groups) for part in ("final_test", "best_test")
               for stat in ("mean", "std")]
-    return (*GROUP_COLUMNS, *scores, *GROUP_TAIL_COLUMNS)
+    speed = GROUP_SPEED_COLUMNS if any("infer_formats" in g for g in groups) else ()
+    return (*GROUP_COLUMNS, *scores, *GROUP_TAIL_COLUMNS, *speed)
 
 
 def metric_label(metrics: list[str]) -> str:
@@ -290,6 +330,7 @@ def metric_label(metrics: list[str]) -> str:
 def markdown(sweep_dir: Path, rows: list[dict], groups: list[dict], skipped: list[dict]) -> str:
     metrics = _metrics(groups)
     label, named = metric_label(metrics), len(metrics) > 1  # a sweep mixing tasks names the metric per cell
+    timed = any("infer_formats" in g for g in groups)
     lines = [
         f"# Sweep {sweep_dir}",
         "",
@@ -297,20 +338,29 @@ def markdown(sweep_dir: Path, rows: list[dict], groups: list[dict], skipped: lis
         "(mean ± sample std over seeds); "
         f"{len(skipped)} job{'s' * (len(skipped) != 1)} skipped.",
         "",
-        f"| method | model | dataset | sparsity | seeds | final test {label} | best test {label} | overrides | realised |",
-        "|---|---|---|---:|---:|---:|---:|---|---:|",
+        f"| method | model | dataset | sparsity | seeds | final test {label} | best test {label} | overrides | realised |"
+        + (" inference speed-up (throughput / latency) |" if timed else ""),
+        "|---|---|---|---:|---:|---:|---:|---|---:|" + ("---|" if timed else ""),
     ]
     for g in groups:
         lines.append(
             f"| {g['method']} | {g['model']} | {g['dataset']} | {_fmt(g['sparsity'], 'g')} | {g['n_seeds']} "
             f"| {_mean_std(*score(g, 'final_test'), g['n_seeds'])}{_named(g, named)} "
             f"| {_mean_std(*score(g, 'best_test'), g['n_seeds'])}{_named(g, named)} "
-            f"| {_md_code(g['overrides'])} | {_fmt(g['realised_sparsity_mean'])} |"
+            f"| {_md_code(g['overrides'])} | {_fmt(g['realised_sparsity_mean'])} |" + (_speed_cell(g) if timed else "")
         )
     if skipped:
         lines += ["", f"Skipped {len(skipped)} job{'s' * (len(skipped) != 1)}:"]
         lines += [f"- {_md_code(item['job'])}: {item['reason']}" for item in skipped]
     return "\n".join(lines) + "\n"
+
+
+def _speed_cell(g: dict) -> str:
+    """`` 2.13x / 1.02x (sparse) |``: the group's mean speed-ups and the forms they are of, or `` - |``."""
+    if "infer_formats" not in g:
+        return " - |"
+    return (f" {g['infer_throughput_speedup_mean']:.2f}x / {g['infer_latency_speedup_mean']:.2f}x "
+            f"({g['infer_formats']}) |")
 
 
 def score(g: dict, part: str) -> tuple[float | None, float | None]:
