@@ -90,8 +90,10 @@ def _checked(cls):
             params, state = self.targets.params, self.ctx.optimizer.state
             for name, pruned in previously_pruned.items():
                 assert torch.all(params[name][pruned] == 0)  # pruned weights re-enter at zero
+            every = [p for group in self.ctx.optimizer.param_groups for p in group["params"]]  # biases included
+            assert len(every) > len(params)
             Checked.momentum_after_decompression.append(
-                max(float(state[p]["momentum_buffer"].abs().max()) for p in params.values()))
+                max(float(state[p]["momentum_buffer"].abs().max()) for p in every))
 
     return Checked
 

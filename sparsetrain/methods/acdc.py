@@ -3,7 +3,8 @@
 Epochs follow ``sparsity.phases.acdc_phase``. Entering a compressed phase prunes to ``sparsity`` by magnitude
 (global by default, as the authors) and fixes the mask for the phase; entering a decompressed phase removes the
 mask: the pruned weights re-enter at zero and, with ``reset_momentum`` (the authors' run scripts), every
-per-element optimizer buffer of the prunable weights is zeroed. Phase changes happen at epoch ends, so every
+per-element optimizer buffer of every trained parameter is zeroed (the authors' ``reset_momentum_buffer`` zeroes the
+momentum of every parameter group: BatchNorm and biases included). Phase changes happen at epoch ends, so every
 step is plain; the final phase is compressed, so the run ends exactly at ``sparsity``.
 
 Paper: https://arxiv.org/abs/2106.12379; the authors' code: https://github.com/IST-DASLab/ACDC.
@@ -81,9 +82,10 @@ class ACDC(MaskedMethod):
     @torch.no_grad()
     def _decompress(self) -> None:
         self.set_masks({name: torch.ones_like(mask) for name, mask in self.maskset.masks.items()})
-        if self.cfg.reset_momentum:
+        if self.cfg.reset_momentum:  # every parameter's, as the authors' reset_momentum_buffer (BatchNorm, biases)
             state = self.ctx.optimizer.state
-            buffers = [value for param in self.targets.params.values() for value in state.get(param, {}).values()
+            params = [param for group in self.ctx.optimizer.param_groups for param in group["params"]]
+            buffers = [value for param in params for value in state.get(param, {}).values()
                        if isinstance(value, torch.Tensor) and value.shape == param.shape]
             if buffers:
                 torch._foreach_zero_(buffers)

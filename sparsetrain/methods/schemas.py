@@ -214,7 +214,7 @@ class ACDCConfig(PrunedConfig):
     compressed_epochs: int = 5  # each compressed phase of a cycle
     decompressed_epochs: int = 5  # each decompressed phase of a cycle
     final_epochs: int = 15  # the final compressed phase
-    reset_momentum: bool = True  # zero the optimizer buffers of the prunable weights at each decompression
+    reset_momentum: bool = True  # zero every parameter's optimizer buffers at each decompression (the authors')
 
 
 @dataclass
