@@ -45,8 +45,10 @@ def test_gmp_with_lr_rewinding_restarts_the_rate_at_every_pruning_step(compose_c
     spe = summary["steps_per_epoch"]
     factor = lambda step: lr_factor(cfg.schedule, step, summary["steps"], spe)
     events = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    prunes = [e["step"] for e in events if e["event"] == "prune"]
-    assert prunes == [spe, 2 * spe, 3 * spe, 4 * spe]  # from epoch 1, every epoch to 80 % of 5 epochs
+    prunes = [e for e in events if e["event"] == "prune"]
+    assert [e["step"] for e in prunes] == [spe, 2 * spe, 3 * spe, 4 * spe]  # from epoch 1, every epoch to 80 % of 5
+    assert prunes[0]["sparsity"] == pytest.approx(0.7, abs=1e-4)  # the oBERT recipe's init_sparsity at once
+    prunes = [e["step"] for e in prunes]
     for step in prunes:
         assert factor(step) == 1.0 and factor(step - 1) == pytest.approx(0.1 + 0.9 / spe)
     assert summary["masks"]["sparsity"] == pytest.approx(0.9, abs=1e-4)
