@@ -143,6 +143,41 @@ def test_topk_binarisation_is_exact_at_every_step(scope):
     assert any(not torch.equal(first[name], mask) for name, mask in sparsifier.masks.items())
 
 
+class _GetSubnet(torch.autograd.Function):
+    """Edge-popup's rule, written out: the forward keeps the top-k of its input, the backward passes the gradient
+    straight through (to ``scores.abs()``, whose own backward multiplies by sign(s))."""
+
+    @staticmethod
+    def forward(ctx, ranked, kept):
+        flat = ranked.flatten()
+        mask = torch.zeros_like(flat)
+        mask[flat.argsort(descending=True, stable=True)[:kept]] = 1
+        return mask.view(ranked.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+def test_edge_popup_ranks_the_scores_magnitude_and_their_gradient_takes_the_sign():
+    model = _mlp()
+    w0 = {name: p.detach().clone() for name, p in model.named_parameters() if name in TARGETS}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    sparsifier = sparsify(model, optimizer, "mask_training", 0.5, total_steps=4, binarizer="topk", init="signed",
+                          rank="abs")
+    method = sparsifier.method
+    scores = {name: score.detach().clone().requires_grad_(True) for name, score in zip(TARGETS, method.scores)}
+    assert all(bool((score < 0).any()) for score in scores.values())  # signed init: U(-b, b)
+    masks = {name: _GetSubnet.apply(score.abs(), score.numel() // 2) for name, score in scores.items()}
+    assert all(torch.equal(masks[name].bool(), sparsifier.masks[name]) for name in TARGETS)  # the top |s|
+    _loss(lambda x: functional_call(model, {name: w0[name] * masks[name] for name in TARGETS}, (x,)), 0).backward()
+    _loss(model, 0).backward()
+    sparsifier.before_step()
+    for name, score in zip(TARGETS, method.scores):
+        torch.testing.assert_close(score.grad, scores[name].grad, rtol=1e-6, atol=1e-9)
+        assert bool((score.grad * score.detach() < 0).any())  # the sign flips some
+
+
 # ---- whole runs -------------------------------------------------------------------------------------------------
 RUN = ["method=mask_training", "sparsity=0.5", "epochs=2", "optimizer=adamw", "method.reset_every=7",
        "method.score_lr=0.01"]

@@ -15,7 +15,8 @@ A weight another module shares (an MLM decoder tied to the word embeddings) is m
 masked embedding leaves its tied decoder reading the unmasked weights.
 
 Liu et al. (TAMT, NAACL 2022); Radiya-Dixit & Wang (AISTATS 2020: supermask fine-tuning, ``init=kept``);
-Ramanujan et al. (CVPR 2020: edge-popup, ``binarizer=topk init=uniform``); Zhou et al. (NeurIPS 2019).
+Ramanujan et al. (CVPR 2020: edge-popup, ``binarizer=topk init=signed rank=abs``: the top-k of |s|, the scores'
+gradient times sign(s), as its ``GetSubnet`` on ``scores.abs()``); Zhou et al. (NeurIPS 2019).
 
 Papers: https://arxiv.org/abs/2204.11218, https://arxiv.org/abs/2004.14129, https://arxiv.org/abs/1911.13299,
 https://arxiv.org/abs/1905.01067; the authors' code: https://github.com/llyx97/TAMT,
@@ -38,6 +39,7 @@ from .masked import MaskedMethod
 
 BINARIZERS = ("threshold", "topk")
 TIED_WEIGHTS = ("masked", "unmasked")
+RANKS = ("value", "abs")
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +58,9 @@ class MaskTraining(MaskedMethod):
         refusals = [
             (cfg.binarizer == "topk" and cfg.init == "kept", "method.init=kept",
              "starts every score equal, which top-k cannot rank", "method.init=uniform"),
+            (cfg.rank not in RANKS, f"method.rank={cfg.rank!r}", "must be value or abs", "method.rank=abs"),
+            (cfg.rank == "abs" and cfg.binarizer != "topk", "method.rank=abs",
+             "ranks scores for binarizer=topk (a threshold compares values)", "method.binarizer=topk"),
             (cfg.binarizer == "threshold" and cfg.scope == "global", "method.scope=global",
              "needs binarizer=topk (threshold resets are per layer)", "method.scope=layerwise"),
             (cfg.binarizer == "threshold" and cfg.pattern.name != "unstructured",
@@ -114,6 +119,7 @@ class MaskTraining(MaskedMethod):
         scores = initial_scores(dict(zip(params, self.w0)), zeros, self.cfg.init, self.cfg.threshold, ctx.seed)
         self.scores = [score.requires_grad_(True) for score in scores.values()]
         self.score_grads = [torch.zeros_like(score) for score in self.scores]
+        self.signs = [torch.zeros_like(score) for score in self.scores] if self.cfg.rank == "abs" else []
         self.thresholds = [torch.tensor(self.cfg.threshold, device=ctx.device) for _ in self.scores]
         ctx.optimizer.add_param_group({"params": self.scores, "lr": self.cfg.score_lr,
                                        "weight_decay": self.cfg.score_weight_decay})
@@ -130,6 +136,10 @@ class MaskTraining(MaskedMethod):
         weights = list(self.targets.params.values())
         grads = [param.grad if param.grad is not None else torch.zeros_like(param) for param in weights]
         straight_through_grads_(grads, self.w0, self.score_grads)
+        if self.cfg.rank == "abs":  # through |s|: edge-popup's scores get the gradient times sign(s)
+            torch._foreach_copy_(self.signs, [score.detach() for score in self.scores])
+            torch._foreach_sign_(self.signs)
+            torch._foreach_mul_(self.score_grads, self.signs)
         torch._foreach_zero_(grads)
         for score, grad in zip(self.scores, self.score_grads):
             score.grad = grad  # zero_grad(set_to_none=True) drops it each eager step; a replay keeps it
@@ -170,7 +180,8 @@ class MaskTraining(MaskedMethod):
         """The binariser's masks of the current scores (device work only)."""
         scores = dict(zip(self.targets.params, self.scores))
         if self.cfg.binarizer == "topk":
-            return self.select({name: s.detach() for name, s in scores.items()}, self.sparsity, checked=False)
+            ranked = {name: s.detach().abs() if self.cfg.rank == "abs" else s.detach() for name, s in scores.items()}
+            return self.select(ranked, self.sparsity, checked=False)
         return {name: s.detach() > tau for (name, s), tau in zip(scores.items(), self.thresholds)}
 
     def _reset(self) -> None:

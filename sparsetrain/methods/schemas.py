@@ -198,7 +198,8 @@ class MaskTrainingConfig(MaskedConfig):
     threshold: float = 0.01  # tau: the threshold binariser's starting threshold (OMP/kept scores are 2 tau or 0)
     reset_every: int = 100  # threshold: steps between resets to each layer's exact zeros (and at the end); 0 = never (TAMT: 1000 MLM, 100 KD)
     reset_at: list[int] = field(default_factory=list)  # threshold: also reset after these steps (TAMT's KD path: [1])
-    init: str = "omp"  # omp (largest magnitudes kept) | random (exact counts) | kept (dense start) | uniform (topk)
+    init: str = "omp"  # omp (largest magnitudes kept) | random (exact counts) | kept (dense start) | uniform (|U(-b, b)|, topk) | signed (U(-b, b), edge-popup's)
+    rank: str = "value"  # topk: rank the scores by value | abs (edge-popup's GetSubnet on |s|; the scores' gradient takes sign(s))
     score_lr: float = 1.0  # peak learning rate of the scores (the run's optimizer type and schedule); TAMT (AdamW): 5e-5
     score_weight_decay: float = 0.0  # weight decay of the scores
     tied_weights: str = "masked"  # a module sharing a masked weight (a tied MLM decoder) reads W0 ⊙ M | unmasked: W0

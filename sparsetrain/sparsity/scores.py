@@ -17,7 +17,7 @@ from torch import Tensor
 from ..seeds import derive_seed
 from .masks import random_masks
 
-INITS = ("omp", "random", "kept", "uniform")
+INITS = ("omp", "random", "kept", "uniform", "signed")
 
 
 def top_mask(flat: Tensor, k: int) -> Tensor:
@@ -36,8 +36,8 @@ def initial_scores(weights: dict[str, Tensor], zeros: dict[str, int], init: str,
                    seed: int) -> dict[str, Tensor]:
     """fp32 scores per layer: ``omp`` 2τ on the layer's largest-magnitude weights and 0 on its ``zeros[l]`` smallest
     (TAMT's OMP init; ties to lower indices), ``random`` the same at random positions (drawn as
-    ``masks.random_masks``), ``kept`` 2τ everywhere (the dense model), ``uniform`` |U(-b, b)| with the
-    kaiming-uniform bound ``b = 1/sqrt(fan_in)`` of edge-popup, from a generator seeded by (seed, layer)."""
+    ``masks.random_masks``), ``kept`` 2τ everywhere (the dense model), ``uniform`` |U(-b, b)| or ``signed`` U(-b, b)
+    with the kaiming-uniform bound ``b = 1/sqrt(fan_in)`` of edge-popup, from a generator seeded by (seed, layer)."""
     if init == "omp":
         kept = {name: top_mask(w.detach().abs().flatten(), w.numel() - zeros[name]).view(w.shape)
                 for name, w in weights.items()}
@@ -46,17 +46,19 @@ def initial_scores(weights: dict[str, Tensor], zeros: dict[str, int], init: str,
         kept = random_masks(shapes, zeros, seed, next(iter(weights.values())).device)
     elif init == "kept":
         kept = {name: torch.ones_like(w, dtype=torch.bool) for name, w in weights.items()}
-    elif init == "uniform":
-        return {name: _uniform(w, seed, name) for name, w in weights.items()}
+    elif init in ("uniform", "signed"):
+        return {name: _uniform(w, seed, name, signed=init == "signed") for name, w in weights.items()}
     else:
         raise ValueError(f"unknown score init {init!r}; choose one of {', '.join(INITS)}")
     return {name: mask.float() * (2.0 * threshold) for name, mask in kept.items()}
 
 
-def _uniform(weight: Tensor, seed: int, name: str) -> Tensor:
+def _uniform(weight: Tensor, seed: int, name: str, signed: bool) -> Tensor:
+    """U(0, b), or U(-b, b) when ``signed`` (edge-popup's ``kaiming_uniform_(a=√5)`` on the scores), b = 1/√fan_in."""
     generator = torch.Generator().manual_seed(derive_seed("mask-scores", seed, name))
     bound = 1.0 / math.sqrt(weight.numel() // weight.shape[0])
-    return (torch.rand(weight.shape, generator=generator) * bound).to(weight.device)
+    draw = torch.rand(weight.shape, generator=generator)
+    return ((2 * draw - 1 if signed else draw) * bound).to(weight.device)
 
 
 @torch.no_grad()
