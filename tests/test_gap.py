@@ -172,6 +172,38 @@ def test_combine_copies_partition_i_from_replica_i_before_the_reprune(compose_co
     assert summary["masks"]["sparsity"] == pytest.approx(0.9, abs=1e-4) and len(summary["rounds"]) == 3
 
 
+@pytest.mark.parametrize("combine", ["block", "average"])
+def test_a_batchnorm_travels_with_its_layers_block(compose_config, tmp_path, monkeypatch, combine):
+    """ResNet-20's BatchNorms (weight, bias, running statistics) come bit for bit from the replica that grew the
+    convolution before them (``combine=block``, the authors'), or are averaged over the replicas (``average``)."""
+    seen = {}
+
+    class Recording(methods.METHODS["gap"]):
+        def combine(self, replicas):
+            combined = super().combine(replicas)
+            seen.update(replicas=replicas, combined=combined, partitions=self.partitions)
+            return combined
+
+    monkeypatch.setitem(methods.METHODS, "gap", Recording)
+    overrides = ["method=gap", "method.mode=parallel", "method.num_partitions=2", "method.rounds=1",
+                 f"method.combine={combine}", "method.finetune=2it", "sparsity=0.8", "model=resnet20",
+                 "dataset=synthetic", "dataset.image_size=8", "dataset.train_size=64", "dataset.test_size=16",
+                 "batch_size=16", "steps=4", "eval_every=0", "device=cpu"]
+    run(compose_config(*overrides), tmp_path, overrides)
+    replicas, combined = seen["replicas"], seen["combined"]
+    owner = {name.rpartition(".")[0]: i for i, group in enumerate(seen["partitions"]) for name in group}
+    norms = [(name, owner.get(name.replace("bn", "conv").rpartition(".")[0])) for name in combined
+             if ".bn" in name and name.replace("bn", "conv").rpartition(".")[0] in owner]
+    assert len({i for _, i in norms}) == 2 and any(name.endswith("running_mean") for name, _ in norms)
+    for name, i in norms:
+        if combine == "block":  # only the owning replica hands it in
+            assert torch.equal(combined[name], replicas[i][name]) and name not in replicas[1 - i], name
+        elif combined[name].is_floating_point():
+            assert torch.equal(combined[name], torch.stack([r[name] for r in replicas]).mean(0)), name
+    if combine == "average":  # the replicas' norms moved apart, so where each comes from matters
+        assert any(not torch.equal(replicas[0][name], replicas[1][name]) for name, _ in norms)
+
+
 def test_crash_and_resume_inside_a_replica_is_bit_identical(compose_config, tmp_path, monkeypatch):
     crash_after = 30  # 22 steps an epoch: inside replica 1, with replica 0's hand-in in the method state
     overrides = [*PARALLEL, "checkpoint_every=5it", "resume=auto"]

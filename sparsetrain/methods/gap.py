@@ -13,9 +13,12 @@ partition.
 
 P-GaP (``mode=parallel``, schedule ``sparsity.phases.parallel_gap``): all partitions start at random masks; in each
 cycle, replica i (one round each) starts from the shared sparse model, grows partition i and trains with its own
-dropout draws; after the last replica, each partition's layers (weight and the rest of their module, e.g. the
-bias) are taken from the replica that grew it, tensors outside every partition are averaged over the replicas,
-and every layer is magnitude-pruned to its target; the result is the next shared model. A fine-tuning round with
+dropout draws; after the last replica, each partition's block is taken from the replica that grew it (its layers'
+modules and, with ``combine=block``, every tensor up to the next prunable layer: the BatchNorm after a convolution,
+a transformer layer's LayerNorms, as the authors' ``combine_sparse_block``; the tensors of no partition, such as a
+shared embedding, from the first replica), or with ``combine=average`` the tensors outside the partitions' modules
+are averaged over the replicas; then every layer is magnitude-pruned to its target; the result is the next shared
+model. A fine-tuning round with
 fixed masks ends the run. Under torchrun with k processes, rank i trains replica i (``data_parallel`` False: full
 batches, no gradient all-reduce, replica i's data order and dropout draws), one round per cycle; the combine
 gathers every rank's hand-in, so every rank re-prunes the same model, and the fine-tuning runs on every rank
@@ -50,6 +53,7 @@ class GaP(MaskedMethod):
         super().check(cfg, sparsity)
         checks = [
             (cfg.mode in SCHEDULES, "method.mode", "must be cyclic or parallel", "method.mode=cyclic"),
+            (cfg.combine in ("block", "average"), "method.combine", "must be block or average", "method.combine=block"),
             (cfg.scope == "layerwise", "method.scope", "must be layerwise (GaP prunes each layer to its target)",
              "method.scope=layerwise"),
             (cfg.rounds >= 1, "method.rounds", "must be a positive number of cycles", "method.rounds=2"),
@@ -91,8 +95,23 @@ class GaP(MaskedMethod):
             if self.cfg.mode == "parallel" else cyclic_gap(self.k, self.cfg.rounds, ctx.total_steps, finetune)
         self.rounds = len(self.schedule)
         self.trainings_per_cycle = self.k if self.replica is None else 1
-        owners = {name.rpartition(".")[0]: j for j, group in enumerate(self.partitions) for name in group}
-        self.owner = {name: owners.get(name.rpartition(".")[0]) for name in ctx.model.state_dict()}
+        self.owner = self._owners(list(ctx.model.state_dict()))
+
+    def _owners(self, names: list[str]) -> dict[str, int | None]:
+        """The partition each model tensor travels with in P-GaP's combine (None: no partition's). A partition's
+        layers own their modules' tensors; with ``combine=block`` every other tensor belongs to the last prunable
+        layer before it in the model's order (a BatchNorm or LayerNorm to the layer it follows, as the authors'
+        ``combine_sparse_block`` copies whole blocks), and a layer kept out of the partitions, or a tensor before
+        every prunable layer (the embeddings), owns what follows it until the next partition's layer."""
+        partition = {name.rpartition(".")[0]: j for j, group in enumerate(self.partitions) for name in group}
+        prunable = {name.rpartition(".")[0] for name in self.targets.params}
+        owners, current = {}, None
+        for name in names:
+            module = name.rpartition(".")[0]
+            if module in prunable:
+                current = partition.get(module)
+            owners[name] = current if module in prunable or self.cfg.combine == "block" else None
+        return owners
 
     def _partitions(self) -> list[list[str]]:
         names = [name for name in self.targets.params if name not in self.targets.fixed]
@@ -174,12 +193,15 @@ class GaP(MaskedMethod):
             self.shared, self.replicas = self._snapshot(), []
 
     def combine(self, replicas: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """The model of a cycle before its re-prune: partition i's modules from replica i, the tensors outside every
-        partition averaged over the replicas (integer buffers from the last one)."""
+        """The model of a cycle before its re-prune: partition i's tensors from replica i; the tensors of no partition
+        from the first replica (``combine=block``, the authors' shared embedding) or averaged over the replicas
+        (``combine=average``; integer buffers from the last one)."""
         combined = {}
         for name, owner in self.owner.items():
             if owner is not None:
                 combined[name] = replicas[owner][name]
+            elif self.cfg.combine == "block":
+                combined[name] = replicas[0][name]
             elif replicas[-1][name].is_floating_point():
                 combined[name] = torch.stack([replica[name] for replica in replicas]).mean(0)
             else:

@@ -224,6 +224,7 @@ class GaPConfig(PrunedConfig):
 
     distribution: str = "uniform"  # uniform (the authors' per-layer "irregular") | erk (non-uniform)
     mode: str = "cyclic"  # cyclic (C-GaP) | parallel (P-GaP: k replicas, in turn, or one per torchrun process)
+    combine: str = "block"  # parallel: every tensor from the replica owning its block (the authors') | average (outside the partitions)
     num_partitions: int = 3  # k contiguous groups of layers balanced by parameter count ...
     partitions: list[str] = field(default_factory=list)  # ... or one entry per partition: "pattern|pattern"
     rounds: int = 2  # cycles over all partitions
