@@ -23,7 +23,9 @@ def test_two_doubles_every_schedule_point(compose_config):
                          "train_multiplier=2")
     long = extend(cfg)
     assert (long.epochs, long.steps) == (24, 600)
-    assert list(long.schedule.milestones) == [10, 16] and long.schedule.warmup_epochs == 2
+    assert list(long.schedule.milestones) == [10, 16] and long.schedule.warmup_epochs == 1  # kept, as AC/DC's ep200
+    assert extend(compose_config("schedule.warmup_epochs=1", "train_multiplier=2", "stretch_warmup=true")
+                  ).schedule.warmup_epochs == 2
     assert (long.method.start, long.method.end) == ("4ep", "20ep")
     assert long.method.frequency == "1ep"  # twice the events over twice the span
     assert extend(compose_config("method=gmp", "method.start=500it", "train_multiplier=2")).method.start == "1000it"

@@ -81,6 +81,7 @@ class TrainConfig:
     init_from: Optional[str] = None  # start from trained weights (and masks): checkpoint, run dir or safetensors
     requires: list[str] = field(default_factory=list)  # keys a preset needs from the command line (refused while null)
     train_multiplier: float = 1.0  # extended training: stretches the length and every schedule point
+    stretch_warmup: bool = False  # train_multiplier stretches the learning-rate warm-up too (AC/DC's ep200 configs keep theirs)
     log_every: str = "50it"  # running train loss, lr, sparsity, pace: bar, log line, train_step event; 0 = never
     threads: Optional[int] = None  # torch CPU threads (default: OMP_NUM_THREADS, else the CPUs this process may use)
     logger: list[str] = field(default_factory=lambda: ["jsonl"])  # any of jsonl, csv, tensorboard, wandb

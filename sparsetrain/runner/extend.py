@@ -1,8 +1,9 @@
 """``train_multiplier``: one recipe, trained longer (extended training; Kuznedelev et al. 2023, AC/DC's ep150/ep200
 configs, ITOP's multiplier).
 
-The run length (``epochs`` or ``steps``), the learning-rate warm-up, milestones and ``cycle_start``, and the method
-times its config class lists in ``STRETCHED`` (GMP's ``start``/``end``) are multiplied. Everything given as a
+The run length (``epochs`` or ``steps``), the learning-rate milestones and ``cycle_start`` (and the warm-up with
+``stretch_warmup``: AC/DC's ep150/ep200 configs keep their 5 warm-up epochs), and the method times its config class
+lists in ``STRETCHED`` (GMP's ``start``/``end``) are multiplied. Everything given as a
 fraction or percent of training (RigL/SET ``t_end``, ``end: 75%``) stretches by itself; intervals and phase
 lengths stay (more RigL/SET updates and GMP events, more AC/DC cycles, as the authors' extended configs); points
 that are not stretched on purpose stay (LTH's ``rewind_to``).
@@ -39,7 +40,8 @@ def extend(cfg: DictConfig) -> DictConfig:
     if cfg.steps is not None:
         out.steps = max(round(cfg.steps * factor), 1)
     schedule = out.schedule
-    schedule.warmup_epochs = cfg.schedule.warmup_epochs * factor
+    if cfg.stretch_warmup:
+        schedule.warmup_epochs = cfg.schedule.warmup_epochs * factor
     schedule.milestones = [m * factor for m in cfg.schedule.milestones]
     schedule.cycle_start = cfg.schedule.cycle_start * factor
     for key in getattr(OmegaConf.get_type(cfg.method), "STRETCHED", ()):
