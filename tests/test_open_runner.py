@@ -210,6 +210,18 @@ def test_distillation_loss():
     torch.testing.assert_close(half.loss(student, x, torch.tensor(3.0)), 0.5 * manual + 1.5)
 
 
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_the_teacher_runs_with_dropout_only_in_train_mode(mode):
+    """TAMT-KD's teacher is never put in eval mode (teacher_mode=train): its dropout draws differ between calls."""
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.5), nn.Linear(16, 3))
+    kd = Distillation(teacher, temperature=1.0, hardness=1.0, teacher_mode=mode)
+    x, student = torch.randn(8, 4), torch.randn(8, 3)
+    losses = [kd.loss(student, x, torch.tensor(0.0)) for _ in range(2)]
+    assert teacher.training == (mode == "train") and not any(p.requires_grad for p in teacher.parameters())
+    assert torch.equal(losses[0], losses[1]) == (mode == "eval")
+
+
 def test_distillation_from_a_run_directory(tmp_path):
     sparsetrain.train(["steps=20", f"hydra.run.dir={tmp_path / 'teacher'}"])
     summary = sparsetrain.train(["steps=20", "method=static", "sparsity=0.9",

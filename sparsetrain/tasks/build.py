@@ -23,7 +23,8 @@ def build_task(cfg: Any, *, label_smoothing: float, num_classes: int, prepare: C
     distill = cfg.distill
     check_distill_terms(distill, name)
     distillation = None if teacher is None else Distillation(
-        teacher, distill.temperature, distill.hardness, logits=distill.logits, hidden_weight=distill.hidden_weight)
+        teacher, distill.temperature, distill.hardness, logits=distill.logits, hidden_weight=distill.hidden_weight,
+        teacher_mode=distill.get("teacher_mode", "eval"))
     metric = cfg.get("metric") or (data_metric if name == data_task else None)
     if distillation is not None and distill.logits and num_classes == 1:
         raise ValueError(f"task.distill distils class logits and task.name={name} here has none (one "

@@ -27,6 +27,9 @@ def check_task(cfg: Any) -> None:
     if not 0.0 <= cfg.distill.hardness <= 1.0:
         raise ValueError(f"task.distill.hardness={cfg.distill.hardness} must be in [0, 1]; "
                          "e.g. task.distill.hardness=1.0")
+    if cfg.distill.get("teacher_mode", "eval") not in ("eval", "train"):
+        raise ValueError(f"task.distill.teacher_mode={cfg.distill.teacher_mode!r} must be eval or train; "
+                         "e.g. task.distill.teacher_mode=train")
     if cfg.distill.teacher is not None and cfg.distill.teacher_target is not None:
         raise ValueError("task.distill.teacher and task.distill.teacher_target are both set; give one, "
                          "e.g. task.distill.teacher=outputs/dense_run")

@@ -6,7 +6,8 @@ loss = hardness * T^2 * KL(softmax(teacher / T) || softmax(student / T))   (with
 
 The oBERT recipe uses the logits with hardness 1.0 and temperature 2.0; TAMT's objectives on a text corpus are
 KD = the hidden-state loss alone (no logits, hardness 1) and MLM+KD = the masked-LM loss plus it (hardness 0).
-The teacher runs in eval mode, without gradients, under the step's autocast, once per step for both terms.
+The teacher runs without gradients, under the step's autocast, once per step for both terms, in eval mode or
+(``teacher_mode=train``) with its dropout on, as TAMT-KD's teacher.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from .hidden_states import hidden_state_loss
 
 class Distillation:
     def __init__(self, teacher: nn.Module, temperature: float, hardness: float, *, logits: bool = True,
-                 hidden_weight: float = 0.0) -> None:
+                 hidden_weight: float = 0.0, teacher_mode: str = "eval") -> None:
         if hidden_weight and not _takes_hidden_states(teacher):
             raise ValueError(f"task.distill.hidden_weight needs a model called with output_hidden_states=True (a "
                              f"Hugging Face transformer); the teacher, a {type(teacher).__name__}, takes no such "
                              "argument; e.g. task.distill.hidden_weight=0")
-        self.teacher = teacher.eval().requires_grad_(False)
+        self.teacher = teacher.train(teacher_mode == "train").requires_grad_(False)
         self.temperature = temperature
         self.hardness = hardness
         self.logits = logits

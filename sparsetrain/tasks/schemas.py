@@ -16,6 +16,7 @@ class DistillConfig:
     hardness: float = 1.0  # the logit KL weighs hardness, the task's own loss 1 - hardness (also without logits)
     logits: bool = True  # distil the class logits (KL at `temperature`); false: hidden states only
     hidden_weight: float = 0.0  # weight of the hidden-state loss (TAMT: mean over layers of 1 - cosine; 0: off)
+    teacher_mode: str = "eval"  # eval (dropout off) | train (dropout on: TAMT-KD's teacher, never put in eval mode)
 
 
 @dataclass
