@@ -26,6 +26,7 @@ def validate(cfg: Any) -> None:
     checks = [
         (cfg.epochs >= 1, "epochs", "must be a positive integer", "epochs=10"),
         (cfg.train_multiplier > 0, "train_multiplier", "must be positive", "train_multiplier=2"),
+        (all(step >= 1 for step in cfg.masks_at), "masks_at", "lists steps taken, each >= 1", "masks_at=[11000,17000]"),
         (cfg.steps is None or cfg.steps >= 1, "steps", "must be a positive integer or null", "steps=50000"),
         (cfg.batch_size >= 1, "batch_size", "must be a positive integer", "batch_size=128"),
         (cfg.eval_batch_size >= 1, "eval_batch_size", "must be a positive integer", "eval_batch_size=1000"),

@@ -87,6 +87,7 @@ class TrainConfig:
     logger: list[str] = field(default_factory=lambda: ["jsonl"])  # any of jsonl, csv, tensorboard, wandb
     wandb: WandbConfig = field(default_factory=WandbConfig)
     keep_checkpoint_every: str = "0"  # also keep the checkpoint at these points (checkpoints/step_*.pt); 0 = never
+    masks_at: list[int] = field(default_factory=list)  # also save the masks after these steps (masks/step_<N>.safetensors: init_from or method.mask_from take them)
     keep_checkpoints: Optional[int] = None  # only the newest N of checkpoints/step_*.pt stay (best and last always); null = all
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)  # stop when the headline metric stops improving
     retry_failed: bool = False  # a re-run sweep runs jobs recorded as failed or diverged again

@@ -111,6 +111,7 @@ def assemble(cfg: DictConfig, config: dict, run_dir: Path, process: Process, sto
         log_every=parse_interval("log_every", cfg.log_every),
         keep_checkpoint_every=parse_interval("keep_checkpoint_every", cfg.keep_checkpoint_every),
         keep_checkpoints=cfg.keep_checkpoints, early_stop=OmegaConf.to_object(cfg.early_stop), stop=stop,
+        masks_at=frozenset(cfg.masks_at),
     ))
     method.setup(RunContext(
         model=model, optimizer=optimizer, train_batches=data.train, loss_fn=task.train_loss, in_shape=data.in_shape,

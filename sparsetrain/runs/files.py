@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -65,12 +66,15 @@ def remove_temporaries(run_dir: Path) -> None:
 
 def remove_hydra_only_dir(run_dir: Path) -> None:
     """Remove ``run_dir`` if it holds only what Hydra wrote before a refusal (``.hydra/``, the log, the lock), and the
-    folders above it that this leaves empty (Hydra's ``outputs/<date>``), up to the working directory."""
+    folders of Hydra's default layout above it that this leaves empty (``outputs/<date>`` in the working directory)."""
     run_dir = Path(run_dir).absolute()
     if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - HYDRA_ONLY:
         return
     shutil.rmtree(run_dir)
-    for parent in run_dir.parents[:2]:
-        if parent == Path.cwd() or any(parent.iterdir()):
-            break
-        parent.rmdir()
+    date, outputs = run_dir.parent, run_dir.parent.parent
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date.name) and outputs.name in ("outputs", "multirun") \
+            and outputs.parent == Path.cwd().absolute():
+        for folder in (date, outputs):
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()

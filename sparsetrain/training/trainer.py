@@ -82,6 +82,7 @@ class TrainerParts:
     keep_checkpoints: int | None  # the newest kept checkpoints left on disk (None: all)
     early_stop: EarlyStopConfig  # patience over evaluations of the headline metric (val split, else test)
     stop: StopSignals = field(default_factory=StopSignals)  # a preemption signal: checkpoint at the next step
+    masks_at: frozenset[int] = frozenset()  # the steps after which the masks are also saved (masks/step_*.safetensors)
 
 
 class Trainer:
@@ -146,6 +147,8 @@ class Trainer:
             for plan in train.plans(pos.epoch, pos.batch):
                 self._step(plan)
                 bar.update(1)
+                if pos.step in self.p.masks_at:
+                    self._save_step_masks()
                 if self.p.log_every.due(step=pos.step, epoch_end=None):
                     self._log_progress(bar)
                 if pos.step == end:
@@ -431,6 +434,15 @@ class Trainer:
         masks = p.method.masks()
         if masks is not None:
             save_masks(p.run_dir / "masks" / "last.safetensors", masks)
+
+    def _save_step_masks(self) -> None:
+        """The masks after this step (``masks_at``), as ``masks/step_<N>.safetensors`` (``round<r>_step_<N>`` after
+        the first round of a multi-round method)."""
+        masks = self.p.method.masks()
+        if masks is None or not self.p.dist.is_main:
+            return
+        prefix = f"round{self.pos.round}_" if self.pos.round else ""
+        save_masks(self.p.run_dir / "masks" / f"{prefix}step_{self.pos.step:07d}.safetensors", masks)
 
     def load(self, state: dict) -> None:
         """Restore everything ``save`` stored; the RNG last, after every object is built."""
