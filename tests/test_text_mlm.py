@@ -233,6 +233,19 @@ def test_kd_from_self_starts_at_zero_also_from_init_from(corpus, tmp_path):
         assert set(summary["final"]["test"]) == {"loss", "perplexity", "accuracy"}
 
 
+def test_exactly_k_tokens_per_block_with_mlm_tokens(corpus):
+    """TAMT-KD's pre-generated data: one selected token per block (80/10/10 as ever), a pure function of the draws."""
+    data = _build(_data_config(corpus, max_seq_length=8, mlm_tokens=1))
+    blocks = data.train.blocks
+    for plan in data.train.plans(0):
+        batch, maskable = data.train.make(plan), blocks.maskable[plan[0]]
+        selected = batch["labels"] != IGNORE
+        assert torch.equal(selected.sum(1), maskable.any(1).long())  # one per block that has a maskable token
+        assert not torch.any(selected & ~maskable)
+        again = data.train.make(plan)
+        assert all(torch.equal(batch[key], again[key]) for key in batch)
+
+
 def test_mlm_kd_on_text_resumes_bit_exact_with_sparse_masks(corpus, compose_config, tmp_path, monkeypatch):
     overrides = _overrides(corpus, *MLM_KD, "method=gmp", "sparsity=0.5", "method.include=[*encoder*]",
                            "method.frequency=4it", "epochs=2", "checkpoint_every=3it", "resume=auto",
@@ -261,6 +274,9 @@ def test_the_text_mlm_kd_step_is_capturable(corpus, tmp_path, monkeypatch):
     (["dataset.tokenizer=null"], r"dataset\.tokenizer is not set"),
     (["dataset.max_seq_length=2"], r"dataset\.max_seq_length=2 must be at least 3"),
     (["dataset.mlm_probability=1.5"], r"dataset\.mlm_probability=1\.5 must be in \(0, 1\)"),
+    (["dataset.mlm_tokens=-1"], r"dataset\.mlm_tokens=-1 must be in \[0, dataset\.max_seq_length\)"),
+    (["task.distill.teacher=self", "task.distill.teacher_mode=dropout", *KD[1:]],
+     r"task\.distill\.teacher_mode='dropout' must be eval or train"),
     (["task.distill.hidden_weight=1.0"], r"task\.distill\.hidden_weight=1\.0 needs a teacher"),
     (["task.distill.hidden_weight=-1", "task.distill.teacher=self"], r"task\.distill\.hidden_weight=-1\.0 must be"),
     (["task.distill.teacher=self"], r"task\.distill distils class logits .* task\.distill\.logits=false"),

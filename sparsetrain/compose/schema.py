@@ -21,7 +21,7 @@ from ..methods.schemas import MethodConfig
 from ..models.schemas import CustomModelConfig, HFModelConfig, ModelConfig, TorchvisionModelConfig
 from ..registry import load_plugins
 from ..tasks.schemas import TaskConfig
-from ..training.schemas import AdamConfig, AdamWConfig, EarlyStopConfig, SGDConfig, ScheduleConfig
+from ..training.schemas import AdamConfig, AdamWConfig, BertAdamConfig, EarlyStopConfig, SGDConfig, ScheduleConfig
 
 
 class Device(enum.Enum):
@@ -107,6 +107,7 @@ def register_configs() -> None:
     store.store(group="optimizer", name="base_sgd", node=SGDConfig)
     store.store(group="optimizer", name="base_adam", node=AdamConfig)
     store.store(group="optimizer", name="base_adamw", node=AdamWConfig)
+    store.store(group="optimizer", name="base_bertadam", node=BertAdamConfig)
     store.store(group="schedule", name="base_schedule", node=ScheduleConfig)
     for registry in (METHODS, DATASETS):
         for record in registry.records():

@@ -1,7 +1,8 @@
 """BERT's masked-language-model corruption (Hugging Face ``DataCollatorForLanguageModeling``), split into random
 draws made on the CPU and a pure device function of those draws.
 
-Of the tokens that may be masked (not special, not padding) each is selected with ``probability``; a selected token
+Of the tokens that may be masked (not special, not padding) each is selected with ``probability`` (or exactly
+``tokens`` of them per block: TAMT's pre-generated KD data select one); a selected token
 becomes [MASK] (80 %), a random token of the vocabulary (10 %) or stays (10 %); its label is the original token,
 -100 everywhere else. The draws of a training batch come from a CPU generator seeded by (seed, epoch, batch), so a
 batch is a pure function of those three whatever the device or the resume point; an evaluation split is corrupted
@@ -45,6 +46,7 @@ class Masking:
     mask_token_id: int
     vocab_size: int  # random replacements are drawn from [0, vocab_size), as the Hugging Face collator does
     probability: float
+    tokens: int = 0  # > 0: exactly this many maskable tokens selected per block (the lowest selection draws)
 
     def draws(self, generator: torch.Generator, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The random draws of blocks of ``shape``: uniforms (2, *shape) float32 (selection, replacement kind)
@@ -55,7 +57,11 @@ class Masking:
     def apply(self, input_ids: torch.Tensor, maskable: torch.Tensor, uniforms: torch.Tensor,
               random_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(corrupted input_ids, labels) from the draws: device work only, fixed shapes, no host read."""
-        selected = maskable & (uniforms[0] < self.probability)
+        if self.tokens:  # the maskable positions with the ``tokens`` lowest draws (all of them in a shorter block)
+            draws = torch.where(maskable, uniforms[0], 2.0)
+            selected = maskable & (draws <= draws.topk(self.tokens, dim=-1, largest=False).values[..., -1:])
+        else:
+            selected = maskable & (uniforms[0] < self.probability)
         kind = uniforms[1]
         corrupted = torch.where(selected & (kind < MASK_SHARE), self.mask_token_id, input_ids)
         corrupted = torch.where(selected & (kind >= MASK_SHARE) & (kind < MASK_SHARE + RANDOM_SHARE), random_ids,

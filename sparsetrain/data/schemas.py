@@ -79,4 +79,5 @@ class TextConfig(DatasetConfig):
     tokenizer: Optional[str] = MODEL_TOKENIZER  # hub name or directory of the tokenizer (default: the model's own)
     max_seq_length: int = 128  # tokens per block, [CLS] and [SEP] included
     mlm_probability: float = 0.15  # share of non-special tokens selected (80 % [MASK], 10 % random, 10 % kept)
+    mlm_tokens: int = 0  # > 0: exactly this many tokens selected per block instead (TAMT-KD's pre-generated data: 1)
     cache_dir: Optional[str] = None  # tokenised blocks are cached here (null: .sparsetrain_cache next to train_file)

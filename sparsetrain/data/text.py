@@ -51,6 +51,9 @@ def check_text_config(cfg: Any) -> None:
     if not 0.0 < cfg.mlm_probability < 1.0:
         raise DataError(f"dataset.mlm_probability={cfg.mlm_probability} must be in (0, 1); "
                         "e.g. dataset.mlm_probability=0.15")
+    if not 0 <= cfg.get("mlm_tokens", 0) < cfg.max_seq_length:
+        raise DataError(f"dataset.mlm_tokens={cfg.mlm_tokens} must be in [0, dataset.max_seq_length) (0: select by "
+                        "dataset.mlm_probability); e.g. dataset.mlm_tokens=1")
 
 
 def build_text(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch.device, seed: int) -> Data:
@@ -68,7 +71,7 @@ def build_text(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
     train_idx, val_idx = holdout(len(train), cfg.val_size, cfg.name)
     held_out = None if val_idx is None else train.subset(val_idx.to(device))
     train = train.subset(train_idx.to(device))
-    masking = Masking(tokenizer.mask_token_id, len(tokenizer), cfg.mlm_probability)
+    masking = Masking(tokenizer.mask_token_id, len(tokenizer), cfg.mlm_probability, cfg.get("mlm_tokens", 0))
     evaluation = {name: masking.mask_once(split) for name, split in
                   (("val", held_out), ("test", blocks.get("test_file"))) if split is not None}
     if "test" not in evaluation:  # no test file: the held-out blocks are the evaluation split

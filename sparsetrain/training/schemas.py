@@ -43,6 +43,13 @@ class AdamWConfig(AdamConfig):
 
 
 @dataclass
+class BertAdamConfig(AdamConfig):
+    _target_: str = "sparsetrain.training.bert_adam.BertAdam"  # Adam without bias correction, decoupled decay (BERT's)
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+
+
+@dataclass
 class ScheduleConfig:
     """Learning-rate factor as a function of the step; see ``train/schedule.py``."""
 
