@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -52,3 +53,19 @@ def test_gmp_with_lr_rewinding_restarts_the_rate_at_every_pruning_step(compose_c
     for step in prunes:
         assert factor(step) == 1.0 and factor(step - 1) == pytest.approx(0.1 + 0.9 / spe)
     assert summary["masks"]["sparsity"] == pytest.approx(0.9, abs=1e-4)
+
+
+def test_epoch_stepping_follows_acdcs_schedulers(compose_config):
+    """schedule.step_at=epoch: the warm-up at 0.2, 0.4, ... (epoch e at (e + 1) / 5), a milestone effective from the
+    epoch after it, the cosine at each epoch's value (CosineLR: 0.5 (1 + cos(pi (e - 5) / 95))), constant within an
+    epoch."""
+    spe = 10
+    multistep = compose_config("+experiment=acdc_resnet20_cifar10", "schedule.warmup_epochs=5").schedule
+    factor = lambda cfg, epoch, offset=0: lr_factor(cfg, epoch * spe + offset, 200 * spe, spe)
+    assert [factor(multistep, e) for e in range(5)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert (factor(multistep, 65), factor(multistep, 66, 9), factor(multistep, 126)) == pytest.approx((1.0, 0.1, 0.01))
+    cosine = compose_config("+experiment=acdc_resnet50_imagenet").schedule  # 100 epochs
+    for epoch in (5, 50, 99):
+        expected = 0.5 * (1 + math.cos(math.pi * (epoch - 5) / 95))
+        first, last = (lr_factor(cosine, epoch * spe + offset, 100 * spe, spe) for offset in (0, spe - 1))
+        assert first == last == pytest.approx(expected)

@@ -38,6 +38,8 @@ def validate(cfg: Any) -> None:
         (cfg.schedule.name in SCHEDULES, "schedule.name", f"must be one of {', '.join(SCHEDULES)}",
          "schedule=cosine"),
         (cfg.schedule.warmup_epochs >= 0, "schedule.warmup_epochs", "must be >= 0", "schedule.warmup_epochs=5"),
+        (cfg.schedule.get("step_at", "step") in ("step", "epoch"), "schedule.step_at", "must be step or epoch",
+         "schedule.step_at=epoch"),
         (list(cfg.schedule.milestones) == sorted(cfg.schedule.milestones), "schedule.milestones",
          "must be increasing epochs", "schedule.milestones=[80,120]"),
         (cfg.schedule.name != "multistep" or len(cfg.schedule.milestones) > 0, "schedule.milestones",

@@ -12,7 +12,17 @@ def lr_factor(cfg: Any, step: int, total_steps: int, steps_per_epoch: int) -> fl
     ``cfg`` is the ``schedule`` config: a linear warm-up over ``warmup_epochs`` (from 1/warmup_steps to 1),
     then ``constant``, ``cosine`` or ``linear`` decay to ``final_lr_fraction`` at the last step, or
     ``multistep`` (times ``gamma`` at each epoch in ``milestones``), or ``cyclic_linear`` (see ``cyclic_linear``).
+    With ``step_at=epoch`` the rate changes only at epoch starts, as a scheduler stepped at every epoch end (AC/DC's
+    code): epoch e of the warm-up runs at (e + 1) / warmup_epochs, a milestone takes effect from the epoch after
+    it, and the decays take their value at the epoch's first step.
     """
+    if getattr(cfg, "step_at", "step") == "epoch":
+        epoch, warmup = step // steps_per_epoch, round(cfg.warmup_epochs)
+        if epoch < warmup:
+            return (epoch + 1) / warmup
+        if cfg.name == "multistep":
+            return cfg.gamma ** sum(epoch > m for m in cfg.milestones)
+        step = epoch * steps_per_epoch
     warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
     if step < warmup_steps:
         return (step + 1) / warmup_steps

@@ -55,6 +55,7 @@ class ScheduleConfig:
 
     name: str = MISSING  # constant | cosine | linear | multistep (set by the schedule= option)
     warmup_epochs: float = 0.0  # linear warm-up from 0 over these epochs (any schedule)
+    step_at: str = "step"  # step (the rate changes every step) | epoch (at epoch starts: a scheduler stepped at epoch ends, AC/DC's)
     milestones: list[float] = field(default_factory=list)  # multistep: epochs at which the rate is multiplied by gamma
     gamma: float = 0.1  # multistep: the factor at each milestone
     final_lr_fraction: float = 0.0  # cosine and linear: the rate at the end, as a fraction of lr
