@@ -112,7 +112,8 @@ def test_phases_densities_momentum_and_final_sparsity(compose_config, tmp_path, 
 
 
 def test_warmup_and_final_phase_must_fit_the_run(compose_config, tmp_path):
-    overrides = ["method=acdc", "sparsity=0.9", "epochs=3", "device=cpu"]
+    overrides = ["method=acdc", "sparsity=0.9", "epochs=3", "device=cpu", "method.warmup_epochs=10",
+                 "method.final_epochs=15"]
     with pytest.raises(ValueError, match="method.warmup_epochs=10 and method.final_epochs=15 do not fit"):
         run(compose_config(*overrides), tmp_path, overrides)
 

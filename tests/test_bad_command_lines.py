@@ -60,7 +60,7 @@ BAD = [
     (["method=rigl", "sparsity=0.9", "method.alpha=2"], "method.alpha"),
     (["method=snip", "sparsity=0.9", "method.num_batches=0"], "method.num_batches"),
     (["method=gmp", "sparsity=0.9", "method.start=50%", "method.end=10%"], "method.start"),
-    (["method=lth", "sparsity=0.5"], "sparsity"),
+    (["method=lth", "sparsity=0.5", "method.levels=3"], "sparsity"),
     (["method=static", "sparsity=0.9", "method.mask_from="], "method.mask_from"),
     (["method=oneshot", "sparsity=0.5", "method.pretrained=/nonexistent"], "method.pretrained"),
     (["resume=/nonexistent"], "resume"),

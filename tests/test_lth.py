@@ -151,8 +151,8 @@ def test_resume_in_the_middle_of_round_two_gives_the_same_table(compose_config, 
 
 
 def test_bad_lth_options(compose_config):
-    with pytest.raises(ValueError, match="sparsity"):
-        build_method(compose_config("method=lth", "sparsity=0.5").method, 0.5)
+    with pytest.raises(ValueError, match=r"^sparsity=0\.5 and method\.levels=3 both set the last level"):
+        build_method(compose_config("method=lth", "sparsity=0.5", "method.levels=3").method, 0.5)
     with pytest.raises(ValueError, match="method.masks_from"):
         build_method(compose_config("method=lth", "method.control=random_reinit").method, 0.0)
 
@@ -200,3 +200,13 @@ def test_a_control_trained_differently_from_its_ticket_run_is_refused(compose_co
         f"error: method.masks_from='{tmp_path / 'ticket'}' was trained differently: batch_size=32 (ticket run: 64); "
         "a control trains as its ticket run, e.g. batch_size=64"]
     assert not (tmp_path / "cli").exists()
+
+
+def test_a_sparsity_sets_the_levels_to_reach_it(compose_config, tmp_path):
+    """``method=lth sparsity=0.5`` prunes 20 % a level until half the weights are gone: 4 levels (59 % remaining
+    after 3, 41 % after 4, floor counts per layer)."""
+    summary = _run(compose_config, tmp_path, "sparsity=0.5")
+    masks = _round_masks(tmp_path)
+    assert len(masks) == 5 and len(summary["rounds"]) == 5
+    remaining = [sum(int(m.sum()) for m in level.values()) / sum(m.numel() for m in level.values()) for level in masks]
+    assert remaining[3] > 0.5 >= remaining[4]

@@ -15,6 +15,7 @@ from torch import nn
 
 import sparsetrain
 from sparsetrain.errors import ConfigError
+from sparsetrain.methods.catalog import METHODS
 from sparsetrain.runner.run import run
 
 UPDATE_EVENTS = ("mask_update", "prune")
@@ -113,10 +114,23 @@ def test_a_convolutional_model_refuses_flat_features_in_one_line(compose_config,
         run(compose_config(*overrides), tmp_path / "run", overrides)
 
 
-def test_acdc_at_a_short_length_suggests_phases_that_fit(compose_config, tmp_path):
-    """The ImageNet schedule's 10 + 15 epochs do not fit 3 epochs; its shares of the run (0 + 1 epochs) do."""
-    with pytest.raises(ConfigError, match=r"e\.g\. method\.warmup_epochs=0 method\.final_epochs=1$"):
-        run(compose_config("method=acdc", "sparsity=0.9", "epochs=3", "device=cpu"), tmp_path / "refused", [])
-    fitted = ["method=acdc", "sparsity=0.9", "epochs=3", "device=cpu", "method.warmup_epochs=0",
-              "method.final_epochs=1"]
-    assert run(compose_config(*fitted), tmp_path / "fitted", fitted)["masks"]["sparsity"] == pytest.approx(0.9, abs=1e-3)
+def test_acdc_phases_left_null_take_the_imagenet_schedules_shares_of_any_run(compose_config, tmp_path):
+    """10 / 5 / 5 / 15 % of the run (at least one epoch each but the warm-up): 3 epochs run 0 / 1 / 1 / 1; given phase
+    lengths that do not fit are refused with the shares as the example."""
+    with pytest.raises(ConfigError, match=r"e\.g\. method\.warmup_epochs=0 method\.final_epochs=1 \(or leave them null"):
+        run(compose_config("method=acdc", "sparsity=0.9", "epochs=3", "device=cpu", "method.warmup_epochs=10",
+                           "method.final_epochs=15"), tmp_path / "refused", [])
+    fitted = ["method=acdc", "sparsity=0.9", "epochs=3", "device=cpu"]
+    summary = run(compose_config(*fitted), tmp_path / "fitted", fitted)
+    assert summary["masks"]["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert summary["dynamics"]["phases"] == {"warmup_epochs": 0, "compressed_epochs": 1, "decompressed_epochs": 1,
+                                             "final_epochs": 1}
+
+
+@pytest.mark.parametrize("name", [record.name for record in METHODS.records() if record.name != "dense"])
+def test_every_masked_method_runs_at_sparsity_0_9_with_the_default_length(compose_config, tmp_path, name):
+    """``sparsetrain method=<name> sparsity=0.9`` on the default run (N:M methods: their own n/m), evaluation off."""
+    sparsity = 0.5 if compose_config(f"method={name}").method.get("pattern", {}).get("name") == "nm" else 0.9
+    overrides = [f"method={name}", f"sparsity={sparsity}", "device=cpu", "eval_every=0"]
+    summary = run(compose_config(*overrides), tmp_path / name, overrides)
+    assert summary["final"]["test"]["top1"] > 0.5  # digits: learned well above chance (0.1)

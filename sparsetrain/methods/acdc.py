@@ -22,7 +22,10 @@ from ..sparsity.phases import COMPRESSED, DECOMPRESSED, acdc_phase
 from .base import RunContext
 from .masked import MaskedMethod
 
-SHARES = (0.1, 0.15)  # warm-up and final phase as shares of the run, as in the authors' ImageNet schedule (10, 15 of 100)
+# each phase's share of the run where its length is not given, as the authors' ImageNet schedule (10 / 5 / 5 / 15 of 100
+# epochs), and the fewest epochs it takes
+SHARES = {"warmup_epochs": (0.10, 0), "compressed_epochs": (0.05, 1), "decompressed_epochs": (0.05, 1),
+          "final_epochs": (0.15, 1)}
 
 
 class ACDC(MaskedMethod):
@@ -31,34 +34,40 @@ class ACDC(MaskedMethod):
     @classmethod
     def check(cls, cfg: Any, sparsity: float) -> None:
         super().check(cfg, sparsity)
-        for key, low in (("warmup_epochs", 0), ("compressed_epochs", 1), ("decompressed_epochs", 1),
-                         ("final_epochs", 1)):
-            if getattr(cfg, key) < low:
+        for key, (_, low) in SHARES.items():
+            if getattr(cfg, key) is not None and getattr(cfg, key) < low:
                 raise ConfigError(f"method.{key}={getattr(cfg, key)} must be >= {low}; e.g. method.{key}=5")
 
     @classmethod
     def length_bound(cls, cfg: Any) -> str | None:
-        return f"method.final_epochs={cfg.final_epochs} are the run's last epochs (the phases before them follow)"
+        return "method.final_epochs: the final compressed phase ends the run (the phases before it follow)"
 
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
         self.epochs = math.ceil(ctx.total_steps / ctx.steps_per_epoch)
-        if self.cfg.warmup_epochs + self.cfg.final_epochs > self.epochs:
-            warmup, final = round(SHARES[0] * self.epochs), max(1, round(SHARES[1] * self.epochs))
+        shares = {key: max(low, round(share * self.epochs)) for key, (share, low) in SHARES.items()}
+        self.lengths = {key: shares[key] if getattr(self.cfg, key) is None else getattr(self.cfg, key) for key in SHARES}
+        if self.lengths["warmup_epochs"] + self.lengths["final_epochs"] > self.epochs:
             raise ConfigError(
-                f"method.warmup_epochs={self.cfg.warmup_epochs} and method.final_epochs={self.cfg.final_epochs} "
-                f"do not fit in a run of {self.epochs} epochs; e.g. method.warmup_epochs={warmup} "
-                f"method.final_epochs={final}"
+                f"method.warmup_epochs={self.lengths['warmup_epochs']} and method.final_epochs="
+                f"{self.lengths['final_epochs']} do not fit in a run of {self.epochs} epochs; e.g. "
+                f"method.warmup_epochs={shares['warmup_epochs']} method.final_epochs={shares['final_epochs']} (or "
+                "leave them null: the ImageNet schedule's shares of the run)"
             )
+
+    def summary(self) -> dict:
+        """The phase lengths the run used (epochs)."""
+        return {"phases": dict(self.lengths)}
 
     def phase(self, epoch: int) -> str:
         """The phase of 0-based ``epoch`` of this run."""
-        cfg = self.cfg
-        return acdc_phase(epoch, epochs=self.epochs, warmup=cfg.warmup_epochs, compressed=cfg.compressed_epochs,
-                          decompressed=cfg.decompressed_epochs, final=cfg.final_epochs)
+        lengths = self.lengths
+        return acdc_phase(epoch, epochs=self.epochs, warmup=lengths["warmup_epochs"],
+                          compressed=lengths["compressed_epochs"], decompressed=lengths["decompressed_epochs"],
+                          final=lengths["final_epochs"])
 
     def may_stop(self, steps_done: int) -> bool:
-        final_start = max(self.cfg.warmup_epochs, self.epochs - self.cfg.final_epochs)
+        final_start = max(self.lengths["warmup_epochs"], self.epochs - self.lengths["final_epochs"])
         return steps_done > final_start * self.ctx.steps_per_epoch  # in the final compressed phase
 
     def start_round(self, round_index: int) -> None:

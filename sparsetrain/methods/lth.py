@@ -19,6 +19,8 @@ https://github.com/facebookresearch/open_lth.
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,10 @@ CONTROL_KEYS = ("steps", "epochs", "batch_size", "optimizer", "schedule", "metho
 CONTROLS = ("none", "random_reinit", "random_mask")
 
 
+DEFAULT_LEVELS = 7  # without `sparsity`
+MAX_LEVELS = 200  # the most levels `sparsity` may take
+
+
 class LTH(MaskedMethod):
     name = "lth"
     patterns = ("unstructured", "block", "fanin", "channel")  # nm fixes the density: no levels to prune through
@@ -50,15 +56,16 @@ class LTH(MaskedMethod):
 
     @classmethod
     def uses_sparsity(cls, cfg: Any) -> bool:
-        return False  # method.levels and method.prune_rate set the sparsity of each round
+        return False  # method.levels and method.prune_rate set the sparsity of each round (or `sparsity` the levels)
 
     @classmethod
     def check(cls, cfg: Any, sparsity: float) -> None:
         super().check(cfg, sparsity)
         checks = [
-            (sparsity == 0.0, "sparsity", f"={sparsity} is not used by method=lth: its sparsity follows from "
-             "method.levels and method.prune_rate", "sparsity=0 method.levels=7"),
-            (cfg.levels >= 1, "method.levels", f"={cfg.levels} must be >= 1", "method.levels=7"),
+            (sparsity == 0.0 or cfg.levels is None, "sparsity", f"={sparsity} and method.levels={cfg.levels} both set "
+             "the last level of method=lth; give one, the levels to reach a sparsity or the number of levels",
+             f"sparsity={sparsity} method.levels=null"),
+            (cfg.levels is None or cfg.levels >= 1, "method.levels", f"={cfg.levels} must be >= 1", "method.levels=7"),
             (0.0 < cfg.prune_rate < 1.0, "method.prune_rate", f"={cfg.prune_rate} must be in (0, 1)",
              "method.prune_rate=0.2"),
             (cfg.rewind in REWINDS, "method.rewind", f"={cfg.rewind!r} must be one of {', '.join(REWINDS)}",
@@ -82,13 +89,15 @@ class LTH(MaskedMethod):
         self.rewind_time = parse_interval("method.rewind_to", cfg.rewind_to)
         self.source_masks = _round_masks(cfg.masks_from) if cfg.control != "none" else []
         self.source_dir = Path(cfg.masks_from).expanduser() if self.source_masks else None
-        self.rounds = len(self.source_masks) if self.source_masks else cfg.levels + 1
+        self.levels = cfg.levels if cfg.levels is not None else DEFAULT_LEVELS if not sparsity else \
+            math.ceil(math.log(1 - sparsity) / math.log(1 - cfg.prune_rate) - 1e-9)  # refined in setup
+        self.rounds = len(self.source_masks) if self.source_masks else self.levels + 1
         self.round = 0
         self.theta_k: dict[str, torch.Tensor] | None = None
 
     @classmethod
     def length_bound(cls, cfg: Any) -> str | None:
-        return f"method.levels={cfg.levels}: every round of method=lth trains for the run's length"
+        return "method.levels: every round of method=lth trains for the run's length"
 
     @classmethod
     def check_config(cls, cfg: Any, config: dict) -> None:
@@ -113,17 +122,34 @@ class LTH(MaskedMethod):
                                   f"method.layer_rates=[{name}:0.1]")
             self.layer_rates.setdefault(name, 0.0)
         if self.cfg.control == "none":
+            if self.sparsity:
+                self._levels_to_reach_the_sparsity()
             self._refuse_levels_past_the_ladder()
+
+    def _ladder(self, levels: int) -> list[float]:
+        counts = {name: param.numel() for name, param in self.targets.params.items()}
+        own = list(counts) if self.cfg.scope == "layerwise" else list(self.layer_rates)
+        return weights_remaining(counts, own, self.layer_rates, self.cfg.prune_rate, levels)
+
+    def _levels_to_reach_the_sparsity(self) -> None:
+        """With ``sparsity``: the first level whose weights remaining are at most 1 - sparsity (per-layer rates and
+        floor rounding counted); ConfigError when the rates never reach it."""
+        ladder = self._ladder(MAX_LEVELS)
+        reached = [level for level, fraction in enumerate(ladder) if 1.0 - fraction >= self.sparsity - 1e-9]
+        if not reached:
+            raise ConfigError(f"sparsity={self.sparsity} is beyond what method.prune_rate={self.cfg.prune_rate} can "
+                              f"prune from this model ({100 * (1 - ladder[-1]):.3g} % at its last level); e.g. "
+                              f"sparsity={0.9 if self.sparsity > 0.9 else 0.5}")
+        self.levels = reached[0]
+        self.rounds = self.levels + 1
 
     def _refuse_levels_past_the_ladder(self) -> None:
         """ConfigError when ``levels`` goes past the last level that prunes anything: each layer drops
         floor(rate x surviving) weights, so a small enough layer (or pool) stops shrinking."""
-        counts = {name: param.numel() for name, param in self.targets.params.items()}
-        own = list(counts) if self.cfg.scope == "layerwise" else list(self.layer_rates)
-        ladder = weights_remaining(counts, own, self.layer_rates, self.cfg.prune_rate, self.cfg.levels)
-        if len(ladder) <= self.cfg.levels:
+        ladder = self._ladder(self.levels)
+        if len(ladder) <= self.levels:
             shown = ", ".join(f"{100 * fraction:.3g} %" for fraction in ladder)
-            raise ConfigError(f"method.levels={self.cfg.levels} goes past what method.prune_rate="
+            raise ConfigError(f"method.levels={self.levels} goes past what method.prune_rate="
                               f"{self.cfg.prune_rate} can prune from this model: level {len(ladder) - 1} is the last "
                               f"that removes a weight (weights remaining by level: {shown}); "
                               f"e.g. method.levels={len(ladder) - 1}")

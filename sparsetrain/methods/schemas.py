@@ -88,7 +88,7 @@ class SynFlowConfig(PrunedConfig):
 
 @dataclass
 class LTHConfig(PrunedConfig):
-    levels: int = 7  # pruning rounds after the dense round
+    levels: Optional[int] = None  # pruning rounds after the dense round (null: 7, or with `sparsity` as many as reach it)
     prune_rate: float = 0.2  # fraction of the surviving weights removed per round
     layer_rates: list[str] = field(default_factory=list)  # "pattern:rate" overrides, e.g. [last:0.1]
     rewind_to: str = "0it"  # theta_k: 0it = the initialisation, or a step/epoch of the dense run (500it, 2ep)
@@ -207,14 +207,15 @@ class MaskTrainingConfig(MaskedConfig):
 
 @dataclass
 class ACDCConfig(PrunedConfig):
-    """AC/DC phase lengths in epochs (see sparsetrain/sparsity/phases.py); defaults: the ImageNet schedule."""
+    """AC/DC phase lengths in epochs (see sparsetrain/sparsity/phases.py); null: the ImageNet schedule's share of the
+    run (10 / 5 / 5 / 15 of 100 epochs), so the defaults fit any length."""
 
     scope: str = "global"  # global (one magnitude threshold, the authors') | layerwise
     distribution: str = "uniform"  # per-layer targets with scope=layerwise
-    warmup_epochs: int = 10  # dense warm-up
-    compressed_epochs: int = 5  # each compressed phase of a cycle
-    decompressed_epochs: int = 5  # each decompressed phase of a cycle
-    final_epochs: int = 15  # the final compressed phase
+    warmup_epochs: Optional[int] = None  # dense warm-up (null: 10 % of the run)
+    compressed_epochs: Optional[int] = None  # each compressed phase of a cycle (null: 5 %, at least 1)
+    decompressed_epochs: Optional[int] = None  # each decompressed phase of a cycle (null: 5 %, at least 1)
+    final_epochs: Optional[int] = None  # the final compressed phase (null: 15 %, at least 1)
     reset_momentum: bool = True  # zero every parameter's optimizer buffers at each decompression (the authors')
 
 
