@@ -2,12 +2,12 @@
 LeNet-300-100 (MNIST-shaped inputs) and a BERT-base-shaped encoder stack (hidden 768, intermediate 3072, 12
 heads, sequence 128; random weights: speed does not depend on the values) at 90, 95 and 98 % unstructured sparsity
 in every masked linear layer (a uniform random mask per layer; the encoder's six matrices per layer, not the
-embeddings); the encoder at 90 % constant fan-in (every output unit keeps the same number of inputs), as CSR and
-with the condensed kernel; and ResNet-20 (CIFAR-shaped inputs) with half the filters of every convolution zeroed
-by L1 norm, shrunk. The sparse model is what ``sparsetrain-export --format sparse`` writes: each layer's kernels
-chosen by measuring here, for one row and for the rows of the throughput batch (``csr``: among dense and CSR;
-``condensed``: the condensed kernel offered too); the shrunk one what ``--format shrunk`` writes (Torch-Pruning,
-then ``torch.export``). Also each file's size against the dense one.
+embeddings); the encoder at 90 % constant fan-in (every output unit keeps the same number of inputs); and
+ResNet-20 (CIFAR-shaped inputs) with half the filters of every convolution zeroed by L1 norm, shrunk. The sparse
+model is what ``sparsetrain-export --format sparse`` writes: each layer's kernels chosen by measuring here (among
+dense, CSR and gathered), for one row and for the rows of the throughput batch, and each layer's output layout by
+timing the model on that batch; the shrunk one what ``--format shrunk`` writes (Torch-Pruning, then
+``torch.export``). Also each file's size against the dense one.
 
     python scripts/bench_infer.py                   # one thread, every case (about fifteen minutes on 2 cores)
     python scripts/bench_infer.py --cases lenet     # LeNet only (seconds)
@@ -32,17 +32,18 @@ from sparsetrain.runtime.shrink import shrink_channels
 from sparsetrain.runtime.tune import sparsify_linear_layers
 
 # (model, pattern, sparsity, the formats timed against dense)
-CASES = {"lenet": [("lenet", "unstructured", sparsity, ("csr",)) for sparsity in (0.9, 0.95, 0.98)],
-         "encoder": [("encoder", "unstructured", sparsity, ("csr",)) for sparsity in (0.9, 0.95, 0.98)],
-         "encoder-fanin": [("encoder", "fanin", 0.9, ("csr", "condensed"))],
+CASES = {"lenet": [("lenet", "unstructured", sparsity, ("sparse",)) for sparsity in (0.9, 0.95, 0.98)],
+         "encoder": [("encoder", "unstructured", sparsity, ("sparse",)) for sparsity in (0.9, 0.95, 0.98)],
+         "encoder-fanin": [("encoder", "fanin", 0.9, ("sparse",))],
          "resnet20": [("resnet20", "channel", 0.5, ("shrunk",))]}
 # the issue's targets: speed-up at (batch 1, throughput batch)
-TARGETS = {("lenet", "unstructured", 0.9, "csr"): (None, 2.0), ("lenet", "unstructured", 0.95, "csr"): (None, 3.5),
-           ("lenet", "unstructured", 0.98, "csr"): (None, 6.0),
-           ("encoder", "unstructured", 0.9, "csr"): (2.0, 1.4), ("encoder", "unstructured", 0.95, "csr"): (3.5, 2.0),
-           ("encoder", "unstructured", 0.98, "csr"): (6.0, 4.0),
-           ("encoder", "fanin", 0.9, "condensed"): (2.0, None), ("resnet20", "channel", 0.5, "shrunk"): (None, 1.7)}
-KERNELS = {"csr": ("csr",), "condensed": ("csr", "condensed")}
+TARGETS = {("lenet", "unstructured", 0.9, "sparse"): (None, 2.0),
+           ("lenet", "unstructured", 0.95, "sparse"): (None, 3.5),
+           ("lenet", "unstructured", 0.98, "sparse"): (None, 6.0),
+           ("encoder", "unstructured", 0.9, "sparse"): (2.0, 1.4),
+           ("encoder", "unstructured", 0.95, "sparse"): (3.5, 2.0),
+           ("encoder", "unstructured", 0.98, "sparse"): (6.0, 4.0),
+           ("encoder", "fanin", 0.9, "sparse"): (2.0, None), ("resnet20", "channel", 0.5, "shrunk"): (None, 1.7)}
 
 
 def lenet() -> tuple[nn.Module, list[int]]:
@@ -80,8 +81,9 @@ def masked(model: nn.Module, pattern: str, sparsity: float, seed: int = 0) -> nn
     return model
 
 
-def form(dense: nn.Module, name: str, inputs, rows: int, seconds: float) -> tuple[nn.Module, int, dict]:
-    """The model in format ``name``, its file's size in bytes and what the conversion chose (kernels, channels)."""
+def form(dense: nn.Module, name: str, inputs, batch: int, rows: int, seconds: float) -> tuple[nn.Module, int, dict]:
+    """The model in format ``name``, its file's size in bytes and what the conversion chose (kernels, channels;
+    a sparse model's for ``batch`` examples, ``rows`` rows)."""
     model = copy.deepcopy(dense)
     if name == "shrunk":
         example = inputs(2)
@@ -90,7 +92,7 @@ def form(dense: nn.Module, name: str, inputs, rows: int, seconds: float) -> tupl
         data = io.BytesIO()
         torch.export.save(program, data)
         return program.module(), len(data.getvalue()), {"channels_removed": removed}
-    kernels = sparsify_linear_layers(model, rows, min_time=seconds / 4, kernels=KERNELS[name])
+    kernels = sparsify_linear_layers(model, rows, min_time=seconds / 4, example=inputs(batch))
     return model, len(save(model.state_dict())), {"kernels": kernels}
 
 
@@ -100,7 +102,7 @@ def measure(case: tuple, build, batch: int, seconds: float) -> list[dict]:
     dense = masked(dense, pattern, sparsity)
     inputs = example_inputs(dense, in_shape)
     rows = batch * (in_shape[0] if len(in_shape) == 1 else 1)
-    forms = {name: form(dense, name, inputs, rows, seconds) for name in names}
+    forms = {name: form(dense, name, inputs, batch, rows, seconds) for name in names}
     report = compare(dense, {name: model for name, (model, _, _) in forms.items()}, inputs, batch, seconds)
     dense_bytes = len(save(dense.state_dict()))
     results = []

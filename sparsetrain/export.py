@@ -15,7 +15,8 @@ Outputs (in ``RUN_DIR/export/`` unless ``--out`` is given):
       model.load_state_dict(torch.load("pruned_state_dict.pt"))
 
 * ``model.sparse.safetensors`` (``--format sparse``): linear layers as ``runtime.SparseLinear``, each layer's
-  kernels (dense, CSR or, with constant fan-in, condensed) chosen by measuring; ``load_exported`` rebuilds it.
+  kernels (dense, the CSR product or the gathered sum over the CSR parts) chosen by measuring; ``load_exported``
+  rebuilds it.
 * ``model.shrunk.pt2`` (``--format shrunk``): the model with its zero output channels removed (Torch-Pruning), as
   a ``torch.export`` program: ``torch.export.load(path).module()`` runs it without sparsetrain.
 * ``model.onnx`` (``--format onnx``): the model (masked weights zero) as ONNX, batch dimension dynamic, input
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite an existing export")
     parser.add_argument("--format", nargs="+", choices=FORMATS, default=["dense"], dest="formats",
                         help="dense: model.safetensors (and the prune format); sparse: model.sparse.safetensors, "
-                             "linear layers as CSR or condensed (constant fan-in) with each layer's kernels chosen "
+                             "linear layers as CSR with each layer's kernels (dense, CSR product, gathered sum) chosen "
                              "by measuring; shrunk: model.shrunk.pt2, zero channels removed, a torch.export program; "
                              "onnx: model.onnx (with shrunk: model.shrunk.onnx too); semi_structured (CUDA GPU): "
                              "model.semi_structured.safetensors, 2:4 linear layers in bfloat16")
@@ -156,7 +157,7 @@ File = tuple[Path, Callable[[Any], None], str]  # (path, write(handle), what to 
 
 def _sparse_file(model: torch.nn.Module, metadata: dict, path: Path, rows: int) -> File:
     """``model`` with its masked linear layers as ``SparseLinear`` (kernels measured here), as safetensors."""
-    kernels = sparsify_linear_layers(model, rows)
+    kernels = sparsify_linear_layers(model, rows, example=(_example_input(model, metadata, rows),))
     metadata = {**metadata, "format": "sparse", "kernels": json.dumps(kernels),
                 "threads": str(torch.get_num_threads())}
     data = save(_unshared(model.state_dict()), metadata)
@@ -238,13 +239,14 @@ def _semi_structured_file(model: torch.nn.Module, metadata: dict, path: Path) ->
                                                      f"2:4 semi-structured, in {metadata['dtype']}")
 
 
-def _example_input(model: torch.nn.Module, metadata: dict) -> torch.Tensor:
-    """Two random inputs of the model: token ids for a language model, else images (or features)."""
+def _example_input(model: torch.nn.Module, metadata: dict, rows: int = 2) -> torch.Tensor:
+    """Random inputs of the model holding ``rows`` rows for its linear layers: token ids of ``rows`` tokens (whole
+    sequences, at least one) for a language model, else ``rows`` images (or feature vectors)."""
     in_shape, generator = json.loads(metadata["in_shape"]), torch.Generator().manual_seed(0)
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     if len(in_shape) == 1 and vocab:
-        return torch.randint(vocab, (2, *in_shape), generator=generator)
-    return torch.randn(2, *in_shape, generator=generator)
+        return torch.randint(vocab, (max(1, rows // in_shape[0]), *in_shape), generator=generator)
+    return torch.randn(rows, *in_shape, generator=generator)
 
 
 def _write_dense(tensors: dict, metadata: dict, pruned: dict, masks: dict, untied: list[str], out: Path) -> None:

@@ -1,5 +1,5 @@
 """A linear layer whose weight is a CSR tensor (int32 indices), with one kernel for a single input row and one for
-many rows, each the CSR product, the condensed product (a layer with constant fan-in) or the dense matrix, as
+many rows, each the CSR product, the gathered product (``embedding_bag`` over the CSR parts) or the dense matrix, as
 measured fastest."""
 
 from __future__ import annotations
@@ -13,21 +13,28 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-KERNELS = ("dense", "csr", "condensed")
+KERNELS = ("dense", "csr", "gather")
 
 
 @dataclass(frozen=True)
 class Kernel:
-    name: str  # dense | csr | condensed
-    tile: int = 0  # csr or condensed over many rows: rows per product (0: all rows in one product)
+    name: str  # dense | csr | gather
+    tile: int = 0  # csr or gather over many rows: rows per product (0: all rows in one product)
+    transposed: bool = False  # csr or gather over many rows: return the (out, rows) product's transpose, a view
 
     @property
     def label(self) -> str:
-        """``dense``, ``csr``, ``condensed`` or ``csr/128`` (tiled)."""
-        return f"{self.name}/{self.tile}" if self.tile else self.name
+        """``dense``, ``csr``, ``gather``, ``csr/128`` (tiled), ``gather^T`` (transposed output)."""
+        return (f"{self.name}/{self.tile}" if self.tile else self.name) + ("^T" if self.transposed else "")
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _kernel(saved: dict) -> Kernel:
+    """The kernel a file's plan names; ``condensed`` (earlier exports' constant-fan-in kernel) is the gather of the
+    same sum, which took its place."""
+    return Kernel(**{**saved, "name": "gather" if saved["name"] == "condensed" else saved["name"]})
 
 
 @contextlib.contextmanager
@@ -38,20 +45,15 @@ def _csr_is_beta() -> Iterator[None]:
         yield
 
 
-def constant_fan_in(counts: torch.Tensor) -> int | None:
-    """The number of inputs every output row keeps (``counts``: each row's nonzeros), rows with none (ablated
-    units) aside; None if it varies."""
-    counts = counts.unique()
-    counts = counts[counts > 0]
-    return int(counts[0]) if len(counts) == 1 else None
-
-
 class SparseLinear(nn.Module):
-    """``y = x W^T + b`` for a (mostly zero) ``W`` kept as CSR: ``torch.mv`` for one row, ``W @ X^T`` (in tiles of
-    ``many.tile`` rows) for several; the dense matrix (rebuilt from the CSR one) for a regime whose kernel is
-    ``dense``; for ``condensed`` (constant fan-in k) the (out, k) values and input indices of each row, ``y[:, o] =
-    sum_j values[o, j] x[:, indices[o, j]]`` as one ``embedding_bag`` (weighted sum of gathered rows). Its
-    state_dict holds the CSR parts and the bias: a file of it is sized by the nonzeros."""
+    """``y = x W^T + b`` for a (mostly zero) ``W`` kept as CSR. Over many rows each kernel computes ``W X^T + b``,
+    (out, rows), from the inputs transposed, (in, rows), in tiles of ``kernel.tile`` rows; the result is row-major
+    (each tile's product transposed back while in cache) or, for a ``transposed`` kernel, the transpose of the
+    (out, rows) product, a view: a following sparse layer (through element-wise ops) then gets its inputs
+    transposed without a copy, but residual sums and layer norms run many times slower on that layout. ``csr``:
+    the CSR product (``torch.mv`` for one row); ``gather``: ``y[:, o] = sum_j values[j] x[:, col_indices[j]]`` over
+    row o's nonzeros, one ``embedding_bag``; ``dense``: the dense matrix, rebuilt from the CSR one. Its state_dict
+    holds the CSR parts and the bias: a file of it is sized by the nonzeros."""
 
     def __init__(self, crow_indices: torch.Tensor, col_indices: torch.Tensor, values: torch.Tensor,
                  shape: tuple[int, int], bias: torch.Tensor | None, one: Kernel, many: Kernel):
@@ -70,21 +72,8 @@ class SparseLinear(nn.Module):
         with _csr_is_beta():  # the indices are checked: a damaged file is an error, not a bad memory access
             self.weight = torch.sparse_csr_tensor(self.crow_indices, self.col_indices, self.values, shape,
                                                   check_invariants=True)
-        names = (self.one.name, self.many.name)
-        self.dense_weight = self.weight.to_dense() if "dense" in names else None
-        self.condensed = self._condensed() if "condensed" in names else None
-
-    def _condensed(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(indices, values), each (out, k): the CSR rows as a dense gather; an ablated row gathers input 0 times 0."""
-        counts = self.crow_indices.diff()
-        k = constant_fan_in(counts)
-        if k is None:
-            raise ValueError("the condensed kernel needs constant fan-in: every nonzero row keeping as many inputs")
-        kept = counts > 0
-        indices = self.col_indices.new_zeros(self.out_features, k)
-        values = self.values.new_zeros(self.out_features, k)
-        indices[kept], values[kept] = self.col_indices.view(-1, k), self.values.view(-1, k)
-        return indices, values
+        self.dense_weight = self.weight.to_dense() if "dense" in (self.one.name, self.many.name) else None
+        self.bias_column = None if self.bias is None else self.bias[:, None]
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
@@ -102,8 +91,7 @@ class SparseLinear(nn.Module):
     def from_state(cls, state: dict[str, torch.Tensor], name: str, plan: dict) -> SparseLinear:
         """The layer ``name`` of a saved state dict, with its ``plan`` (shape and kernels, as ``describe`` gives)."""
         parts = (state[f"{name}.{part}"] for part in ("crow_indices", "col_indices", "values"))
-        return cls(*parts, tuple(plan["shape"]), state.get(f"{name}.bias"), Kernel(**plan["one"]),
-                   Kernel(**plan["many"]))
+        return cls(*parts, tuple(plan["shape"]), state.get(f"{name}.bias"), _kernel(plan["one"]), _kernel(plan["many"]))
 
     def describe(self) -> dict:
         """Shape, density and kernels (JSON-ready); with the state dict, enough to rebuild the layer."""
@@ -117,25 +105,31 @@ class SparseLinear(nn.Module):
         rows = x.reshape(-1, self.in_features)
         if rows.shape[0] == 1 and kernel.name == "csr":
             weight, row = self.weight, rows[0]
-            out = (torch.mv(weight, row) if self.bias is None else torch.addmv(self.bias, weight, row)).unsqueeze(0)
+            out = torch.mv(weight, row) if self.bias is None else torch.addmv(self.bias, weight, row)
+            return out.reshape(*x.shape[:-1], self.out_features)
+        product = self._gathered if kernel.name == "gather" else self._product
+        parts = rows.split(kernel.tile) if kernel.tile and rows.shape[0] > kernel.tile else (rows,)
+        if kernel.transposed:
+            products = [product(part.t()) for part in parts]
+            out = (products[0] if len(parts) == 1 else torch.cat(products, dim=1)).t()
         else:
-            product = self._gathered if kernel.name == "condensed" else self._product
-            parts = [product(part) for part in (rows.split(kernel.tile) if kernel.tile else (rows,))]
-            out = parts[0] if len(parts) == 1 else torch.cat(parts)
+            products = [product(part.t()).t() for part in parts]
+            out = products[0].contiguous() if len(parts) == 1 else torch.cat(products)
         return out.reshape(*x.shape[:-1], self.out_features)
 
-    def _product(self, rows: torch.Tensor) -> torch.Tensor:
-        """``rows W^T + b`` as ``(W rows^T + b)^T``: the CSR kernel takes the sparse operand on the left."""
+    def _product(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``W inputs + b`` (``inputs``: (in, rows)), the CSR kernel taking the sparse operand on the left."""
         if self.bias is None:
-            return (self.weight @ rows.t()).t()
-        return torch.addmm(self.bias[:, None], self.weight, rows.t()).t()
+            return self.weight @ inputs.contiguous()
+        return torch.addmm(self.bias_column, self.weight, inputs.contiguous())
 
-    def _gathered(self, rows: torch.Tensor) -> torch.Tensor:
-        """``rows W^T + b`` by the condensed matrices: each output a weighted sum of the inputs it keeps."""
-        indices, values = self.condensed
-        inputs = rows.t().contiguous()  # (in, rows): output o is the bag of inputs indices[o] weighted by values[o]
-        out = F.embedding_bag(indices, inputs, per_sample_weights=values, mode="sum").t()
-        return out if self.bias is None else out + self.bias
+    def _gathered(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``W inputs + b`` (``inputs``: (in, rows)) as one ``embedding_bag`` over the CSR parts: output row o the
+        sum of the input rows ``col_indices`` of W's row o, weighted by its values."""
+        rows_in_place = inputs.stride(1) == 1  # a transposed output of the layer before: rows strided, not copied
+        out = F.embedding_bag(self.col_indices, inputs if rows_in_place else inputs.contiguous(), self.crow_indices,
+                              mode="sum", per_sample_weights=self.values, include_last_offset=True)
+        return out if self.bias is None else out.add_(self.bias_column)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
