@@ -2,12 +2,11 @@
 LeNet-300-100 (MNIST-shaped inputs) and a BERT-base-shaped encoder stack (hidden 768, intermediate 3072, 12
 heads, sequence 128; random weights: speed does not depend on the values) at 90, 95 and 98 % unstructured sparsity
 in every masked linear layer (a uniform random mask per layer; the encoder's six matrices per layer, not the
-embeddings); the encoder at 90 % constant fan-in (every output unit keeps the same number of inputs); and
-ResNet-20 (CIFAR-shaped inputs) with half the filters of every convolution zeroed by L1 norm, shrunk. The sparse
+embeddings); and the encoder at 90 % constant fan-in (every output unit keeps the same number of inputs). The sparse
 model is what ``sparsetrain-export --format sparse`` writes: each layer's kernels chosen by measuring here (among
 dense, CSR and gathered), for one row and for the rows of the throughput batch, and each layer's output layout by
-timing the model on that batch; the shrunk one what ``--format shrunk`` writes (Torch-Pruning, then
-``torch.export``). Also each file's size against the dense one.
+timing the model on that batch. Also each file's size against the dense one. Channel patterns and the shrunk
+export: ``scripts/bench_shrink.py``.
 
     python scripts/bench_infer.py                   # one thread, every case (about fifteen minutes on 2 cores)
     python scripts/bench_infer.py --cases lenet     # LeNet only (seconds)
@@ -17,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import sys
 from pathlib import Path
@@ -28,14 +26,12 @@ from torch import nn
 
 from sparsetrain.infer_bench import compare, example_inputs
 from sparsetrain.models.zoo import build_model
-from sparsetrain.runtime.shrink import shrink_channels
 from sparsetrain.runtime.tune import sparsify_linear_layers
 
 # (model, pattern, sparsity, the formats timed against dense)
 CASES = {"lenet": [("lenet", "unstructured", sparsity, ("sparse",)) for sparsity in (0.9, 0.95, 0.98)],
          "encoder": [("encoder", "unstructured", sparsity, ("sparse",)) for sparsity in (0.9, 0.95, 0.98)],
-         "encoder-fanin": [("encoder", "fanin", 0.9, ("sparse",))],
-         "resnet20": [("resnet20", "channel", 0.5, ("shrunk",))]}
+         "encoder-fanin": [("encoder", "fanin", 0.9, ("sparse",))]}
 # the issue's targets: speed-up at (batch 1, throughput batch)
 TARGETS = {("lenet", "unstructured", 0.9, "sparse"): (None, 2.0),
            ("lenet", "unstructured", 0.95, "sparse"): (None, 3.5),
@@ -43,15 +39,11 @@ TARGETS = {("lenet", "unstructured", 0.9, "sparse"): (None, 2.0),
            ("encoder", "unstructured", 0.9, "sparse"): (2.0, 1.4),
            ("encoder", "unstructured", 0.95, "sparse"): (3.5, 2.0),
            ("encoder", "unstructured", 0.98, "sparse"): (6.0, 4.0),
-           ("encoder", "fanin", 0.9, "sparse"): (2.0, None), ("resnet20", "channel", 0.5, "shrunk"): (None, 1.7)}
+           ("encoder", "fanin", 0.9, "sparse"): (2.0, None)}
 
 
 def lenet() -> tuple[nn.Module, list[int]]:
     return build_model("lenet300_100", (1, 28, 28), 10).eval(), [1, 28, 28]
-
-
-def resnet20() -> tuple[nn.Module, list[int]]:
-    return build_model("resnet20", (3, 32, 32), 10).eval(), [3, 32, 32]
 
 
 def encoder(layers: int, sequence: int = 128) -> tuple[nn.Module, list[int]]:
@@ -64,16 +56,13 @@ def encoder(layers: int, sequence: int = 128) -> tuple[nn.Module, list[int]]:
 
 def masked(model: nn.Module, pattern: str, sparsity: float, seed: int = 0) -> nn.Module:
     """A copy of ``model`` with ``sparsity`` of each linear weight zero at random (``unstructured``), or of each
-    output unit's inputs (``fanin``), or with that fraction of every convolution's filters zero, lowest L1 norm
-    first (``channel``)."""
+    output unit's inputs (``fanin``)."""
     generator = torch.Generator().manual_seed(seed)
     model = copy.deepcopy(model)
     with torch.no_grad():
         for module in model.modules():
             weight = getattr(module, "weight", None)
-            if pattern == "channel" and isinstance(module, nn.Conv2d):
-                weight[weight.abs().flatten(1).sum(1).argsort()[:round(sparsity * weight.shape[0])]] = 0
-            elif pattern != "channel" and isinstance(module, nn.Linear):
+            if isinstance(module, nn.Linear):
                 scores = torch.rand(weight.shape, generator=generator)
                 if pattern == "fanin":  # the same number kept in every row
                     scores = (scores.argsort(1).argsort(1) >= round(sparsity * weight.shape[1])).float()
@@ -82,16 +71,9 @@ def masked(model: nn.Module, pattern: str, sparsity: float, seed: int = 0) -> nn
 
 
 def form(dense: nn.Module, name: str, inputs, batch: int, rows: int, seconds: float) -> tuple[nn.Module, int, dict]:
-    """The model in format ``name``, its file's size in bytes and what the conversion chose (kernels, channels;
-    a sparse model's for ``batch`` examples, ``rows`` rows)."""
+    """The model in format ``name``, its file's size in bytes and the kernels chosen (for ``batch`` examples,
+    ``rows`` rows)."""
     model = copy.deepcopy(dense)
-    if name == "shrunk":
-        example = inputs(2)
-        removed = shrink_channels(model, *example)
-        program = torch.export.export(model, example, dynamic_shapes=({0: torch.export.Dim("batch")},))
-        data = io.BytesIO()
-        torch.export.save(program, data)
-        return program.module(), len(data.getvalue()), {"channels_removed": removed}
     kernels = sparsify_linear_layers(model, rows, min_time=seconds / 4, example=inputs(batch))
     return model, len(save(model.state_dict())), {"kernels": kernels}
 
@@ -140,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {args.threads} thread(s); milliseconds per forward (median)")
     print("| model | pattern | sparsity | format | batch | dense ms | ms | speed-up | batch | dense ms | ms | speed-up | "
           "FLOP bound | file vs dense |\n|" + "---|" * 14)
-    builds = {"lenet": lenet, "encoder": lambda: encoder(args.layers), "resnet20": resnet20}
+    builds = {"lenet": lenet, "encoder": lambda: encoder(args.layers)}
     rows = [row for name in args.cases for case in CASES[name] for row in measure(case, builds[case[0]], args.batch,
                                                                                   args.seconds)]
     if args.json:
