@@ -157,4 +157,4 @@ def test_the_pairwise_group_ranking_keeps_what_a_stable_sort_keeps(m):
     for n in range(1, m):
         order = rows.sort(dim=1, descending=True, stable=True).indices[:, :n]
         expected = torch.zeros_like(rows, dtype=torch.bool).scatter_(1, order, True)
-        assert torch.equal(patterns._top_in_groups(rows, n), expected), n
+        assert torch.equal(patterns.top_in_groups(rows, n), expected), n

@@ -27,6 +27,7 @@ import torch
 
 from ..errors import ConfigError
 from ..sparsity.masks import check_masks
+from ..sparsity.patterns import matrix, top_in_groups, unmatrix
 from .base import RunContext
 from .masked import MaskedMethod
 
@@ -59,6 +60,9 @@ class SRSTE(MaskedMethod):
     def setup(self, ctx: RunContext) -> None:
         super().setup(ctx)
         self.dense = [param.detach().clone() for param in self.targets.params.values()]
+        # under nm, the layers not kept dense: their groups are ranked together, in one pass, at every step
+        self.grouped = [name for name in self.targets.params if self.targets.fixed.get(name) != 1.0] \
+            if self.cfg.pattern.name == "nm" else []
 
     def start_round(self, round_index: int) -> None:
         with torch.no_grad():
@@ -85,8 +89,11 @@ class SRSTE(MaskedMethod):
     def after_optimizer_step(self, step: int) -> None:
         """W ← the stepped weights; M ← the pattern's top |W|; the weight tensors ← W ⊙ M."""
         torch._foreach_copy_(self.dense, list(self.targets.params.values()))
-        masks = self._masks_of_dense()
-        torch._foreach_copy_(list(self.maskset.masks.values()), [masks[name] for name in self.maskset.masks])
+        if self.grouped:
+            self._select_groups_()
+        else:
+            masks = self._masks_of_dense()
+            torch._foreach_copy_(list(self.maskset.masks.values()), [masks[name] for name in self.maskset.masks])
         self.maskset.refresh_factors_()
         self.maskset.apply_()
 
@@ -95,6 +102,18 @@ class SRSTE(MaskedMethod):
 
     def dense_backward(self, step: int) -> bool:
         return True  # the straight-through update reads the gradient of every weight, pruned ones included
+
+    def _select_groups_(self) -> None:
+        """The N:M masks of the grouped layers, in place: every layer's |W| groups ranked in one pass (a few kernels
+        for the model instead of a few dozen per layer), the same masks as ``select``."""
+        pattern, dense = self.cfg.pattern, dict(zip(self.targets.params, self.dense))
+        matrices = [matrix(dense[name]) for name in self.grouped]
+        kept = top_in_groups(torch.cat([mat.reshape(-1) for mat in matrices]).abs_().view(-1, pattern.m), pattern.n)
+        parts = kept.view(-1).split([mat.numel() for mat in matrices])
+        masks = self.maskset.masks
+        torch._foreach_copy_([masks[name] for name in self.grouped],
+                             [unmatrix(part.view(mat.shape), masks[name].shape)
+                              for name, part, mat in zip(self.grouped, parts, matrices)])
 
     def _masks_of_dense(self) -> dict[str, torch.Tensor]:
         """The pattern's masks keeping the largest |W| (device work only; counts exact per layer or group)."""

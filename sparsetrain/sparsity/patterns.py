@@ -82,7 +82,7 @@ def select(pattern: Any, scores: Tensor, keep: int) -> Tensor:
     mat = matrix(scores.detach())
     out, fan_in = mat.shape
     if pattern.name == "nm":
-        kept = _top_in_groups(groups(pattern, mat), pattern.n).view(mat.shape)
+        kept = top_in_groups(groups(pattern, mat), pattern.n).view(mat.shape)
     elif pattern.name == "fanin":
         kept = _top_in_rows(mat, keep // out)
     elif pattern.name == "channel":
@@ -112,7 +112,7 @@ def _top_in_rows(rows: Tensor, k: int) -> Tensor:
     return torch.zeros_like(rows, dtype=torch.bool).scatter_(1, order, True)
 
 
-def _top_in_groups(rows: Tensor, k: int) -> Tensor:
+def top_in_groups(rows: Tensor, k: int) -> Tensor:
     """``_top_in_rows`` for the short rows of N:M groups without a sort (SR-STE selects at every step): each pair of
     columns compared once, an entry kept when fewer than ``k`` entries of its row rank above it (higher, or equal and
     to its left); rows wider than ``PAIRWISE_WIDTH`` are sorted."""
