@@ -43,5 +43,5 @@ register_dataset("glue", schemas.GlueConfig, "sparsetrain.data.glue.build_glue",
                  "a GLUE task, tokenised for a transformers model (local files or the hub's copy)",
                  "sparsetrain.data.glue.check_glue_config", "language-models.md")
 register_dataset("text", schemas.TextConfig, "sparsetrain.data.text.build_text",
-                 "plain text in blocks of tokens, for masked-language-model training",
+                 "plain text in blocks of tokens, for masked- or causal-language-model training",
                  "sparsetrain.data.text.check_text_config", "language-models.md")

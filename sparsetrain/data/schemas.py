@@ -74,10 +74,11 @@ class GlueConfig(DatasetConfig):
 @dataclass
 class TextConfig(DatasetConfig):
     name: str = "text"
-    train_file: Optional[str] = None  # plain text, one document (or line) per line, for masked-LM training
+    train_file: Optional[str] = None  # plain text, one document (or line) per line, for language-model training
     test_file: Optional[str] = None  # the evaluation text; without it dataset.val_size blocks of train are held out
     tokenizer: Optional[str] = MODEL_TOKENIZER  # hub name or directory of the tokenizer (default: the model's own)
-    max_seq_length: int = 128  # tokens per block, [CLS] and [SEP] included
+    max_seq_length: int = 128  # tokens per block ([CLS] and [SEP] included for masked-LM)
     mlm_probability: float = 0.15  # share of non-special tokens selected (80 % [MASK], 10 % random, 10 % kept)
     mlm_tokens: int = 0  # > 0: exactly this many tokens selected per block instead (TAMT-KD's pre-generated data: 1)
     cache_dir: Optional[str] = None  # tokenised blocks are cached here (null: .sparsetrain_cache next to train_file)
+    objective: Optional[str] = "${oc.select:task.name,null}"  # causal_lm: next-token blocks (no masking, no [CLS]/[SEP]); else masked-LM (default: task.name)

@@ -1,4 +1,4 @@
-"""``dataset=text``: plain-text files for masked-language-model training.
+"""``dataset=text``: plain-text files for masked- or causal-language-model training.
 
 Each non-empty line is a document. The lines are tokenised without special tokens, joined with [SEP] after each
 document, and cut into blocks of ``max_seq_length - 2`` tokens, each block framed as ``[CLS] ... [SEP]`` (BERT's
@@ -9,6 +9,13 @@ cached on disk (safetensors) under a key of the tokenizer's fingerprint, the blo
 Training batches are corrupted as BERT's MLM afresh each epoch (``mlm_masking``); the evaluation split (``test_file``,
 or ``val_size`` blocks held out of train) once, from a fixed seed. ``num_classes`` is the tokenizer's vocabulary
 size (a model factory may take it), the input shape ``(max_seq_length,)``.
+
+With ``dataset.objective=causal_lm`` (its default follows ``task.name``, so ``task.name=causal_lm`` selects it) the
+blocks are for next-token prediction instead (Hugging Face ``run_clm``'s packing): the documents' tokens in order,
+each document followed by the tokenizer's eos token when it has one, cut into blocks of ``max_seq_length`` tokens
+without any framing or masking; ``labels`` are the ``input_ids`` (the model shifts them), -100 on the padding of the
+last, shorter block (the only padding). Training batches are plain shuffled blocks (``DictTrainBatches``: a batch is
+a pure function of seed, epoch and batch).
 """
 
 from __future__ import annotations
@@ -20,14 +27,20 @@ from typing import Any
 import torch
 
 from .batches import Data
-from .dict_batches import DictEvalBatches
+from .dict_batches import DictEvalBatches, DictTrainBatches
 from ..errors import DataError
-from .mlm_masking import Masking, MaskedTextBatches, TokenBlocks
+from .mlm_masking import IGNORE, Masking, MaskedTextBatches, TokenBlocks
 from .splits import holdout
 from .tokenizer import cached_tensors, file_fingerprint, load_tokenizer, tokenizer_fingerprint
 
 CACHE_FORMAT = 1  # bump when the block layout changes: older cache entries are then never read
 LINES_PER_CALL = 10_000  # lines tokenised per tokenizer call
+CAUSAL = "causal_lm"  # dataset.objective (and task.name) of next-token blocks; anything else: masked-LM blocks
+
+
+def objective_of(cfg: Any) -> str:
+    """``causal_lm`` or ``masked_lm``: the blocks ``dataset.objective`` asks for (it defaults to ``task.name``)."""
+    return CAUSAL if cfg.get("objective") == CAUSAL else "masked_lm"
 
 
 def check_text_config(cfg: Any) -> None:
@@ -45,7 +58,11 @@ def check_text_config(cfg: Any) -> None:
     if not cfg.tokenizer:
         raise DataError("dataset.tokenizer is not set; give a hub name or a local directory, "
                         "e.g. dataset.tokenizer=bert-base-uncased")
-    if cfg.max_seq_length < 3:
+    if objective_of(cfg) == CAUSAL:
+        if cfg.max_seq_length < 2:
+            raise DataError(f"dataset.max_seq_length={cfg.max_seq_length} must be at least 2 (a token and the next); "
+                            "e.g. dataset.max_seq_length=128")
+    elif cfg.max_seq_length < 3:
         raise DataError(f"dataset.max_seq_length={cfg.max_seq_length} must be at least 3 ([CLS], a token, [SEP]); "
                         "e.g. dataset.max_seq_length=128")
     if not 0.0 < cfg.mlm_probability < 1.0:
@@ -59,6 +76,9 @@ def check_text_config(cfg: Any) -> None:
 def build_text(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch.device, seed: int) -> Data:
     check_text_config(cfg)
     tokenizer = load_tokenizer(cfg)
+    if objective_of(cfg) == CAUSAL:
+        return _build_causal(cfg, tokenizer, batch_size=batch_size, eval_batch_size=eval_batch_size, device=device,
+                             seed=seed)
     missing = [name for name in ("cls_token", "sep_token", "pad_token", "mask_token")
                if getattr(tokenizer, name) is None]
     if missing:
@@ -88,6 +108,82 @@ def build_text(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
     )
 
 
+def _build_causal(cfg: Any, tokenizer: Any, *, batch_size: int, eval_batch_size: int, device: torch.device,
+                  seed: int) -> Data:
+    """Next-token blocks (see the module doc): shuffled training batches, the evaluation splits as they are."""
+    cache_dir = Path(cfg.cache_dir or Path(cfg.train_file).expanduser().parent / ".sparsetrain_cache")
+    blocks = {key: _causal_blocks(Path(cfg[key]).expanduser(), tokenizer, cfg.max_seq_length, cache_dir, device)
+              for key in ("train_file", "test_file") if cfg[key]}
+    train = blocks["train_file"]
+    train_idx, val_idx = holdout(len(train["input_ids"]), cfg.val_size, cfg.name)
+    evaluation = {} if val_idx is None else {"val": _rows(train, val_idx.to(device))}
+    if "test_file" in blocks:
+        evaluation["test"] = blocks["test_file"]
+    else:  # no test file: the held-out blocks are the evaluation split
+        evaluation = {"test": evaluation.pop("val")}
+    example = {key: value[:1].cpu() for key, value in evaluation["test"].items()}
+    return Data(
+        train=DictTrainBatches(_rows(train, train_idx.to(device)), batch_size=batch_size, seed=seed, dataset=cfg.name),
+        val=DictEvalBatches(evaluation["val"], batch_size=eval_batch_size) if "val" in evaluation else None,
+        test=DictEvalBatches(evaluation["test"], batch_size=eval_batch_size),
+        in_shape=(cfg.max_seq_length,),
+        num_classes=len(tokenizer),
+        example=example,
+        task=CAUSAL,
+    )
+
+
+def _rows(tensors: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {key: value[index] for key, value in tensors.items()}
+
+
+def _causal_blocks(path: Path, tokenizer: Any, length: int, cache_dir: Path,
+                   device: torch.device) -> dict[str, torch.Tensor]:
+    """``input_ids``, ``attention_mask`` and ``labels`` (blocks, length) int64 of one file's next-token blocks
+    (cached), on ``device``."""
+    key = {"kind": "causal_text_blocks", "format": CACHE_FORMAT, "tokenizer": tokenizer_fingerprint(tokenizer),
+           "max_seq_length": length, "file": file_fingerprint(path)}
+    tensors = cached_tensors(cache_dir, key, lambda: tokenise_causal_blocks(path, tokenizer, length))
+    input_ids, attention_mask = tensors["input_ids"].long(), tensors["attention_mask"].long()
+    labels = torch.where(attention_mask.bool(), input_ids, IGNORE)
+    return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device), "labels": labels.to(device)}
+
+
+def tokenise_causal_blocks(path: Path, tokenizer: Any, length: int) -> dict[str, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` (blocks, length) int32 of the file's documents, each followed by the
+    tokenizer's eos token when it has one, packed into blocks of ``length`` tokens; the last, shorter block padded
+    (pad token, else eos, else 0; attention mask 0)."""
+    eos = tokenizer.eos_token_id
+    pad = next((token for token in (tokenizer.pad_token_id, eos) if token is not None), 0)
+    lines = _documents(path)
+    pieces = []
+    for start in range(0, len(lines), LINES_PER_CALL):
+        encoded = tokenizer(lines[start:start + LINES_PER_CALL], add_special_tokens=False, verbose=False)
+        ends = () if eos is None else (eos,)
+        pieces.append(torch.tensor([token for ids in encoded["input_ids"] for token in (*ids, *ends)],
+                                   dtype=torch.int32))
+    tokens = torch.cat(pieces)
+    full, rest = divmod(len(tokens), length)
+    rows = tokens[:full * length].view(full, length)
+    mask = torch.ones_like(rows)
+    if rest:  # the last, shorter block, then padding
+        last = torch.full((1, length), pad, dtype=torch.int32)
+        last[0, :rest] = tokens[full * length:]
+        rows, mask = torch.cat([rows, last]), torch.cat([mask, (torch.arange(length) < rest).int()[None]])
+    return {"input_ids": rows, "attention_mask": mask}
+
+
+def _documents(path: Path) -> list[str]:
+    """The non-empty lines of a file, stripped; DataError (one line) when there are none."""
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.strip() for line in handle]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise DataError(f"dataset: {path} holds no text; give a file with one document per line, "
+                        "e.g. dataset.train_file=wiki.train.raw")
+    return lines
+
+
 def _blocks(path: Path, tokenizer: Any, length: int, cache_dir: Path, device: torch.device) -> TokenBlocks:
     """The token blocks of one file (cached), with the positions that may be masked, on ``device``."""
     key = {"kind": "text_blocks", "format": CACHE_FORMAT, "tokenizer": tokenizer_fingerprint(tokenizer),
@@ -101,12 +197,7 @@ def _blocks(path: Path, tokenizer: Any, length: int, cache_dir: Path, device: to
 
 def tokenise_blocks(path: Path, tokenizer: Any, length: int) -> dict[str, torch.Tensor]:
     """``input_ids`` and ``attention_mask`` (blocks, length) int32 of the file's documents (see the module doc)."""
-    with open(path, encoding="utf-8") as handle:
-        lines = [line.strip() for line in handle]
-    lines = [line for line in lines if line]
-    if not lines:
-        raise DataError(f"dataset: {path} holds no text; give a file with one document per line, "
-                        "e.g. dataset.train_file=wiki.train.raw")
+    lines = _documents(path)
     sep, pad, cls = tokenizer.sep_token_id, tokenizer.pad_token_id, tokenizer.cls_token_id
     pieces = []
     for start in range(0, len(lines), LINES_PER_CALL):

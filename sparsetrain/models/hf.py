@@ -1,6 +1,7 @@
 """Hugging Face transformers models (``model=hf``): a pretrained model by hub name or local directory, or a
 randomly initialised one from config values, with the head the task needs (sequence classification with the
-data's number of labels, regression for one, or masked language modelling)."""
+data's number of labels, regression for one, masked language modelling, or causal language modelling: a decoder
+such as OPT or Llama through ``AutoModelForCausalLM``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,15 @@ from typing import Any, Callable
 from torch import nn
 
 from ..errors import NLP_EXTRA, ConfigError
+from .schemas import DEFAULT_TRANSFORMER_PRUNABLE
 
-HEADS = ("auto", "sequence_classification", "masked_lm")
+HEADS = ("auto", "sequence_classification", "masked_lm", "causal_lm")
 EXAMPLE = "model.name_or_path=bert-base-uncased"
+# a decoder's prunable matrices: every linear layer of its blocks (OPT: q/k/v/out_proj, fc1, fc2; Llama, Mistral, Qwen:
+# q/k/v/o_proj, gate/up/down_proj); not the embeddings nor the (tied) LM head
+DECODER_PRUNABLE = ["*.layers.*.weight"]
+AUTO_MODELS = {"masked_lm": "AutoModelForMaskedLM", "causal_lm": "AutoModelForCausalLM",
+               "sequence_classification": "AutoModelForSequenceClassification"}
 
 
 def transformers_module() -> Any:
@@ -42,18 +49,46 @@ def check_hf(cfg: dict[str, Any]) -> None:
 
 
 def head_of(cfg: dict[str, Any], task: str | None) -> str:
+    """``model.head``; ``auto``: the language-model head of task masked_lm or causal_lm, else sequence
+    classification. ValueError (one line) when a causal head and task do not go together."""
     head = cfg.get("head", "auto")
-    return head if head != "auto" else "masked_lm" if task == "masked_lm" else "sequence_classification"
+    if head == "auto":
+        return task if task in ("masked_lm", "causal_lm") else "sequence_classification"
+    if (head == "causal_lm") != (task == "causal_lm"):
+        raise ValueError(f"model.head={head} does not fit task.name={task}: a causal language model trains with "
+                         "task.name=causal_lm and model.head=causal_lm (or auto); e.g. model.head=auto")
+    return head
+
+
+def default_prunable(cfg: dict[str, Any], task: str | None) -> list[str]:
+    """``model.prunable``; on a causal-LM head with it left at BERT's encoder matrices (the default), the decoder's
+    (``DECODER_PRUNABLE``)."""
+    given = list(cfg.get("prunable") or [])
+    return list(DECODER_PRUNABLE) if given == DEFAULT_TRANSFORMER_PRUNABLE and head_of(cfg, task) == "causal_lm" \
+        else given
 
 
 def build_hf(cfg: dict[str, Any], num_classes: int, task: str | None = None, pretrained: bool = True) -> nn.Module:
-    """``AutoModelForSequenceClassification`` (``num_classes`` labels, regression for 1) or
-    ``AutoModelForMaskedLM``: from ``name_or_path`` with its weights (``pretrained=False``: its architecture at
-    random), or from ``config`` at random."""
+    """``AutoModelForSequenceClassification`` (``num_classes`` labels, regression for 1), ``AutoModelForMaskedLM``
+    or ``AutoModelForCausalLM`` (GPT-2's Conv1D refused): from ``name_or_path`` with its weights
+    (``pretrained=False``: its architecture at random), or from ``config`` at random."""
     check_hf(cfg)
     transformers = transformers_module()
-    masked_lm = head_of(cfg, task) == "masked_lm"
-    auto = transformers.AutoModelForMaskedLM if masked_lm else transformers.AutoModelForSequenceClassification
+    head = head_of(cfg, task)
+    model = _load(transformers, cfg, num_classes, head, pretrained)
+    if head == "causal_lm":
+        from transformers.pytorch_utils import Conv1D
+
+        if any(isinstance(module, Conv1D) for module in model.modules()):
+            raise ValueError(f"{type(model).__name__} computes its projections with transformers' Conv1D (GPT-2 "
+                             "style), which no sparse method masks; train a decoder of nn.Linear layers, e.g. OPT, "
+                             "Llama or Qwen (model.config='{model_type: llama, ...}')")
+    return model
+
+
+def _load(transformers: Any, cfg: dict[str, Any], num_classes: int, head: str, pretrained: bool) -> nn.Module:
+    masked_lm = head != "sequence_classification"  # a language-model head: no labels, no new classifier
+    auto = getattr(transformers, AUTO_MODELS[head])
     labels = {} if masked_lm else {
         "num_labels": num_classes,
         "problem_type": "regression" if num_classes == 1 else "single_label_classification"}

@@ -45,5 +45,5 @@ class HFModelConfig(ModelConfig):
     name: str = "hf"  # a label for the run's outputs
     name_or_path: Optional[str] = None  # hub name or local directory of a pretrained model (weights loaded)
     config: Any = None  # random init: {model_type: bert, hidden_size: 64, ...} or a config.json path; with name_or_path: overrides of its config
-    head: str = "auto"  # auto (masked_lm for task masked_lm, else sequence_classification) | sequence_classification | masked_lm
+    head: str = "auto"  # auto (the task's: masked_lm, causal_lm, else sequence_classification) | sequence_classification | masked_lm | causal_lm
     prunable: list[str] = field(default_factory=lambda: list(DEFAULT_TRANSFORMER_PRUNABLE))  # weights pruned when method.include is empty (fnmatch, re:)

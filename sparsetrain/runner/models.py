@@ -13,6 +13,7 @@ from torch import nn
 from ..data.batches import Data
 from ..errors import ConfigError
 from ..factories import call_user
+from ..models.hf import default_prunable
 from ..models.zoo import build_configured_model, model_label
 from .init_from import load_init
 
@@ -39,7 +40,13 @@ def starting_model(cfg: DictConfig, data: Data, task: str, device: torch.device)
 
 
 def prunable(cfg: DictConfig) -> list[str]:
-    """The model's default prunable-weight patterns (``model.prunable``; empty: every linear and conv weight)."""
+    """The model's default prunable-weight patterns (``model.prunable``; empty: every linear and conv weight; a
+    transformers decoder's attention and MLP projections where it is left at BERT's matrices)."""
+    if cfg.model.name == "hf":
+        try:
+            return default_prunable(OmegaConf.to_container(cfg.model, resolve=True), cfg.task.name)
+        except ValueError as error:  # a head that does not fit the task: one line
+            raise ConfigError(str(error)) from None
     return list(cfg.model.get("prunable") or [])
 
 

@@ -30,6 +30,7 @@ from ..training.rounds import run_rounds
 from .assemble import Parts, assemble
 from .extend import continue_longer, extend, refuse_unextendable
 from .process import Process, start_process
+from .models import prunable
 from .summary import describe, summarise
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ def _traceback_logged(error: ConfigError, run_dir: Path) -> bool:
 def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], stop: StopSignals) -> dict:
     cfg = extend(cfg)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    if cfg.model.name == "hf":  # the patterns this run prunes by default (a decoder's, on a causal-LM head)
+        config["model"]["prunable"] = prunable(cfg)
     resuming = checkpoint_path(run_dir).is_file()
     longer = functools.partial(refuse_unextendable, cfg)  # a resume that changes the length alone
     if resuming and (run_dir / "summary.json").is_file() and not refuse_if_changed(

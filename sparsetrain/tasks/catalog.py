@@ -53,3 +53,6 @@ register_task("sequence_classification", "sparsetrain.tasks.sequence.SequenceCla
 register_task("masked_lm", "sparsetrain.tasks.masked_lm.MaskedLM",
               "masked-language-model loss on the masked tokens", ("loss", "perplexity", "accuracy"), logits=False,
               page="language-models.md")
+register_task("causal_lm", "sparsetrain.tasks.causal_lm.CausalLM",
+              "next-token loss of a decoder; perplexity over the scored tokens", ("perplexity", "loss", "accuracy"),
+              logits=False, page="language-models.md")

@@ -21,6 +21,6 @@ class DistillConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "auto"  # auto (the data's task: sequence_classification for glue, masked_lm for text, else image_classification) | image_classification | sequence_classification | masked_lm
+    name: str = "auto"  # auto (the data's task: sequence_classification for glue, masked_lm for text, else image_classification) | image_classification | sequence_classification | masked_lm | causal_lm
     distill: DistillConfig = field(default_factory=DistillConfig)  # knowledge distillation (off without a teacher)
-    metric: Optional[str] = None  # the "best" metric; default the data's (GLUE: its headline) | top1 | accuracy (pearson for regression) | loss (mlm)
+    metric: Optional[str] = None  # the "best" metric; default the data's (GLUE: its headline) | top1 | accuracy (pearson for regression) | loss (mlm) | perplexity (causal_lm)
