@@ -35,11 +35,15 @@ class MaskedLM(Task):
         inputs, labels = split_labels(batch)
         options = {} if self.distillation is None else self.distillation.model_options
         output = call_model(model, inputs, **options)
-        labels = labels.flatten()
-        # the mean over the masked positions, 0 (not NaN) for a batch without any
-        loss = F.cross_entropy(output_logits(output).flatten(0, -2), labels, ignore_index=IGNORE, reduction="sum")
+        logits, labels = self.scored(output_logits(output), labels)
+        # the mean over the scored positions, 0 (not NaN) for a batch without any
+        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum")
         loss = loss / labels.ne(IGNORE).sum().clamp(min=1)
         return loss if self.distillation is None else self.distillation.loss(output, inputs, loss)
+
+    def scored(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (N, vocabulary), labels (N,)) of every position a label may score: each token's own."""
+        return logits.flatten(0, -2), labels.flatten()
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Iterable[Batch], autocast: Callable[[], Any]) -> dict:
@@ -49,8 +53,8 @@ class MaskedLM(Task):
         for batch in batches:
             inputs, labels = split_labels(batch)
             with autocast():
-                logits = logits_of(model, inputs).flatten(0, -2)
-            labels = labels.flatten()
+                logits = logits_of(model, inputs)
+            logits, labels = self.scored(logits, labels)
             scored = labels.ne(IGNORE)
             stats = torch.stack((F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum").double(),
                                  scored.sum().double(), (logits.argmax(-1).eq(labels) & scored).sum().double()))
