@@ -85,3 +85,39 @@ def test_cifar_resnet_shortcut_key_and_the_openlth_preset(compose_config):
         build_model("lenet300_100", (1, 28, 28), 10, shortcut="projection")
     with pytest.raises(ValueError, match="model.shortcut='b' is not a shortcut"):
         build_model("resnet20", (3, 32, 32), 10, shortcut="b")
+
+
+# the audit's departures each preset now follows its authors on (AUDIT-2: T1-T6, O1, O3, A2-A5, E1, G1)
+PRESET_KEYS = {
+    "tamt_bert_mlm": {"optimizer.clip_grad_norm": 1.0, "optimizer.clip_mode": "global",
+                      "masks_at": [11000, 14000, 17000, 20000, 22000]},
+    "tamt_bert_kd": {"optimizer._target_": "sparsetrain.training.bert_adam.BertAdam", "optimizer.eps": 1e-6,
+                     "optimizer.clip_grad_norm": 1.0, "optimizer.clip_mode": "per_tensor",
+                     "method.score_weight_decay": 0.01, "dataset.mlm_tokens": 1, "task.distill.teacher_mode": "train",
+                     "masks_at": [11000, 14000, 17000, 20000, 22000]},
+    "tamt_glue_finetune": {"optimizer.clip_grad_norm": 1.0, "eval_every": "50it"},
+    "obert_gmp_glue": {"optimizer.clip_grad_norm": 1.0},
+    "sparse_transfer_glue": {"optimizer.clip_grad_norm": 1.0},
+    "gmp_lr_rewinding": {"method.initial_sparsity": 0.7},
+    "acdc_resnet20_cifar10": {"model.shortcut": "projection", "method.exclude": ["*shortcut*"],
+                              "schedule.step_at": "epoch"},
+    "acdc_resnet50_imagenet": {"schedule.step_at": "epoch", "stretch_warmup": False},
+    "acdc_wrn28_10_cifar100": {"model.name": "wrn", "dataset.name": "cifar100", "optimizer.lr": 0.08,
+                               "optimizer.nesterov": True, "schedule.milestones": [75, 115, 155],
+                               "method.warmup_epochs": 10, "method.compressed_epochs": 20,
+                               "method.decompressed_epochs": 20, "method.final_epochs": 30,
+                               "schedule.step_at": "epoch"},
+    "supermask_lenet300_fashion_mnist": {"method.rank": "abs", "method.init": "signed",
+                                         "method.score_weight_decay": 1e-4},
+}
+
+
+@pytest.mark.parametrize("preset", list(PRESET_KEYS))
+def test_presets_follow_their_authors_where_the_audit_found_them_apart(compose_config, preset):
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(f"+experiment={preset}")
+    for key, value in PRESET_KEYS[preset].items():
+        found = OmegaConf.select(cfg, key)
+        found = OmegaConf.to_container(found) if OmegaConf.is_config(found) else found
+        assert found == value, (key, found)
