@@ -246,10 +246,11 @@ def _check_pattern(method: type[MaskedMethod], cfg: Any, sparsity: float) -> Non
         if not 0 < pattern.n < pattern.m:
             raise ConfigError(f"method.pattern.n={pattern.n} must be in [1, method.pattern.m={pattern.m}); e.g. "
                               "method.pattern.n=2 method.pattern.m=4")
-        nm_sparsity = 1 - pattern.n / pattern.m
-        if method.uses_sparsity(cfg) and abs(sparsity - nm_sparsity) > 1e-9:
+        nm_sparsity, optional = 1 - pattern.n / pattern.m, not method.uses_sparsity(cfg)  # optional: 0 is fine too
+        if abs(sparsity - nm_sparsity) > 1e-9 and not (optional and sparsity == 0.0):
             raise ConfigError(f"sparsity={sparsity} conflicts with method.pattern.name=nm, which keeps {pattern.n} of "
-                              f"every {pattern.m} weights; e.g. sparsity={nm_sparsity:g}")
+                              f"every {pattern.m} weights; e.g. sparsity={nm_sparsity:g}"
+                              + (" (or leave it 0)" if optional else ""))
     if pattern.name == "block" and (len(pattern.block) != 2 or min(pattern.block) < 1):
         raise ConfigError(f"method.pattern.block={list(pattern.block)} must be two positive sizes (outputs, inputs); "
                           "e.g. method.pattern.block=[4,4]")

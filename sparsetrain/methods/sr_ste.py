@@ -41,14 +41,10 @@ class SRSTE(MaskedMethod):
         if cfg.decay < 0:
             raise ConfigError(f"method.decay={cfg.decay} must be >= 0 (λ_W; 0: plain straight-through); e.g. "
                               "method.decay=2e-4")
-        pattern = cfg.pattern
-        if pattern.name == "nm" and sparsity not in (0.0, 1 - pattern.n / pattern.m):
-            raise ConfigError(f"sparsity={sparsity} conflicts with method.pattern.name=nm, which keeps {pattern.n} of "
-                              f"every {pattern.m} weights; e.g. sparsity={1 - pattern.n / pattern.m:g} (or leave it 0)")
 
     @classmethod
     def uses_sparsity(cls, cfg: Any) -> bool:
-        """Not under N:M, whose n/m sets the density (``sparsity`` may then be left 0)."""
+        """Not under N:M, whose n/m sets the density (``sparsity`` may then be left 0 or give 1 - n/m)."""
         return cfg.pattern.name != "nm"
 
     def __init__(self, cfg: Any, sparsity: float) -> None:
