@@ -123,6 +123,7 @@ class SRSTE(MaskedMethod):
         changed = torch.stack([(now != then).sum() for now, then in zip(masks, self.epoch_masks)]).sum()
         self.flips.append(float(changed) / self.maskset.numel)
         torch._foreach_copy_(self.epoch_masks, masks)
+        self.maskset.recount()  # a global ranking moves the per-layer counts FLOP accounting reads
         self.ctx.log({"event": "mask_flips", "epoch": epoch, "mask_flips": self.flips[-1]})
 
     def summary(self) -> dict:
