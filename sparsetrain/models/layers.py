@@ -1,6 +1,21 @@
-"""Small layer constructors shared by the model zoo."""
+"""Small layer constructors shared by the model zoo, and the output channels of a layer (channel pruning)."""
+
+from __future__ import annotations
 
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
+
+CHANNEL_LAYERS = (_ConvNd, nn.Linear)  # the layers whose output channels channel pruning removes
+
+
+def output_channels(module: nn.Module) -> int | None:
+    """Output channels of a convolution, linear layer or BatchNorm (None for any other module)."""
+    if isinstance(module, _ConvNd):
+        return module.out_channels
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    return module.num_features if isinstance(module, _BatchNorm) else None
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:

@@ -18,9 +18,9 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
+from ..models.layers import CHANNEL_LAYERS, output_channels
 from ..models.resnet_cifar import PadShortcut
 
-LAYERS = (_ConvNd, nn.Linear)  # the layers whose output channels are removed
 
 
 def shrink_channels(model: nn.Module, example_inputs: torch.Tensor) -> int:
@@ -32,12 +32,12 @@ def shrink_channels(model: nn.Module, example_inputs: torch.Tensor) -> int:
     with _traced_pads(model) as pads:
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
     plans = []
-    for group in graph.get_all_groups(ignored_layers=[output_layer], root_module_types=list(LAYERS)):
+    for group in graph.get_all_groups(ignored_layers=[output_layer], root_module_types=list(CHANNEL_LAYERS)):
         root, handler = _widest(graph, group)
-        full = graph.get_pruning_group(root, handler, list(range(_width(root))))
+        full = graph.get_pruning_group(root, handler, list(range(output_channels(root))))
         chained = {pad: span for pad, (*span, grad_fn) in pads.items()
                    if any(graph.module2node[item.dep.target.module].grad_fn is grad_fn for item in full.items)}
-        idxs = _zero_channels(graph, full, _width(root), bool(chained))
+        idxs = _zero_channels(graph, full, output_channels(root), bool(chained))
         if idxs:
             plans.append((root, handler, idxs, chained))
     for root, handler, idxs, chained in plans:
@@ -65,7 +65,7 @@ def _output_layer(model: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
     """The convolution or linear layer the forward runs last."""
     called = []
     hooks = [module.register_forward_hook(lambda module, *_: called.append(module))
-             for module in model.modules() if isinstance(module, LAYERS)]
+             for module in model.modules() if isinstance(module, CHANNEL_LAYERS)]
     try:
         with torch.no_grad():
             model(example_inputs)
@@ -75,27 +75,18 @@ def _output_layer(model: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
     return called[-1]
 
 
-def _width(module: nn.Module) -> int | None:
-    """Output channels of a convolution, linear layer or BatchNorm (None for any other module)."""
-    if isinstance(module, _ConvNd):
-        return module.out_channels
-    if isinstance(module, nn.Linear):
-        return module.out_features
-    return module.num_features if isinstance(module, _BatchNorm) else None
-
-
 def _in_width(module: nn.Module) -> int | None:
     """Input channels of a convolution, linear layer or BatchNorm (None for any other module)."""
     if isinstance(module, _ConvNd):
         return module.in_channels
-    return module.in_features if isinstance(module, nn.Linear) else _width(module)
+    return module.in_features if isinstance(module, nn.Linear) else output_channels(module)
 
 
 def _widest(graph: tp.DependencyGraph, group: tp.Group) -> tuple[nn.Module, object]:
     """The widest convolution or linear layer whose outputs ``group`` removes, and its pruning function."""
-    items = [item for item in group.items
-             if isinstance(item.dep.target.module, LAYERS) and graph.is_out_channel_pruning_fn(item.dep.handler)]
-    item = max(items, key=lambda item: _width(item.dep.target.module))
+    items = [item for item in group.items if isinstance(item.dep.target.module, CHANNEL_LAYERS)
+             and graph.is_out_channel_pruning_fn(item.dep.handler)]
+    item = max(items, key=lambda item: output_channels(item.dep.target.module))
     return item.dep.target.module, item.dep.handler
 
 
@@ -111,9 +102,9 @@ def _zero_channels(graph: tp.DependencyGraph, group: tp.Group, width: int, chain
             return []
         if not graph.is_out_channel_pruning_fn(item.dep.handler) or not any(True for _ in module.parameters(False)):
             continue  # inputs removed, or an operation without weights (addition, concatenation, activation)
-        if _width(module) is None or (_width(module) != width and not chained):
+        if output_channels(module) is None or (output_channels(module) != width and not chained):
             return []
-        zero, narrowest = _zero_outputs(module), min(narrowest, _width(module))
+        zero, narrowest = _zero_outputs(module), min(narrowest, output_channels(module))
         removable -= {root for index, root in zip(item.idxs, item.root_idxs) if index < len(zero) and not zero[index]}
     if removable >= set(range(narrowest)):
         removable.discard(0)  # every layer keeps one channel
@@ -128,10 +119,10 @@ def _prune(graph: tp.DependencyGraph, group: tp.Group, chained: dict[nn.Module, 
         group.prune()
         return
     roots = group.items[0].root_idxs
-    span = _width(group.items[0].dep.target.module)
+    span = output_channels(group.items[0].dep.target.module)
     for item in group.items:
         module = item.dep.target.module
-        width = _width(module) if graph.is_out_channel_pruning_fn(item.dep.handler) else _in_width(module)
+        width = output_channels(module) if graph.is_out_channel_pruning_fn(item.dep.handler) else _in_width(module)
         if width is None:
             item.dep(item.idxs)  # an operation without weights
         elif item.idxs == item.root_idxs:

@@ -18,12 +18,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.conv import _ConvNd
 
+from ..models.layers import CHANNEL_LAYERS, output_channels
 from .scores import top_mask
 
-LAYERS = (_ConvNd, nn.Linear)  # the layers whose output channels the pattern zeroes
-PER_CHANNEL = (*LAYERS, _BatchNorm)  # the layers with parameters a removed output channel takes along
+PER_CHANNEL = (*CHANNEL_LAYERS, _BatchNorm)  # the layers with parameters a removed output channel takes along
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def coupled_channels(model: nn.Module, inputs: Any, weights: dict[str, nn.Parame
     owner = {id(param): name for name, param in weights.items()}
     names = {module: name for name, module in model.named_modules()}
     groups = []
-    for group in graph.get_all_groups(root_module_types=list(LAYERS)):
+    for group in graph.get_all_groups(root_module_types=list(CHANNEL_LAYERS)):
         members = _tied_weights(graph, group, owner)
         if len(members) > 1:
             groups.append(members)
@@ -65,7 +64,7 @@ def _tied_weights(graph: Any, group: Any, owner: dict[int, str]) -> tuple[str, .
             continue  # inputs removed, or an operation without weights (addition, activation)
         if not isinstance(module, PER_CHANNEL) or item.idxs != item.root_idxs:
             return ()
-        if isinstance(module, LAYERS) and id(module.weight) in owner:
+        if isinstance(module, CHANNEL_LAYERS) and id(module.weight) in owner:
             members.append(owner[id(module.weight)])
     return tuple(members)
 
@@ -76,7 +75,7 @@ def _biases(model: nn.Module, weights: dict[str, nn.Parameter]) -> dict[str, tup
     for name in weights:
         prefix = name.rpartition(".")[0]
         module = model.get_submodule(prefix)
-        if isinstance(module, LAYERS) and module.weight is weights[name] and module.bias is not None:
+        if isinstance(module, CHANNEL_LAYERS) and module.weight is weights[name] and module.bias is not None:
             followers[f"{prefix}.bias" if prefix else "bias"] = (module.bias, name)
     return followers
 
@@ -88,17 +87,11 @@ def _norms(graph: Any, names: dict[nn.Module, str], owner: dict[int, str]) -> di
         if not isinstance(module, _BatchNorm) or not module.affine or len(node.inputs) != 1:
             continue
         source = node.inputs[0].module
-        if isinstance(source, LAYERS) and id(source.weight) in owner and _width(source) == module.num_features:
+        if isinstance(source, CHANNEL_LAYERS) and id(source.weight) in owner \
+                and output_channels(source) == module.num_features:
             followers.update({f"{names[module]}.{key}": (param, owner[id(source.weight)])
                               for key, param in module.named_parameters(recurse=False)})
     return followers
-
-
-def _width(module: nn.Module) -> int:
-    """Output channels of a convolution, linear layer or BatchNorm."""
-    if isinstance(module, _ConvNd):
-        return module.out_channels
-    return module.out_features if isinstance(module, nn.Linear) else module.num_features
 
 
 def select_coupled(scores: dict[str, Tensor], keep: dict[str, int], groups: list[tuple[str, ...]]) -> dict[str, Tensor]:
