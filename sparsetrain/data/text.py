@@ -84,8 +84,7 @@ def build_text(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
     if missing:
         raise DataError(f"dataset.tokenizer={cfg.tokenizer!r} has no {missing[0]}; masked-LM training needs a "
                         "BERT-style tokenizer, e.g. dataset.tokenizer=bert-base-uncased")
-    cache_dir = Path(cfg.cache_dir or Path(cfg.train_file).expanduser().parent / ".sparsetrain_cache")
-    blocks = {key: _blocks(Path(cfg[key]).expanduser(), tokenizer, cfg.max_seq_length, cache_dir, device)
+    blocks = {key: _blocks(Path(cfg[key]).expanduser(), tokenizer, cfg.max_seq_length, _cache_dir(cfg), device)
               for key in ("train_file", "test_file") if cfg[key]}
     train = blocks["train_file"]
     train_idx, val_idx = holdout(len(train), cfg.val_size, cfg.name)
@@ -94,43 +93,44 @@ def build_text(cfg: Any, *, batch_size: int, eval_batch_size: int, device: torch
     masking = Masking(tokenizer.mask_token_id, len(tokenizer), cfg.mlm_probability, cfg.get("mlm_tokens", 0))
     evaluation = {name: masking.mask_once(split) for name, split in
                   (("val", held_out), ("test", blocks.get("test_file"))) if split is not None}
-    if "test" not in evaluation:  # no test file: the held-out blocks are the evaluation split
-        evaluation = {"test": evaluation.pop("val")}
-    example = {key: value[:1].cpu() for key, value in evaluation["test"].items()}
+    train_batches = MaskedTextBatches(train, masking, batch_size=batch_size, seed=seed, dataset=cfg.name)
+    return _text_data(cfg, tokenizer, train_batches, evaluation, eval_batch_size, "masked_lm")
+
+
+def _cache_dir(cfg: Any) -> Path:
+    return Path(cfg.cache_dir or Path(cfg.train_file).expanduser().parent / ".sparsetrain_cache")
+
+
+def _text_data(cfg: Any, tokenizer: Any, train: Any, evaluation: dict[str, dict[str, torch.Tensor]],
+               eval_batch_size: int, task: str) -> Data:
+    """The data of ``train``'s batches and the ``evaluation`` splits (``val`` held out of train, ``test`` from
+    ``test_file``; without a test file the held-out blocks are the test split)."""
+    if "test" not in evaluation:
+        evaluation = {"test": evaluation["val"]}
     return Data(
-        train=MaskedTextBatches(train, masking, batch_size=batch_size, seed=seed, dataset=cfg.name),
+        train=train,
         val=DictEvalBatches(evaluation["val"], batch_size=eval_batch_size) if "val" in evaluation else None,
         test=DictEvalBatches(evaluation["test"], batch_size=eval_batch_size),
         in_shape=(cfg.max_seq_length,),
         num_classes=len(tokenizer),
-        example=example,
-        task="masked_lm",
+        example={key: value[:1].cpu() for key, value in evaluation["test"].items()},
+        task=task,
     )
 
 
 def _build_causal(cfg: Any, tokenizer: Any, *, batch_size: int, eval_batch_size: int, device: torch.device,
                   seed: int) -> Data:
     """Next-token blocks (see the module doc): shuffled training batches, the evaluation splits as they are."""
-    cache_dir = Path(cfg.cache_dir or Path(cfg.train_file).expanduser().parent / ".sparsetrain_cache")
-    blocks = {key: _causal_blocks(Path(cfg[key]).expanduser(), tokenizer, cfg.max_seq_length, cache_dir, device)
+    blocks = {key: _causal_blocks(Path(cfg[key]).expanduser(), tokenizer, cfg.max_seq_length, _cache_dir(cfg), device)
               for key in ("train_file", "test_file") if cfg[key]}
     train = blocks["train_file"]
     train_idx, val_idx = holdout(len(train["input_ids"]), cfg.val_size, cfg.name)
     evaluation = {} if val_idx is None else {"val": _rows(train, val_idx.to(device))}
     if "test_file" in blocks:
         evaluation["test"] = blocks["test_file"]
-    else:  # no test file: the held-out blocks are the evaluation split
-        evaluation = {"test": evaluation.pop("val")}
-    example = {key: value[:1].cpu() for key, value in evaluation["test"].items()}
-    return Data(
-        train=DictTrainBatches(_rows(train, train_idx.to(device)), batch_size=batch_size, seed=seed, dataset=cfg.name),
-        val=DictEvalBatches(evaluation["val"], batch_size=eval_batch_size) if "val" in evaluation else None,
-        test=DictEvalBatches(evaluation["test"], batch_size=eval_batch_size),
-        in_shape=(cfg.max_seq_length,),
-        num_classes=len(tokenizer),
-        example=example,
-        task=CAUSAL,
-    )
+    train_batches = DictTrainBatches(_rows(train, train_idx.to(device)), batch_size=batch_size, seed=seed,
+                                     dataset=cfg.name)
+    return _text_data(cfg, tokenizer, train_batches, evaluation, eval_batch_size, CAUSAL)
 
 
 def _rows(tensors: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -155,14 +155,7 @@ def tokenise_causal_blocks(path: Path, tokenizer: Any, length: int) -> dict[str,
     (pad token, else eos, else 0; attention mask 0)."""
     eos = tokenizer.eos_token_id
     pad = next((token for token in (tokenizer.pad_token_id, eos) if token is not None), 0)
-    lines = _documents(path)
-    pieces = []
-    for start in range(0, len(lines), LINES_PER_CALL):
-        encoded = tokenizer(lines[start:start + LINES_PER_CALL], add_special_tokens=False, verbose=False)
-        ends = () if eos is None else (eos,)
-        pieces.append(torch.tensor([token for ids in encoded["input_ids"] for token in (*ids, *ends)],
-                                   dtype=torch.int32))
-    tokens = torch.cat(pieces)
+    tokens = _document_tokens(path, tokenizer, eos)
     full, rest = divmod(len(tokens), length)
     rows = tokens[:full * length].view(full, length)
     mask = torch.ones_like(rows)
@@ -173,15 +166,22 @@ def tokenise_causal_blocks(path: Path, tokenizer: Any, length: int) -> dict[str,
     return {"input_ids": rows, "attention_mask": mask}
 
 
-def _documents(path: Path) -> list[str]:
-    """The non-empty lines of a file, stripped; DataError (one line) when there are none."""
+def _document_tokens(path: Path, tokenizer: Any, end: int | None) -> torch.Tensor:
+    """The tokens (int32) of the file's documents, its non-empty lines, in order, each followed by ``end`` (none when
+    None), tokenised without special tokens; DataError (one line) for a file without text."""
     with open(path, encoding="utf-8") as handle:
         lines = [line.strip() for line in handle]
     lines = [line for line in lines if line]
     if not lines:
         raise DataError(f"dataset: {path} holds no text; give a file with one document per line, "
                         "e.g. dataset.train_file=wiki.train.raw")
-    return lines
+    ends = () if end is None else (end,)
+    pieces = []
+    for start in range(0, len(lines), LINES_PER_CALL):
+        encoded = tokenizer(lines[start:start + LINES_PER_CALL], add_special_tokens=False, verbose=False)
+        pieces.append(torch.tensor([token for ids in encoded["input_ids"] for token in (*ids, *ends)],
+                                   dtype=torch.int32))
+    return torch.cat(pieces)
 
 
 def _blocks(path: Path, tokenizer: Any, length: int, cache_dir: Path, device: torch.device) -> TokenBlocks:
@@ -197,14 +197,8 @@ def _blocks(path: Path, tokenizer: Any, length: int, cache_dir: Path, device: to
 
 def tokenise_blocks(path: Path, tokenizer: Any, length: int) -> dict[str, torch.Tensor]:
     """``input_ids`` and ``attention_mask`` (blocks, length) int32 of the file's documents (see the module doc)."""
-    lines = _documents(path)
     sep, pad, cls = tokenizer.sep_token_id, tokenizer.pad_token_id, tokenizer.cls_token_id
-    pieces = []
-    for start in range(0, len(lines), LINES_PER_CALL):
-        encoded = tokenizer(lines[start:start + LINES_PER_CALL], add_special_tokens=False, verbose=False)
-        pieces.append(torch.tensor([token for ids in encoded["input_ids"] for token in (*ids, sep)],
-                                   dtype=torch.int32))
-    tokens = torch.cat(pieces)
+    tokens = _document_tokens(path, tokenizer, sep)
     body = length - 2
     full, rest = divmod(len(tokens), body)
     rows = torch.cat([torch.full((full, 1), cls, dtype=torch.int32), tokens[:full * body].view(full, body),
