@@ -70,6 +70,12 @@ register_method("srigl", schemas.SRigLConfig, "sparsetrain.methods.srigl.SRigL",
 register_method("sr_ste", schemas.SRSTEConfig, "sparsetrain.methods.sr_ste.SRSTE",
                 "N:M sparsity from scratch: the mask recomputed from |w| every step, straight-through with a decay",
                 (papers.SR_STE,), ("https://github.com/aojunzz/NM-sparsity",), _DST)
+register_method("sparsegpt", schemas.SparseGPTConfig, "sparsetrain.methods.sparsegpt.SparseGPT",
+                "one-shot pruning of a trained model with OBS weight updates, layer by layer on calibration samples",
+                (papers.SPARSEGPT,), ("https://github.com/IST-DASLab/sparsegpt",), _PRUNING)
+register_method("wanda", schemas.WandaConfig, "sparsetrain.methods.wanda.Wanda",
+                "one-shot pruning of a trained model by |weight| x input norm, layer by layer on calibration samples",
+                (papers.WANDA,), ("https://github.com/locuslab/wanda",), _PRUNING)
 register_method("acdc", schemas.ACDCConfig, "sparsetrain.methods.acdc.ACDC",
                 "alternating compressed / decompressed phases after a dense warm-up, a final compressed phase",
                 (papers.ACDC,), ("https://github.com/IST-DASLab/ACDC",), _SCHEDULED)

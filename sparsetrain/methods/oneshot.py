@@ -5,7 +5,8 @@ loads weights: a model with another head on the same body (a masked-LM run into 
 
 Retraining either fine-tunes at a constant learning rate, the schedule's rate at the start of its last epoch
 (``retrain_lr=finetune``), or replays the whole schedule (``retrain_lr=rewind``: learning-rate rewinding,
-Renda et al. 2020). Both trainings have the run's length (``epochs``/``steps``).
+Renda et al. 2020). Both trainings have the run's length (``epochs``/``steps``). ``retrain=false`` prunes and
+evaluates without retraining (the one-shot magnitude baseline the language-model pruners compare against).
 
 Papers: https://arxiv.org/abs/1506.02626, https://arxiv.org/abs/2003.02389; the authors' code:
 https://github.com/lottery-ticket/rewinding-iclr20-public.
@@ -26,7 +27,7 @@ EXAMPLE = "e.g. method.pretrained=outputs/2026-11-25/14-03-11"
 
 class OneShot(MaskedMethod):
     name = "oneshot"
-    round_keys = ("method.pretrained",)  # dense training then retraining, or retraining a given model only
+    round_keys = ("method.pretrained", "method.retrain")  # dense training then retraining, or retraining a given model only
 
     @classmethod
     def check(cls, cfg: Any, sparsity: float) -> None:
@@ -40,6 +41,8 @@ class OneShot(MaskedMethod):
     def length_bound(cls, cfg: Any) -> str | None:
         if not cfg.pretrained:
             return "method.pretrained=null: method=oneshot trains dense, then retrains, each for the run's length"
+        if not cfg.retrain:
+            return "method.retrain=false prunes once and does not retrain"
         if cfg.retrain_lr == "finetune":
             return "method.retrain_lr=finetune retrains at the schedule's rate of the run's last epoch"
         return None
@@ -57,6 +60,11 @@ class OneShot(MaskedMethod):
     def end_round(self, round_index: int) -> None:
         if round_index == 0 and self.pretrained is None:
             self.prune(self.magnitude_scores(), self.sparsity)
+
+    def round_steps(self, round_index: int) -> int:
+        if round_index == self.rounds - 1 and not self.cfg.retrain:
+            return 0
+        return super().round_steps(round_index)
 
     def schedule_factor(self, round_index: int, step: int, factor: float) -> float:
         if round_index == self.rounds - 1 and self.cfg.retrain_lr == "finetune":

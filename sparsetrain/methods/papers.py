@@ -223,3 +223,23 @@ SR_STE = Paper(
   booktitle = {International Conference on Learning Representations (ICLR)},
   year = {2021}
 }""")
+
+SPARSEGPT = Paper(
+    "Frantar, Alistarh. SparseGPT: Massive Language Models Can Be Accurately Pruned in One-Shot. ICML 2023",
+    "https://arxiv.org/abs/2301.00774",
+    """@inproceedings{frantar2023sparsegpt,
+  title = {{SparseGPT}: Massive Language Models Can Be Accurately Pruned in One-Shot},
+  author = {Frantar, Elias and Alistarh, Dan},
+  booktitle = {Proceedings of the 40th International Conference on Machine Learning (ICML)},
+  year = {2023}
+}""")
+
+WANDA = Paper(
+    "Sun, Liu, Bair, Kolter. A Simple and Effective Pruning Approach for Large Language Models. ICLR 2024",
+    "https://arxiv.org/abs/2306.11695",
+    """@inproceedings{sun2024simple,
+  title = {A Simple and Effective Pruning Approach for Large Language Models},
+  author = {Sun, Mingjie and Liu, Zhuang and Bair, Anna and Kolter, J. Zico},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2024}
+}""")

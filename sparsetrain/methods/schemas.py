@@ -66,6 +66,7 @@ class OneShotConfig(PrunedConfig):
     scope: str = "global"
     pretrained: Optional[str] = None  # a run directory, checkpoint or model.safetensors to prune instead of training dense first
     retrain_lr: str = "finetune"  # finetune (constant: the schedule's last-epoch lr) | rewind (the schedule again)
+    retrain: bool = True  # false: prune and evaluate, no retraining (the one-shot magnitude baseline of SparseGPT / Wanda)
 
 
 @dataclass
@@ -185,6 +186,27 @@ class SRSTEConfig(PrunedConfig):
     pattern: PatternConfig = field(default_factory=lambda: PatternConfig(name="nm"))  # nm n:m (sparsity from n/m), or a pattern with `sparsity`
     distribution: str = "uniform"  # per-layer targets for a pattern other than nm
     decay: float = 2e-4  # λ_W: the sparse-refined decay of the pruned weights' straight-through gradient (0: STE)
+
+
+@dataclass
+class CalibratedConfig(PrunedConfig):
+    """One-shot pruning of a trained model from calibration samples, layer by layer (SparseGPT, Wanda)."""
+
+    distribution: str = "uniform"  # every prunable layer at `sparsity` (the authors')
+    n_samples: int = 128  # calibration samples: the first of the training data in the seeded order of epoch 0
+
+
+@dataclass
+class SparseGPTConfig(CalibratedConfig):
+    """The authors' defaults (IST-DASLab/sparsegpt): lazy batches of 128 columns, dampening 1 % of the mean diagonal."""
+
+    blocksize: int = 128  # columns per lazy batch (and per adaptive mask selection)
+    damp: float = 0.01  # added to H's diagonal, as a fraction of its mean
+
+
+@dataclass
+class WandaConfig(CalibratedConfig):
+    compare: str = "row"  # row (every output row keeps the same count, the authors') | layer (one ranking per layer)
 
 
 @dataclass

@@ -137,6 +137,8 @@ class Trainer:
         """Train from the current position to the end of the round, then evaluate."""
         pos, train = self.pos, self.p.data.train
         end = self.round_steps()
+        if pos.step >= end:  # a round without training steps (one-shot pruning): its final evaluation only
+            self._evaluate(final=True)
         while pos.step < end and self.stopped_early is None:
             bar = tqdm(
                 total=self.steps_per_epoch, initial=pos.batch, desc=self._bar_label(), leave=False,
