@@ -59,9 +59,12 @@ EVENTS_AT_START_ONLY = {"gmp": ["method.end=0it"],
                         **{m: ["method.t_end=1e-9"] for m in ("rigl", "set", "snfs", "itop", "srigl")}}
 # mask_training binarises its scores and rewrites W0 * M every step, sr_ste recomputes its 2:4 mask from the dense
 # weights every step: their cost is in the step, no update alone
-METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop", "srigl", "acdc", "mask_training", "sr_ste"]
+# movement keeps W, steps it and its scores (G ⊙ W) and binarises the scores (top-k) every step
+METHODS = ["dense", "static", "gmp", "rigl", "set", "snfs", "itop", "srigl", "acdc", "mask_training", "sr_ste",
+           "movement"]
 # AC/DC's phases shortened to fit the timed run: its timed epochs hold a compression (GaP's steps are static steps)
-RUN_OVERRIDES = {"acdc": ["method.warmup_epochs=1", "method.final_epochs=1", "method.compressed_epochs=1",
+RUN_OVERRIDES = {"movement": ["method.initial_warmup=0it", "method.final_warmup=100%"],  # at `sparsity`: plain steps
+                 "acdc": ["method.warmup_epochs=1", "method.final_epochs=1", "method.compressed_epochs=1",
                           "method.decompressed_epochs=1"]}
 # each alone: DST drop/grow, a GMP event, an LTH round, an AC/DC compression, a GaP step (prune one partition,
 # grow the next)

@@ -22,8 +22,8 @@ from sparsetrain.errors import ConfigError
 from sparsetrain.export import ExportError, export, load_exported
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
-LM_PRESETS = ("obert_gmp_glue", "sparse_transfer_glue", "tamt_bert_mlm", "tamt_bert_kd", "tamt_glue_finetune",
-              "sparsify_finetune_bert")
+LM_PRESETS = ("obert_bert_glue", "movement_bert_glue", "sparse_transfer_glue", "tamt_bert_mlm", "tamt_bert_kd",
+              "tamt_glue_finetune", "sparsify_finetune_bert")
 OBJECTIVES = {  # TAMT's mask-training objectives
     "mlm": [],
     "kd": ["task.distill.teacher=self", "task.distill.logits=false", "task.distill.hidden_weight=1.0",
@@ -237,12 +237,13 @@ def test_every_preset_composes(compose_config):
 
 
 REQUIRED = {  # what each language-model preset needs from the command line: the key refused first, its values
-    "obert_gmp_glue": ("task.distill.teacher", ["task.distill.teacher=self"]),
+    "obert_bert_glue": ("task.distill.teacher", ["task.distill.teacher=self"]),
     "sparse_transfer_glue": ("init_from", ["init_from={glue}", "task.distill.teacher=self"]),
     "tamt_bert_mlm": ("dataset.train_file", ["dataset.train_file={corpus}/train.txt"]),
     "tamt_bert_kd": ("dataset.train_file", ["dataset.train_file={corpus}/train.txt"]),
     "tamt_glue_finetune": ("init_from", ["init_from={mask}"]),
     "sparsify_finetune_bert": (None, []),
+    "movement_bert_glue": (None, []),
 }
 
 
@@ -263,9 +264,12 @@ def test_language_model_presets_name_their_required_keys_and_train_a_few_steps(t
         given = [value.format(**sources) for value in values]
         extra = [f"dataset.test_file={corpus / 'test.txt'}", "method.reset_every=1"] if preset.startswith("tamt_bert") \
             else []
-        if preset == "obert_gmp_glue":
+        if preset == "obert_bert_glue":
             extra = ["method.start=1it", "method.end=2it", "method.frequency=1it", "schedule.cycle_start=0",
+                     "method.num_grads=2", "method.fisher_block_size=10", "method.grad_batch_size=null",
                      "schedule.cycle_epochs=0.125"]
+        if preset == "movement_bert_glue":
+            extra = ["method.initial_warmup=0it", "method.final_warmup=1it", "schedule.warmup_epochs=0"]
         summary = train([f"+experiment={preset}", *small, *given, *extra, f"hydra.run.dir={tmp_path / preset}"])
         assert summary["final"]["test"], preset
 

@@ -306,3 +306,17 @@ def test_one_shot_pruners_refuse_bad_options_in_one_line(decoder, tmp_path, extr
         _prune(decoder, tmp_path / "run", "sparsity=0.5", *extra)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("preset", ["sparsegpt_causal_lm", "wanda_causal_lm"])
+def test_the_causal_lm_presets_name_their_required_keys_and_prune_a_decoder(decoder, tmp_path, preset):
+    with pytest.raises(ConfigError, match=r"^model\.name_or_path is required by this preset") as error:
+        sparsetrain.train([f"+experiment={preset}", f"hydra.run.dir={tmp_path / 'refused'}"])
+    assert "\n" not in str(error.value)
+    summary = sparsetrain.train([
+        f"+experiment={preset}", f"model.name_or_path={decoder / 'llama'}", f"dataset.tokenizer={decoder / 'tokenizer'}",
+        f"dataset.train_file={decoder / 'train.txt'}", f"dataset.test_file={decoder / 'test.txt'}",
+        "dataset.max_seq_length=16", "method.n_samples=24", f"init_from={decoder / 'dense'}",
+        f"hydra.run.dir={tmp_path / 'run'}"])
+    assert summary["method"] == preset.split("_")[0] and summary["masks"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert summary["flops"]["training"] == 0 and math.isfinite(summary["final"]["test"]["perplexity"])

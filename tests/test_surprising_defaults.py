@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,10 +128,23 @@ def test_acdc_phases_left_null_take_the_imagenet_schedules_shares_of_any_run(com
                                              "final_epochs": 1}
 
 
+@pytest.fixture(scope="module")
+def trained_default(tmp_path_factory) -> Path:
+    """The default run trained dense: the model the one-shot pruners of trained models start from."""
+    run_dir = tmp_path_factory.mktemp("trained_default") / "dense"
+    sparsetrain.train(["method=dense", "device=cpu", "eval_every=0", f"hydra.run.dir={run_dir}"])
+    return run_dir
+
+
 @pytest.mark.parametrize("name", [record.name for record in METHODS.records() if record.name != "dense"])
-def test_every_masked_method_runs_at_sparsity_0_9_with_the_default_length(compose_config, tmp_path, name):
-    """``sparsetrain method=<name> sparsity=0.9`` on the default run (N:M methods: their own n/m), evaluation off."""
+def test_every_masked_method_runs_at_sparsity_0_9_with_the_default_length(compose_config, tmp_path, name, request):
+    """``sparsetrain method=<name> sparsity=0.9`` on the default run (N:M methods: their own n/m), evaluation off;
+    a method that prunes a trained model without training (SparseGPT, Wanda) starts from the default run trained."""
+    from sparsetrain.methods.sparsegpt import SparseGPT
+
     sparsity = 0.5 if compose_config(f"method={name}").method.get("pattern", {}).get("name") == "nm" else 0.9
     overrides = [f"method={name}", f"sparsity={sparsity}", "device=cpu", "eval_every=0"]
+    if issubclass(METHODS[name], SparseGPT):
+        overrides.append(f"init_from={request.getfixturevalue('trained_default')}")
     summary = run(compose_config(*overrides), tmp_path / name, overrides)
     assert summary["final"]["test"]["top1"] > 0.5  # digits: learned well above chance (0.1)

@@ -112,3 +112,15 @@ class Data:
 def preprocess(mean: tuple[float, ...], std: tuple[float, ...], **steps: Any) -> dict:
     """A model input is ``(pixel / 255 - mean) / std`` per channel, after ``steps`` (e.g. resize, center_crop)."""
     return {**steps, "scale": 1 / 255, "mean": list(mean), "std": list(std)}
+
+
+def batch_rows(batch: Batch) -> int:
+    """The number of samples in ``batch``."""
+    return (next(iter(batch.values())) if isinstance(batch, dict) else batch[0]).shape[0]
+
+
+def batch_slice(batch: Batch, rows: slice) -> Batch:
+    """The samples ``rows`` of ``batch`` (views, no copy)."""
+    if isinstance(batch, dict):
+        return {key: value[rows] for key, value in batch.items()}
+    return type(batch)(value[rows] for value in batch)

@@ -86,3 +86,8 @@ register_method("mask_training", schemas.MaskTrainingConfig, "sparsetrain.method
                 "learned masks over frozen starting weights: TAMT, supermasks, edge-popup",
                 (papers.TAMT, papers.SUPERMASK_FINETUNING, papers.EDGE_POPUP, papers.SUPERMASK),
                 ("https://github.com/llyx97/TAMT", "https://github.com/allenai/hidden-networks"), "methods/learned-masks.md")
+register_method("movement", schemas.MovementConfig, "sparsetrain.methods.movement.Movement",
+                "movement pruning: learned scores with the weights' movement as gradient, hard (top-k) or soft (threshold)",
+                (papers.MOVEMENT,),
+                ("https://github.com/huggingface/transformers/tree/main/examples/research_projects/movement-pruning",),
+                "methods/learned-masks.md")

@@ -1,5 +1,7 @@
 """Gradual magnitude pruning (Zhu & Gupta 2017): from ``initial_sparsity`` to ``sparsity`` on a cubic schedule,
-pruning the smallest-magnitude active weights at each event; pruned weights never come back.
+pruning the smallest-magnitude active weights at each event; pruned weights never come back. With
+``criterion=obs`` the events prune by oBERT's second-order saliency and update the remaining weights
+(``criteria.py``): gradual oBERT.
 
 Paper: https://arxiv.org/abs/1710.01878; the authors' code: https://github.com/tensorflow/model-optimization.
 """
@@ -12,10 +14,10 @@ from ..errors import ConfigError
 from ..times import Interval, parse_interval
 from ..sparsity.schedules import cubic_sparsity, is_pruning_step
 from .base import MaskUpdates, RunContext
-from .masked import MaskedMethod
+from .criteria import CriterionPruning
 
 
-class GMP(MaskedMethod):
+class GMP(CriterionPruning):
     name = "gmp"
     patterns = ("unstructured", "block", "fanin", "channel")  # nm fixes the density: nothing to ramp
 
@@ -76,7 +78,8 @@ class GMP(MaskedMethod):
     def _prune_if_due(self, steps_done: int) -> None:
         if not self._due(steps_done):
             return
-        self.prune(self.magnitude_scores(), cubic_sparsity(steps_done, **self.schedule))
+        event = (steps_done - self.schedule["start"]) // self.schedule["frequency"]
+        self.prune_by_criterion(cubic_sparsity(steps_done, **self.schedule), event)
 
 
 def _times(cfg: Any) -> dict[str, Interval]:

@@ -1,4 +1,5 @@
-"""One-shot magnitude pruning: train dense (or load a trained model), prune once to ``sparsity``, retrain.
+"""One-shot pruning: train dense (or load a trained model), prune once to ``sparsity`` (by magnitude, or by oBERT's
+second-order saliency with ``criterion=obs``: ``criteria.py``), retrain.
 
 ``method.pretrained`` (a checkpoint, a run directory or a ``model.safetensors`` export) is loaded as ``init_from``
 loads weights: a model with another head on the same body (a masked-LM run into a classifier) keeps its own head.
@@ -19,13 +20,13 @@ from typing import Any
 from ..errors import ConfigError
 from ..runs.weights import load_shared_weights, read_weights, weights_file
 from ..sparsity.targets import prunable_parameters
-from .masked import MaskedMethod
+from .criteria import CriterionPruning
 
 RETRAIN_LR = ("finetune", "rewind")
 EXAMPLE = "e.g. method.pretrained=outputs/2026-11-25/14-03-11"
 
 
-class OneShot(MaskedMethod):
+class OneShot(CriterionPruning):
     name = "oneshot"
     round_keys = ("method.pretrained", "method.retrain")  # dense training then retraining, or retraining a given model only
 
@@ -55,11 +56,11 @@ class OneShot(MaskedMethod):
     def start_round(self, round_index: int) -> None:
         if self.pretrained is not None:
             self._load_pretrained()
-            self.prune(self.magnitude_scores(), self.sparsity)
+            self.prune_by_criterion(self.sparsity, event=0)
 
     def end_round(self, round_index: int) -> None:
         if round_index == 0 and self.pretrained is None:
-            self.prune(self.magnitude_scores(), self.sparsity)
+            self.prune_by_criterion(self.sparsity, event=0)
 
     def round_steps(self, round_index: int) -> int:
         if round_index == self.rounds - 1 and not self.cfg.retrain:

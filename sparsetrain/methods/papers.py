@@ -243,3 +243,13 @@ WANDA = Paper(
   booktitle = {International Conference on Learning Representations (ICLR)},
   year = {2024}
 }""")
+
+MOVEMENT = Paper(
+    "Sanh, Wolf, Rush. Movement Pruning: Adaptive Sparsity by Fine-Tuning. NeurIPS 2020",
+    "https://arxiv.org/abs/2005.07683",
+    """@inproceedings{sanh2020movement,
+  title = {Movement Pruning: Adaptive Sparsity by Fine-Tuning},
+  author = {Sanh, Victor and Wolf, Thomas and Rush, Alexander M.},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year = {2020}
+}""")

@@ -52,7 +52,18 @@ class PrunedConfig(MaskedConfig):
 
 
 @dataclass
-class GMPConfig(PrunedConfig):
+class CriterionConfig(PrunedConfig):
+    """The pruning criterion (see sparsetrain/methods/criteria.py); the obs options are the oBERT authors' defaults."""
+
+    criterion: str = "magnitude"  # magnitude (|w|) | obs (oBERT: second-order saliency and OBS update, block Fisher)
+    num_grads: int = 1024  # obs: gradients in the empirical Fisher (m)
+    fisher_block_size: int = 50  # obs: consecutive weights per Fisher block (B)
+    fisher_damp: float = 1.0e-7  # obs: dampening (λ)
+    grad_batch_size: Optional[int] = None  # obs: samples per gradient, dividing batch_size (null: batch_size; oBERT's GLUE: 16)
+
+
+@dataclass
+class GMPConfig(CriterionConfig):
     distribution: str = "uniform"
     initial_sparsity: float = 0.0  # sparsity at the first pruning event
     start: str = "0ep"  # first pruning event: epochs (2ep), steps (500it) or percent of training (10%)
@@ -62,7 +73,7 @@ class GMPConfig(PrunedConfig):
 
 
 @dataclass
-class OneShotConfig(PrunedConfig):
+class OneShotConfig(CriterionConfig):
     scope: str = "global"
     pretrained: Optional[str] = None  # a run directory, checkpoint or model.safetensors to prune instead of training dense first
     retrain_lr: str = "finetune"  # finetune (constant: the schedule's last-epoch lr) | rewind (the schedule again)
@@ -225,6 +236,26 @@ class MaskTrainingConfig(MaskedConfig):
     score_lr: float = 1.0  # peak learning rate of the scores (the run's optimizer type and schedule); TAMT (AdamW): 5e-5
     score_weight_decay: float = 0.0  # weight decay of the scores
     tied_weights: str = "masked"  # a module sharing a masked weight (a tied MLM decoder) reads W0 ⊙ M | unmasked: W0
+
+
+@dataclass
+class MovementConfig(PrunedConfig):
+    """Movement pruning (see sparsetrain/methods/movement.py); the authors' defaults (masked_run_glue.py, README),
+    the warm-ups as their share of the authors' SQuAD run (5,400 and 10,800 of about 55,000 steps)."""
+
+    distribution: str = "uniform"  # topk: every prunable layer at the scheduled sparsity (the authors')
+    binarizer: str = "topk"  # topk (hard movement: top scores per layer) | sigmoid_threshold (soft movement: sigmoid(S) > tau, L1 regulariser)
+    initial_sparsity: float = 0.0  # topk: sparsity during the initial warm-up (the authors' initial_threshold 1 = all kept)
+    initial_threshold: float = 0.0  # sigmoid_threshold: tau during the initial warm-up
+    threshold: float = 0.1  # sigmoid_threshold: final tau (the authors' final_threshold)
+    final_lambda: float = 400.0  # sigmoid_threshold: lambda of the L1 regulariser at the final tau (lambda_t = final_lambda * tau_t / tau)
+    initial_warmup: str = "10%"  # steps at the initial value before the cubic ramp: epochs (1ep), steps (5400it) or percent
+    final_warmup: str = "20%"  # steps at the final value at the end of the run
+    mask_init: str = "constant"  # constant (mask_scale) | uniform (U(-mask_scale, mask_scale)) | kaiming (U(-b, b), b = 1/sqrt(fan_in))
+    mask_scale: float = 0.0  # the scores' initial value (constant) or bound (uniform)
+    score_lr: float = 1e-2  # peak learning rate of the scores (the run's optimizer type and schedule; the authors' mask_scores_learning_rate)
+    score_weight_decay: float = 0.0  # weight decay of the scores (the authors': none)
+    STRETCHED: ClassVar[tuple[str, ...]] = ("initial_warmup", "final_warmup")  # times train_multiplier stretches
 
 
 @dataclass

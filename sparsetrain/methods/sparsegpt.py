@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..data.batches import batch_rows, batch_slice
 from ..errors import ConfigError
 from ..sparsity.calibration import Calibration, InputStats, calibrate_in_sequence, check_layer
 from ..sparsity.obs import sparsegpt_prune
@@ -100,8 +101,8 @@ class SparseGPT(MaskedMethod):
         """The first ``n_samples`` training samples in the order of epoch 0 (the last batch cut to fit)."""
         batches, taken, wanted = [], 0, self.cfg.n_samples
         for batch in itertools.islice(self.ctx.train_batches.epoch(0), self.ctx.steps_per_epoch):
-            rows = min(_rows(batch), wanted - taken)
-            batches.append(_first_rows(batch, rows))
+            rows = min(batch_rows(batch), wanted - taken)
+            batches.append(batch_slice(batch, slice(0, rows)))
             taken += rows
             if taken == wanted:
                 return batches
@@ -131,13 +132,3 @@ class SparseGPT(MaskedMethod):
                  "block inputs and %.1f MiB of layer statistics", self.name, len(record.layers), record.walk,
                  self.cfg.n_samples, seconds, record.cached_bytes / 2**20, record.statistics_bytes / 2**20)
 
-
-def _rows(batch: Any) -> int:
-    first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
-    return first.shape[0]
-
-
-def _first_rows(batch: Any, rows: int) -> Any:
-    if isinstance(batch, dict):
-        return {key: value[:rows] for key, value in batch.items()}
-    return type(batch)(value[:rows] for value in batch)

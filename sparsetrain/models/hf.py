@@ -1,7 +1,8 @@
 """Hugging Face transformers models (``model=hf``): a pretrained model by hub name or local directory, or a
 randomly initialised one from config values, with the head the task needs (sequence classification with the
-data's number of labels, regression for one, masked language modelling, or causal language modelling: a decoder
-such as OPT or Llama through ``AutoModelForCausalLM``)."""
+data's number of labels, regression for one, masked language modelling, causal language modelling: a decoder
+such as OPT or Llama through ``AutoModelForCausalLM``, or sequence-to-sequence language modelling: an
+encoder-decoder such as Marian, BART or T5 through ``AutoModelForSeq2SeqLM``, for ``task.name=translation``)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,20 @@ from torch import nn
 from ..errors import NLP_EXTRA, ConfigError
 from .schemas import DEFAULT_TRANSFORMER_PRUNABLE
 
-HEADS = ("auto", "sequence_classification", "masked_lm", "causal_lm")
+HEADS = ("auto", "sequence_classification", "masked_lm", "causal_lm", "seq2seq_lm")
 EXAMPLE = "model.name_or_path=bert-base-uncased"
 # a decoder's prunable matrices: every linear layer of its blocks (OPT: q/k/v/out_proj, fc1, fc2; Llama, Mistral, Qwen:
 # q/k/v/o_proj, gate/up/down_proj); not the embeddings nor the (tied) LM head
 DECODER_PRUNABLE = ["*.layers.*.weight"]
+# an encoder-decoder's: every attention (q, k, v, out; self and cross) and feed-forward matrix of the encoder and
+# decoder layers (Marian, BART: *.layers.*; T5: *.block.*, its relative-position biases being embeddings); not the
+# shared embeddings nor the (tied) LM head
+SEQ2SEQ_PRUNABLE = ["*.layers.*.weight", "*.block.*.weight"]
 AUTO_MODELS = {"masked_lm": "AutoModelForMaskedLM", "causal_lm": "AutoModelForCausalLM",
+               "seq2seq_lm": "AutoModelForSeq2SeqLM",
                "sequence_classification": "AutoModelForSequenceClassification"}
+TASK_HEADS = {"masked_lm": "masked_lm", "causal_lm": "causal_lm", "translation": "seq2seq_lm"}  # auto's head
+SPECIAL_IDS = ("pad_token_id", "eos_token_id", "decoder_start_token_id")  # a seq2seq model's, from the tokenizer
 
 
 def transformers_module() -> Any:
@@ -49,32 +57,44 @@ def check_hf(cfg: dict[str, Any]) -> None:
 
 
 def head_of(cfg: dict[str, Any], task: str | None) -> str:
-    """``model.head``; ``auto``: the language-model head of task masked_lm or causal_lm, else sequence
-    classification. ValueError (one line) when a causal head and task do not go together."""
+    """``model.head``; ``auto``: the language-model head of task masked_lm or causal_lm, seq2seq_lm for
+    translation, else sequence classification. ValueError (one line) when a causal or seq2seq head and the task
+    do not go together."""
     head = cfg.get("head", "auto")
     if head == "auto":
-        return task if task in ("masked_lm", "causal_lm") else "sequence_classification"
+        return TASK_HEADS.get(task, "sequence_classification")
     if (head == "causal_lm") != (task == "causal_lm"):
         raise ValueError(f"model.head={head} does not fit task.name={task}: a causal language model trains with "
                          "task.name=causal_lm and model.head=causal_lm (or auto); e.g. model.head=auto")
+    if (head == "seq2seq_lm") != (task == "translation"):
+        raise ValueError(f"model.head={head} does not fit task.name={task}: an encoder-decoder trains with "
+                         "task.name=translation and model.head=seq2seq_lm (or auto); e.g. model.head=auto")
     return head
 
 
 def default_prunable(cfg: dict[str, Any], task: str | None) -> list[str]:
-    """``model.prunable``; on a causal-LM head with it left at BERT's encoder matrices (the default), the decoder's
-    (``DECODER_PRUNABLE``)."""
+    """``model.prunable``; with it left at BERT's encoder matrices (the default): on a causal-LM head the decoder's
+    (``DECODER_PRUNABLE``), on a seq2seq head the encoder's and decoder's (``SEQ2SEQ_PRUNABLE``)."""
     given = list(cfg.get("prunable") or [])
-    return list(DECODER_PRUNABLE) if given == DEFAULT_TRANSFORMER_PRUNABLE and head_of(cfg, task) == "causal_lm" \
+    if given != DEFAULT_TRANSFORMER_PRUNABLE:
+        return given
+    head = head_of(cfg, task)
+    return list(DECODER_PRUNABLE) if head == "causal_lm" else list(SEQ2SEQ_PRUNABLE) if head == "seq2seq_lm" \
         else given
 
 
-def build_hf(cfg: dict[str, Any], num_classes: int, task: str | None = None, pretrained: bool = True) -> nn.Module:
-    """``AutoModelForSequenceClassification`` (``num_classes`` labels, regression for 1), ``AutoModelForMaskedLM``
-    or ``AutoModelForCausalLM`` (GPT-2's Conv1D refused): from ``name_or_path`` with its weights
-    (``pretrained=False``: its architecture at random), or from ``config`` at random."""
+def build_hf(cfg: dict[str, Any], num_classes: int, task: str | None = None, pretrained: bool = True,
+             special_ids: dict[str, int] | None = None) -> nn.Module:
+    """``AutoModelForSequenceClassification`` (``num_classes`` labels, regression for 1), ``AutoModelForMaskedLM``,
+    ``AutoModelForCausalLM`` (GPT-2's Conv1D refused) or ``AutoModelForSeq2SeqLM`` (``num_classes``: the
+    tokenizer's vocabulary; ``special_ids``: its pad/eos/decoder-start ids, when the data gives them): from
+    ``name_or_path`` with its weights (``pretrained=False``: its architecture at random), or from ``config`` at
+    random."""
     check_hf(cfg)
     transformers = transformers_module()
     head = head_of(cfg, task)
+    if head == "seq2seq_lm":
+        return _seq2seq(transformers, cfg, num_classes, pretrained, special_ids or {})
     model = _load(transformers, cfg, num_classes, head, pretrained)
     if head == "causal_lm":
         from transformers.pytorch_utils import Conv1D
@@ -83,6 +103,36 @@ def build_hf(cfg: dict[str, Any], num_classes: int, task: str | None = None, pre
             raise ValueError(f"{type(model).__name__} computes its projections with transformers' Conv1D (GPT-2 "
                              "style), which no sparse method masks; train a decoder of nn.Linear layers, e.g. OPT, "
                              "Llama or Qwen (model.config='{model_type: llama, ...}')")
+    return model
+
+
+def _seq2seq(transformers: Any, cfg: dict[str, Any], vocabulary: int, pretrained: bool,
+             special_ids: dict[str, int]) -> nn.Module:
+    """An encoder-decoder whose vocabulary holds the tokenizer's ``vocabulary`` ids: a config at random gets
+    ``vocab_size`` = ``vocabulary`` unless it sets one, and the data's special ids unless it sets them; a model's
+    vocabulary smaller than the tokenizer's, or special ids outside it, are refused (one line). Source and target
+    embeddings and the LM head are shared where the model's config says so (Marian, BART, T5 by default)."""
+    config = cfg.get("config")
+    if cfg.get("name_or_path") is None and isinstance(config, dict):
+        cfg = {**cfg, "config": {"vocab_size": vocabulary, **{key: value for key, value in special_ids.items()
+                                                              if value is not None}, **config}}
+    model = _load(transformers, cfg, vocabulary, "seq2seq_lm", pretrained)
+    size = model.get_input_embeddings().num_embeddings
+    if size < vocabulary:
+        raise ValueError(f"the model's vocabulary ({size} tokens) is smaller than the tokenizer's ({vocabulary}); "
+                         f"give a config whose vocab_size is at least {vocabulary}, e.g. "
+                         f"model.config='{{model_type: marian, vocab_size: {vocabulary}}}'")
+    for key in SPECIAL_IDS:
+        value = getattr(model.config, key, None)
+        if value is None:
+            value = getattr(model.generation_config, key, None)
+        wanted = special_ids.get(key)
+        if wanted is not None and value != wanted:
+            raise ValueError(f"model {key}={value} differs from the tokenizer's ({wanted}); set it, e.g. "
+                             f"model.config='{{{key}: {wanted}}}'")
+        if key != "decoder_start_token_id" and (value is None or not 0 <= value < size):
+            raise ValueError(f"model {key}={value} is not a token of the model's vocabulary ({size}); set the "
+                             f"tokenizer's in model.config, e.g. model.config='{{{key}: 0}}'")
     return model
 
 

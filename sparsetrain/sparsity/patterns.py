@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .saliency import top_mask
+from .scores import top_mask
 
 PATTERNS = ("unstructured", "nm", "block", "fanin", "channel")
 PAIRWISE_WIDTH = 8  # N:M groups up to this m are ranked by pairwise comparison, wider ones sorted

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .fisher import BlockFisherInverse
+from .patterns import matrix
 from .scores import top_mask
 
 Batches = Iterable  # made batches: (inputs, targets) pairs or dicts of named tensors, as ``loss_fn`` takes them
@@ -82,6 +84,28 @@ def grasp_scores(model: nn.Module, params: dict[str, nn.Parameter], batches: Bat
             for acc, h in zip(hg, torch.autograd.grad(dot, weights, materialize_grads=True)):
                 acc += h
     return {name: w.detach() * h for name, w, h in zip(params, weights, hg)}
+
+
+def fisher_inverses(model: nn.Module, params: dict[str, nn.Parameter], masks: dict[str, Tensor], batches: Batches,
+                    loss_fn: LossFn, *, block: int, damp: float, num_grads: int) -> dict[str, BlockFisherInverse]:
+    """oBERT's block-diagonal empirical Fisher inverse of each weight (``fisher.py``) from ``num_grads`` gradients, one
+    per batch of ``batches`` (masked: a pruned weight's gradient is 0), in the weight matrix's order
+    (``patterns.matrix``); the model in eval mode meanwhile (the authors'), then in its mode again."""
+    weights = list(params.values())
+    inverses = {name: BlockFisherInverse(w.numel(), block, damp, num_grads, w.device) for name, w in params.items()}
+    training, seen = model.training, 0
+    model.eval()
+    try:
+        with _untouched(model):
+            for batch in itertools.islice(batches, num_grads):
+                for (name, inverse), g in zip(inverses.items(), _grads(model, weights, batch, loss_fn)):
+                    inverse.add(matrix(g * masks[name]).flatten().float())
+                seen += 1
+    finally:
+        model.train(training)
+    if seen < num_grads:
+        raise ValueError(f"{num_grads} gradients asked for, the batches gave {seen}")
+    return inverses
 
 
 def synflow_masks(model: nn.Module, params: dict[str, nn.Parameter], in_shape: tuple[int, int, int],
