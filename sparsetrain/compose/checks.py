@@ -38,6 +38,12 @@ def validate(cfg: Any) -> None:
         (cfg.schedule.name in SCHEDULES, "schedule.name", f"must be one of {', '.join(SCHEDULES)}",
          "schedule=cosine"),
         (cfg.schedule.warmup_epochs >= 0, "schedule.warmup_epochs", "must be >= 0", "schedule.warmup_epochs=5"),
+        (cfg.schedule.get("warmup_steps", 0) >= 0, "schedule.warmup_steps", "must be >= 0", "schedule.warmup_steps=4000"),
+        (not (cfg.schedule.get("warmup_steps", 0) and cfg.schedule.warmup_epochs), "schedule.warmup_steps",
+         "and schedule.warmup_epochs both set the warm-up; give one", "schedule.warmup_epochs=0"),
+        (cfg.schedule.name != "inverse_sqrt" or cfg.schedule.get("warmup_steps", 0) > 0
+         or cfg.schedule.warmup_epochs > 0, "schedule.warmup_steps", "must be positive with schedule=inverse_sqrt "
+         "(the rate is sqrt(warmup_steps / step) after it)", "schedule.warmup_steps=4000"),
         (cfg.schedule.get("step_at", "step") in ("step", "epoch"), "schedule.step_at", "must be step or epoch",
          "schedule.step_at=epoch"),
         (list(cfg.schedule.milestones) == sorted(cfg.schedule.milestones), "schedule.milestones",

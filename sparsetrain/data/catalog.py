@@ -45,3 +45,6 @@ register_dataset("glue", schemas.GlueConfig, "sparsetrain.data.glue.build_glue",
 register_dataset("text", schemas.TextConfig, "sparsetrain.data.text.build_text",
                  "plain text in blocks of tokens, for masked- or causal-language-model training",
                  "sparsetrain.data.text.check_text_config", "language-models.md")
+register_dataset("translation", schemas.TranslationConfig, "sparsetrain.data.translation.build_translation",
+                 "parallel text (WMT14 en-de) for sequence-to-sequence training, batched by tokens",
+                 "sparsetrain.data.translation.check_translation_config", "language-models.md")

@@ -61,11 +61,16 @@ def file_fingerprint(path: Path) -> str:
 def cached_tensors(cache_dir: Path, key: dict, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The tensors stored under ``key`` (a JSON-able dict) in ``cache_dir``, computed and stored (atomically) the
     first time."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    path = Path(cache_dir) / f"{digest}.safetensors"
+    path = cache_path(cache_dir, key)
     if path.is_file():
         return load_file(str(path))
     tensors = compute()
     data = save({name: tensor.contiguous() for name, tensor in tensors.items()})
     atomic_write(path, lambda handle: handle.write(data))
     return tensors
+
+
+def cache_path(cache_dir: Path, key: dict) -> Path:
+    """The file ``cached_tensors`` keeps the tensors of ``key`` in (read it with safetensors' ``load_file``)."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cache_dir) / f"{digest}.safetensors"

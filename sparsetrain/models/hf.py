@@ -23,8 +23,8 @@ EXAMPLE = "model.name_or_path=bert-base-uncased"
 DECODER_PRUNABLE = ["*.layers.*.weight"]
 # an encoder-decoder's: every attention (q, k, v, out; self and cross) and feed-forward matrix of the encoder and
 # decoder layers (Marian, BART: *.layers.*; T5: *.block.*, its relative-position biases being embeddings); not the
-# shared embeddings nor the (tied) LM head
-SEQ2SEQ_PRUNABLE = ["*.layers.*.weight", "*.block.*.weight"]
+# shared embeddings nor the (tied) LM head. One pattern: each pattern must match some weight of the model
+SEQ2SEQ_PRUNABLE = [r"re:\.(layers|block)\.\d+\..*weight$"]
 AUTO_MODELS = {"masked_lm": "AutoModelForMaskedLM", "causal_lm": "AutoModelForCausalLM",
                "seq2seq_lm": "AutoModelForSeq2SeqLM",
                "sequence_classification": "AutoModelForSequenceClassification"}
@@ -114,9 +114,16 @@ def _seq2seq(transformers: Any, cfg: dict[str, Any], vocabulary: int, pretrained
     embeddings and the LM head are shared where the model's config says so (Marian, BART, T5 by default)."""
     config = cfg.get("config")
     if cfg.get("name_or_path") is None and isinstance(config, dict):
-        cfg = {**cfg, "config": {"vocab_size": vocabulary, **{key: value for key, value in special_ids.items()
-                                                              if value is not None}, **config}}
-    model = _load(transformers, cfg, vocabulary, "seq2seq_lm", pretrained)
+        given = {key: value for key, value in special_ids.items() if value is not None}
+        if "eos_token_id" in given:  # fairseq's decoder input: eos, then the target shifted right
+            given.setdefault("decoder_start_token_id", given["eos_token_id"])
+        cfg = {**cfg, "config": {"vocab_size": vocabulary, **given, **config}}
+    try:
+        model = _load(transformers, cfg, vocabulary, "seq2seq_lm", pretrained)
+    except AssertionError:  # torch's "Padding_idx must be within num_embeddings"
+        raise ValueError("the model's pad_token_id is not a token of its vocabulary; give the tokenizer's special "
+                         "ids in model.config, e.g. model.config='{pad_token_id: 0, eos_token_id: 2, "
+                         "decoder_start_token_id: 0}'") from None
     size = model.get_input_embeddings().num_embeddings
     if size < vocabulary:
         raise ValueError(f"the model's vocabulary ({size} tokens) is smaller than the tokenizer's ({vocabulary}); "
@@ -126,11 +133,11 @@ def _seq2seq(transformers: Any, cfg: dict[str, Any], vocabulary: int, pretrained
         value = getattr(model.config, key, None)
         if value is None:
             value = getattr(model.generation_config, key, None)
-        wanted = special_ids.get(key)
+        wanted = special_ids.get(key) if key != "decoder_start_token_id" else None  # a model's own start stays
         if wanted is not None and value != wanted:
             raise ValueError(f"model {key}={value} differs from the tokenizer's ({wanted}); set it, e.g. "
                              f"model.config='{{{key}: {wanted}}}'")
-        if key != "decoder_start_token_id" and (value is None or not 0 <= value < size):
+        if (value is None and key != "decoder_start_token_id") or (value is not None and not 0 <= value < size):
             raise ValueError(f"model {key}={value} is not a token of the model's vocabulary ({size}); set the "
                              f"tokenizer's in model.config, e.g. model.config='{{{key}: 0}}'")
     return model

@@ -76,17 +76,18 @@ def build_model(name: str, in_shape: tuple[int, ...], num_classes: int, *,
     return spec.build(tuple(in_shape), num_classes, **{key: given[key] for key in spec.options})
 
 
-def build_configured_model(cfg: Any, in_shape: tuple[int, ...], num_classes: int,
-                           task: str | None = None, pretrained: bool = True) -> nn.Module:
+def build_configured_model(cfg: Any, in_shape: tuple[int, ...], num_classes: int, task: str | None = None,
+                           pretrained: bool = True, special_ids: dict[str, int] | None = None) -> nn.Module:
     """The model of a ``model`` config: from the zoo, ``source: torchvision`` (by name), ``source: custom``
     (``_target_``), initialised by ``model.init``, or ``source: hf`` (a transformers model with the head of
     ``task``, initialised its own way); ``pretrained=False``: a pretrained model's architecture at random, for
-    controls that re-initialise. ValueError naming the key for a bad one, UserCodeError for a factory that raises."""
+    controls that re-initialise; ``special_ids``: a tokenizer's pad / eos / bos ids, for a transformers
+    encoder-decoder. ValueError naming the key for a bad one, UserCodeError for a factory that raises."""
     source = cfg.get("source", "zoo")
     if source == "hf":
         from .hf import build_hf  # transformers is slow to import
 
-        return build_hf(cfg, num_classes, task, pretrained)
+        return build_hf(cfg, num_classes, task, pretrained, special_ids)
     if source == "custom":
         model = build_custom(cfg, in_shape, num_classes)
     elif source == "torchvision":

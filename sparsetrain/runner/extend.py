@@ -42,6 +42,7 @@ def extend(cfg: DictConfig) -> DictConfig:
     schedule = out.schedule
     if cfg.stretch_warmup:
         schedule.warmup_epochs = cfg.schedule.warmup_epochs * factor
+        schedule.warmup_steps = round(cfg.schedule.warmup_steps * factor)
     schedule.milestones = [m * factor for m in cfg.schedule.milestones]
     schedule.cycle_start = cfg.schedule.cycle_start * factor
     for key in getattr(OmegaConf.get_type(cfg.method), "STRETCHED", ()):

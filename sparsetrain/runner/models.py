@@ -15,13 +15,15 @@ from ..errors import ConfigError
 from ..factories import call_user
 from ..models.hf import default_prunable
 from ..models.zoo import build_configured_model, model_label
+from ..tasks.checks import resolve_task
 from .init_from import load_init
 
 
 def build_model(model_cfg: DictConfig, data: Data, task: str, pretrained: bool = True) -> nn.Module:
-    """The configured model for the data's inputs and classes and the task's head; ConfigError for a bad config."""
+    """The configured model for the data's inputs and classes (and a tokenizer's special ids, where the data has
+    them) and the task's head; ConfigError for a bad config."""
     return user_error(build_configured_model, OmegaConf.to_container(model_cfg, resolve=True), data.in_shape,
-                      data.num_classes, task, pretrained)
+                      data.num_classes, task, pretrained, getattr(getattr(data, "train", None), "special_ids", None))
 
 
 def fresh_weights(model_cfg: DictConfig, data: Data, task: str, seed: int) -> dict:
@@ -44,7 +46,8 @@ def prunable(cfg: DictConfig) -> list[str]:
     transformers decoder's attention and MLP projections where it is left at BERT's matrices)."""
     if cfg.model.name == "hf":
         try:
-            return default_prunable(OmegaConf.to_container(cfg.model, resolve=True), cfg.task.name)
+            return default_prunable(OmegaConf.to_container(cfg.model, resolve=True),
+                                    resolve_task(cfg.task.name, OmegaConf.get_type(cfg.dataset).TASK))
         except ValueError as error:  # a head that does not fit the task: one line
             raise ConfigError(str(error)) from None
     return list(cfg.model.get("prunable") or [])

@@ -119,7 +119,7 @@ def describe(cfg: DictConfig, device: torch.device, model: nn.Module, data: Data
         "%s on %s (%d train, %s val, %d test samples, %d classes) with method %s on %s: %d parameters, "
         "%d steps of batch %d%s", cfg.model.name, cfg.dataset.name, data.train.num_samples,
         data.val.num_samples if data.val is not None else 0, data.test.num_samples, data.num_classes,
-        method.name, _device_text(device), params, sum(lengths), cfg.batch_size, _rounds_text(cfg, method, lengths),
+        method.name, _device_text(device), params, sum(lengths), data.train.batch_size, _rounds_text(cfg, method, lengths),
     )
 
 

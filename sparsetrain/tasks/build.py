@@ -13,6 +13,9 @@ from .catalog import TASKS
 from .checks import check_distill_terms, check_task, resolve_task
 from .distill import Distillation
 
+# translation's generation options (tasks/schemas.TaskConfig), offered to a task whose signature takes them
+GENERATION_OPTIONS = ("beam", "length_penalty", "max_len_a", "max_len_b", "bleu_lowercase")
+
 
 def build_task(cfg: Any, *, label_smoothing: float, num_classes: int, prepare: Callable[[torch.Tensor], torch.Tensor],
                teacher: nn.Module | None = None, data_task: str | None = None, data_metric: str | None = None) -> Task:
@@ -31,7 +34,8 @@ def build_task(cfg: Any, *, label_smoothing: float, num_classes: int, prepare: C
                          "regression output); distil hidden states, e.g. task.distill.logits=false "
                          "task.distill.hidden_weight=1.0, or drop task.distill.teacher")
     offered = {"num_classes": num_classes, "label_smoothing": label_smoothing, "prepare": prepare,
-               "distillation": distillation, "metric": metric}
+               "distillation": distillation, "metric": metric,
+               **{key: cfg[key] for key in GENERATION_OPTIONS if key in cfg}}
     task = call_with(TASKS[name], offered, {})
     task.name = name  # the registered name (a subclass of another task keeps its own)
     return task

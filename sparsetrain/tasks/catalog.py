@@ -1,7 +1,8 @@
 """Every task the package ships, one record each (torch-free): what ``task.name=<name>`` selects.
 
-A task's class is built as ``cls(num_classes=..., label_smoothing=..., prepare=..., distillation=..., metric=...)``,
-each keyword passed only where its signature takes it. A user's package adds its own with
+A task's class is built as ``cls(num_classes=..., label_smoothing=..., prepare=..., distillation=..., metric=...)``
+and translation's generation options (``beam=..., length_penalty=..., max_len_a=..., max_len_b=...``), each keyword
+passed only where its signature takes it. A user's package adds its own with
 ``sparsetrain.register_task(name=..., target=..., summary=..., metrics=(...))``.
 """
 
@@ -56,3 +57,6 @@ register_task("masked_lm", "sparsetrain.tasks.masked_lm.MaskedLM",
 register_task("causal_lm", "sparsetrain.tasks.causal_lm.CausalLM",
               "next-token loss of a decoder; perplexity over the scored tokens", ("perplexity", "loss", "accuracy"),
               logits=False, page="language-models.md")
+register_task("translation", "sparsetrain.tasks.translation.Translation",
+              "encoder-decoder: label-smoothed cross-entropy (fairseq's); BLEU (sacrebleu) of beam-search output",
+              ("bleu", "loss", "perplexity"), logits=False, hidden_states=False, page="language-models.md")

@@ -1,7 +1,9 @@
-"""The task section's checks (torch-free): a known task and metric, distillation terms that fit the task."""
+"""The task section's checks (torch-free): a known task and metric, distillation terms that fit the task,
+translation's generation options."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .catalog import AUTO, TASKS, metrics_of, task_names
@@ -35,6 +37,8 @@ def check_task(cfg: Any) -> None:
                          "e.g. task.distill.teacher=outputs/dense_run")
     if cfg.name != AUTO:  # else checked once the data has said its task (build_task)
         check_distill_terms(cfg.distill, cfg.name)
+    if cfg.name == "translation" and "beam" in cfg:  # label_smoothing: the run's checks (compose/checks.py)
+        check_translation(0.0, cfg.beam, cfg.length_penalty, cfg.max_len_a, cfg.max_len_b)
 
 
 def check_distill_terms(distill: Any, task: str) -> None:
@@ -56,3 +60,20 @@ def check_distill_terms(distill: Any, task: str) -> None:
     if has_teacher and not distill.logits and not distill.hidden_weight:
         raise ValueError("task.distill has a teacher but distils nothing (task.distill.logits=false, "
                          "hidden_weight=0); e.g. task.distill.hidden_weight=1.0")
+
+
+def check_translation(label_smoothing: float, beam: int, length_penalty: float, max_len_a: float,
+                      max_len_b: int) -> None:
+    """ValueError (one line) for translation options out of range."""
+    checks = [
+        (0.0 <= label_smoothing < 1.0, f"label_smoothing={label_smoothing} must be in [0, 1)", "label_smoothing=0.1"),
+        (isinstance(beam, int) and beam >= 1, f"task.beam={beam} must be an integer >= 1 (1: greedy)", "task.beam=4"),
+        (math.isfinite(length_penalty), f"task.length_penalty={length_penalty} must be finite",
+         "task.length_penalty=1.0"),
+        (max_len_a >= 0, f"task.max_len_a={max_len_a} must be >= 0", "task.max_len_a=0"),
+        (isinstance(max_len_b, int) and max_len_b >= 0, f"task.max_len_b={max_len_b} must be an integer >= 0",
+         "task.max_len_b=200"),
+    ]
+    for ok, message, example in checks:
+        if not ok:
+            raise ValueError(f"{message}; e.g. {example}")

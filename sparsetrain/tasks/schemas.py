@@ -21,6 +21,11 @@ class DistillConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "auto"  # auto (the data's task: sequence_classification for glue, masked_lm for text, else image_classification) | image_classification | sequence_classification | masked_lm | causal_lm
+    name: str = "auto"  # auto (the data's task: sequence_classification for glue, masked_lm for text, else image_classification) | image_classification | sequence_classification | masked_lm | causal_lm | translation (model.head=seq2seq_lm)
     distill: DistillConfig = field(default_factory=DistillConfig)  # knowledge distillation (off without a teacher)
-    metric: Optional[str] = None  # the "best" metric; default the data's (GLUE: its headline) | top1 | accuracy (pearson for regression) | loss (mlm) | perplexity (causal_lm)
+    metric: Optional[str] = None  # the "best" metric; default the data's (GLUE: its headline) | top1 | accuracy (pearson for regression) | loss (mlm) | perplexity (causal_lm) | bleu (translation)
+    beam: int = 4  # translation: beam size of the BLEU translations (1: greedy)
+    length_penalty: float = 1.0  # translation: beam scores divided by length ** length_penalty (fairseq's lenpen)
+    max_len_a: float = 0.0  # translation: at most max_len_a * source length + max_len_b generated tokens (fairseq's)
+    max_len_b: int = 200  # translation: see max_len_a
+    bleu_lowercase: bool = False  # translation: case-insensitive BLEU (sacrebleu -lc, as GaP's WMT14 scores)

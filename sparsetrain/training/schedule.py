@@ -9,9 +9,10 @@ from typing import Any
 def lr_factor(cfg: Any, step: int, total_steps: int, steps_per_epoch: int) -> float:
     """Multiplier of the base learning rate for optimizer step ``step`` (0-based) of ``total_steps``.
 
-    ``cfg`` is the ``schedule`` config: a linear warm-up over ``warmup_epochs`` (from 1/warmup_steps to 1),
-    then ``constant``, ``cosine`` or ``linear`` decay to ``final_lr_fraction`` at the last step, or
-    ``multistep`` (times ``gamma`` at each epoch in ``milestones``), or ``cyclic_linear`` (see ``cyclic_linear``).
+    ``cfg`` is the ``schedule`` config: a linear warm-up over ``warmup_epochs`` or ``warmup_steps`` (from
+    1/warmup_steps to 1), then ``constant``, ``cosine`` or ``linear`` decay to ``final_lr_fraction`` at the last step,
+    or ``multistep`` (times ``gamma`` at each epoch in ``milestones``), or ``cyclic_linear`` (see ``cyclic_linear``),
+    or ``inverse_sqrt`` (fairseq's: ``sqrt(warmup_steps / step)`` after the warm-up, 1 at its end).
     With ``step_at=epoch`` the rate changes only at epoch starts, as a scheduler stepped at every epoch end (AC/DC's
     code): epoch e of the warm-up runs at (e + 1) / warmup_epochs, a milestone takes effect from the epoch after
     it, and the decays take their value at the epoch's first step.
@@ -23,9 +24,11 @@ def lr_factor(cfg: Any, step: int, total_steps: int, steps_per_epoch: int) -> fl
         if cfg.name == "multistep":
             return cfg.gamma ** sum(epoch > m for m in cfg.milestones)
         step = epoch * steps_per_epoch
-    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+    warmup_steps = warmup_length(cfg, steps_per_epoch)
     if step < warmup_steps:
         return (step + 1) / warmup_steps
+    if cfg.name == "inverse_sqrt":
+        return math.sqrt(warmup_steps / step)
     if cfg.name == "multistep":
         passed = sum(step >= round(m * steps_per_epoch) for m in cfg.milestones)
         return cfg.gamma**passed
@@ -42,6 +45,11 @@ def lr_factor(cfg: Any, step: int, total_steps: int, steps_per_epoch: int) -> fl
     if cfg.name == "linear":
         return 1.0 - (1.0 - low) * progress
     raise ValueError(f"schedule.name={cfg.name!r} is not a schedule")
+
+
+def warmup_length(cfg: Any, steps_per_epoch: int) -> int:
+    """The warm-up in steps: ``warmup_steps``, or ``warmup_epochs`` of ``steps_per_epoch`` steps."""
+    return getattr(cfg, "warmup_steps", 0) or round(cfg.warmup_epochs * steps_per_epoch)
 
 
 def cyclic_linear(step: int, warmup_steps: int, start: int, cycle: int, low: float) -> float:

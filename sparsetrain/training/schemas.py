@@ -53,8 +53,9 @@ class BertAdamConfig(AdamConfig):
 class ScheduleConfig:
     """Learning-rate factor as a function of the step; see ``train/schedule.py``."""
 
-    name: str = MISSING  # constant | cosine | linear | multistep (set by the schedule= option)
+    name: str = MISSING  # constant | cosine | linear | multistep | cyclic_linear | inverse_sqrt (set by the schedule= option)
     warmup_epochs: float = 0.0  # linear warm-up from 0 over these epochs (any schedule)
+    warmup_steps: int = 0  # ... or over these optimizer steps (instead of warmup_epochs; inverse_sqrt's unit)
     step_at: str = "step"  # step (the rate changes every step) | epoch (at epoch starts: a scheduler stepped at epoch ends, AC/DC's)
     milestones: list[float] = field(default_factory=list)  # multistep: epochs at which the rate is multiplied by gamma
     gamma: float = 0.1  # multistep: the factor at each milestone
@@ -77,5 +78,5 @@ class EarlyStopConfig:
     min_delta: float = 0.0  # a smaller change of the headline metric is no improvement
 
 
-SCHEDULES = ("constant", "cosine", "linear", "multistep", "cyclic_linear")
+SCHEDULES = ("constant", "cosine", "linear", "multistep", "cyclic_linear", "inverse_sqrt")
 LENGTH_BOUND_SCHEDULES = ("cosine", "linear")  # the rate at a step depends on the run's total length

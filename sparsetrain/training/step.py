@@ -42,7 +42,7 @@ def choose_path(setting: str, device: torch.device, dist: Distributed, compiled:
     if setting == "off":
         return "eager", "step_graph=off"
     blocker = ("torchrun (DDP)" if dist.enabled else "compile=true" if compiled else
-               "batches of varying shapes (dataset.padding=dynamic)" if not static_shapes else
+               "batches of varying shapes (dataset.padding=dynamic, dataset.batch_tokens)" if not static_shapes else
                f"{type(optimizer).__name__} (no fused implementation)" if not has_fused(optimizer) else None)
     if blocker is not None:
         if setting == "on":
