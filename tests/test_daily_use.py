@@ -192,6 +192,12 @@ def test_best_checkpoint_is_the_best_evaluation_and_kept_checkpoints_match(val_s
     best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
     assert (best["split"], best["metric"], best["value"], best["step"]) == (split, "top1", top, first_top["step"])
     assert summary["best_checkpoint"]["step"] == first_top["step"]
+    if split == "val":  # the test split as the best checkpoint scores it: the test evaluation of that step
+        test_then = next(e for e in _events(tmp_path) if e["event"] == "eval" and e["split"] == "test"
+                         and e["step"] == first_top["step"])
+        assert summary["best_checkpoint"]["test"]["top1"] == test_then["top1"]
+    else:
+        assert "test" not in summary["best_checkpoint"]
     assert set(best["masks"]) == set(summary["masks"]["layers"])
     kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*.pt"))
     assert kept == [f"step_{s:07d}.pt" for s in range(4, summary["steps"], 4)]  # the end is last.pt

@@ -317,6 +317,9 @@ class Trainer:
             evaluated[split] = scores
             if split == selection:
                 self._keep_if_best(split, scores, stamp)
+        best = result["best_checkpoint"]
+        if selection == "val" and "test" in evaluated and best is not None and best["step"] == self.pos.step:
+            best["test"] = evaluated["test"]  # the test split scored by the best checkpoint (chosen on val)
         log.info("round %d epoch %d step %d: %s", self.pos.round, self.pos.epoch, self.pos.step, ", ".join(described))
         self._watch(selection, evaluated[selection])
         if final or self.stopped_early is not None:
