@@ -224,6 +224,22 @@ def test_the_data_declares_translation_and_its_vocabulary(data):
     assert set(data.example) == {"input_ids", "attention_mask", "labels"} and data.example["input_ids"].shape[0] == 1
 
 
+def test_the_example_that_flops_are_counted_on_is_a_pair_of_typical_length(data):
+    """Per-step FLOPs are the example's times the mean pairs per batch: the example is the training pair nearest
+    the mean source and target lengths (not the first pair), and it is a real pair of the training set."""
+    train = data.train
+    sources = [train.source.tokens[a:a + n].tolist() for a, n in zip(train.source.starts, train.source.lengths)]
+    targets = [train.target.tokens[a:a + n].tolist() for a, n in zip(train.target.starts, train.target.lengths)]
+    mean_source = sum(map(len, sources)) / len(sources)
+    mean_target = sum(map(len, targets)) / len(targets)
+    example_source = data.example["input_ids"][0].tolist()
+    example_target = data.example["labels"][0].tolist()
+    assert (example_source, example_target) in list(zip(sources, targets))
+    nearest = min(abs(len(s) - mean_source) + abs(len(t) - mean_target) for s, t in zip(sources, targets))
+    assert abs(len(example_source) - mean_source) + abs(len(example_target) - mean_target) == pytest.approx(nearest)
+    assert nearest < abs(len(sources[0]) - mean_source) + abs(len(targets[0]) - mean_target)  # not the first pair
+
+
 # ---- the hub layout, from a local directory ------------------------------------------------------------------------
 
 def test_a_hub_dataset_with_translation_records_is_read(corpus, tmp_path, monkeypatch, data):

@@ -113,8 +113,8 @@ def build_translation(cfg: Any, *, batch_size: int, eval_batch_size: int, device
         tokens[split]["source"], tokens[split]["target"], special, batch_size=eval_batch_size, device=device,
         tokenizer=tokenizer, sources=splits[split].source, references=splits[split].target)
         for split in ("valid", "test")}
-    example = next(iter(TranslationEvalBatches(train["source"], train["target"], special, batch_size=1,
-                                               device=torch.device("cpu"), tokenizer=tokenizer)))
+    example = _batch(train["source"], train["target"], typical_pair(train["source"], train["target"]), special,
+                     torch.device("cpu"))
     return Data(
         train=train_batches,
         val=evaluation["valid"],
@@ -183,6 +183,15 @@ def _token_index(starts: torch.Tensor, lengths: torch.Tensor, width: int) -> tor
     """(rows, width) positions into the concatenated tokens of each sentence, -1 after its end."""
     columns = torch.arange(width)
     return torch.where(columns < lengths[:, None], starts[:, None] + columns, -1)
+
+
+def typical_pair(source: Sentences, target: Sentences) -> torch.Tensor:
+    """The position (a 1-element index) of the training pair whose source and target lengths are nearest the means:
+    the data's one-pair example, whose forward FLOPs times the mean pairs per batch count a step's (per-example
+    FLOPs grow with the lengths, so the first pair would scale every reported total by its own length)."""
+    distance = (source.lengths - source.lengths.double().mean()).abs() + \
+        (target.lengths - target.lengths.double().mean()).abs()
+    return distance.argmin().reshape(1)
 
 
 def _batch(source: Sentences, target: Sentences, index: torch.Tensor, special: Special,
