@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 import sparsetrain
@@ -19,36 +18,14 @@ from sparsetrain.data.build import build_data
 from sparsetrain.data.mlm_masking import IGNORE
 from sparsetrain.errors import ConfigError
 from sparsetrain.tasks.causal_lm import CausalLM
-from text_fixtures import SPECIAL, WORDS, write_corpus
-
-EOS = "[EOS]"
+from text_fixtures import SPECIAL, WORDS, causal_text_config, write_decoder_corpus
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """A WordPiece tokenizer with an eos token, train (300 lines) / test (60 lines) corpora, and a tiny Llama
     (hidden 32, 2 layers, the tokenizer's vocabulary) saved as a model directory."""
-    from transformers import BertTokenizer, LlamaConfig, LlamaForCausalLM
-
-    root = tmp_path_factory.mktemp("causal")
-    vocab = SPECIAL + WORDS + [EOS]
-    tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(vocab)}, eos_token=EOS)
-    tokenizer.save_pretrained(str(root / "tokenizer"))
-    write_corpus(root / "train.txt", 300, seed=0)
-    write_corpus(root / "test.txt", 60, seed=1)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
-                         tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(str(root / "llama"))
-    return root
-
-
-def _data_config(corpus: Path, **changes):
-    values = dict(name="text", train_file=str(corpus / "train.txt"), test_file=str(corpus / "test.txt"),
-                  tokenizer=str(corpus / "tokenizer"), max_seq_length=16, mlm_probability=0.15, cache_dir=None,
-                  val_size=0, objective="causal_lm")
-    return OmegaConf.create({**values, **changes})
+    return write_decoder_corpus(tmp_path_factory.mktemp("causal"))
 
 
 def _build(cfg, batch_size: int = 8, eval_batch_size: int = 16):
@@ -79,7 +56,7 @@ def test_blocks_are_the_documents_tokens_in_order_without_framing(corpus, tmp_pa
         directory = tmp_path / "no_eos"
         BertTokenizer(vocab={token: index for index, token in enumerate(SPECIAL + WORDS)}).save_pretrained(directory)
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    data = _build(_data_config(corpus, tokenizer=str(directory)))
+    data = _build(causal_text_config(corpus, tokenizer=str(directory)))
     assert data.task == "causal_lm" and data.in_shape == (16,)
     test = data.test.tensors
     ids, mask, labels = test["input_ids"], test["attention_mask"], test["labels"]
@@ -103,7 +80,7 @@ def test_perplexity_is_exp_of_the_token_weighted_mean_nll_of_the_test_split(corp
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(corpus / "llama"))
-    data = _build(_data_config(corpus), eval_batch_size=5)  # uneven batches: a mean of batch means would differ
+    data = _build(causal_text_config(corpus), eval_batch_size=5)  # uneven batches: a mean of batch means would differ
     scores = CausalLM().evaluate(model, data.test, contextlib.nullcontext)
     test = data.test.tensors
     nll, count = 0.0, 0

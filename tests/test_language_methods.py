@@ -92,7 +92,7 @@ def test_a_reinitialising_control_draws_a_random_init_of_the_pretrained_architec
     from sparsetrain.runner.models import fresh_weights
 
     model_cfg = OmegaConf.create({"name": "hf", "source": "hf", "name_or_path": str(tiny_bert)})
-    data = SimpleNamespace(in_shape=(16,), num_classes=2)
+    data = SimpleNamespace(in_shape=(16,), num_classes=2, train=SimpleNamespace())  # training batches without ids
     fresh, again, other = (fresh_weights(model_cfg, data, "sequence_classification", seed) for seed in (1, 1, 2))
     theta0 = pretrained(tiny_bert)
     for name in DEFAULT_MATRICES:

@@ -19,9 +19,7 @@ from sparsetrain.errors import ConfigError
 from sparsetrain.sparsity.calibration import InputStats, calibrate_in_sequence, input_columns
 from sparsetrain.sparsity.obs import sparsegpt_prune
 from sparsetrain.sparsity.patterns import matrix
-from text_fixtures import SPECIAL, WORDS, write_corpus
-
-EOS = "[EOS]"
+from text_fixtures import causal_text_config, write_decoder_corpus
 PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
                "mlp.up_proj", "mlp.down_proj")
 
@@ -108,19 +106,7 @@ def test_a_convolutions_input_columns_are_in_the_weight_matrixs_order():
 @pytest.fixture(scope="module")
 def decoder(tmp_path_factory) -> Path:
     """A tiny Llama (2 blocks) trained 40 steps on the text fixtures' corpus: a run directory to prune."""
-    from transformers import BertTokenizer, LlamaConfig, LlamaForCausalLM
-
-    root = tmp_path_factory.mktemp("oneshot")
-    vocab = SPECIAL + WORDS + [EOS]
-    BertTokenizer(vocab={token: index for index, token in enumerate(vocab)}, eos_token=EOS).save_pretrained(
-        str(root / "tokenizer"))
-    write_corpus(root / "train.txt", 300, seed=0)
-    write_corpus(root / "test.txt", 60, seed=1)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
-                         tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(str(root / "llama"))
+    root = write_decoder_corpus(tmp_path_factory.mktemp("oneshot"))
     sparsetrain.train(_overrides(root, root / "dense", "method=dense", "steps=40"))
     return root
 
@@ -149,14 +135,9 @@ def _model(decoder: Path, weights: dict | None = None):
 def _calibration_batch(decoder: Path) -> dict[str, torch.Tensor]:
     """The 24 calibration blocks (input ids and attention mask): the first training samples of epoch 0, as the run
     draws them."""
-    from omegaconf import OmegaConf
-
     from sparsetrain.data.build import build_data
 
-    cfg = OmegaConf.create(dict(name="text", train_file=str(decoder / "train.txt"), test_file=str(decoder / "test.txt"),
-                                tokenizer=str(decoder / "tokenizer"), max_seq_length=16, mlm_probability=0.15,
-                                cache_dir=None, val_size=0, objective="causal_lm"))
-    data = build_data(cfg, batch_size=8, eval_batch_size=64, device=torch.device("cpu"), seed=0)
+    data = build_data(causal_text_config(decoder), batch_size=8, eval_batch_size=64, device=torch.device("cpu"), seed=0)
     batches = [batch for _, batch in zip(range(3), data.train.epoch(0))]
     return {key: torch.cat([batch[key] for batch in batches]) for key in ("input_ids", "attention_mask")}
 

@@ -14,7 +14,6 @@ Paper: https://arxiv.org/abs/2301.00774; the authors' code: https://github.com/I
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from typing import Any
@@ -100,7 +99,7 @@ class SparseGPT(MaskedMethod):
     def calibration_batches(self) -> list:
         """The first ``n_samples`` training samples in the order of epoch 0 (the last batch cut to fit)."""
         batches, taken, wanted = [], 0, self.cfg.n_samples
-        for batch in itertools.islice(self.ctx.train_batches.epoch(0), self.ctx.steps_per_epoch):
+        for batch in self.ctx.train_batches.epoch(0):
             rows = min(batch_rows(batch), wanted - taken)
             batches.append(batch_slice(batch, slice(0, rows)))
             taken += rows

@@ -23,7 +23,7 @@ def build_model(model_cfg: DictConfig, data: Data, task: str, pretrained: bool =
     """The configured model for the data's inputs and classes (and a tokenizer's special ids, where the data has
     them) and the task's head; ConfigError for a bad config."""
     return user_error(build_configured_model, OmegaConf.to_container(model_cfg, resolve=True), data.in_shape,
-                      data.num_classes, task, pretrained, getattr(getattr(data, "train", None), "special_ids", None))
+                      data.num_classes, task, pretrained, getattr(data.train, "special_ids", None))
 
 
 def fresh_weights(model_cfg: DictConfig, data: Data, task: str, seed: int) -> dict:
